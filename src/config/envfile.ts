@@ -1,0 +1,96 @@
+// A .env reader that gives a file the meaning python-dotenv gives it, because the .env files
+// we must keep working were written for FTP_IPI.py. The `dotenv` package differs where it
+// hurts: it cuts `SFTP_PASS=abc#123` to `abc` and does not expand `${VAR}`. python-dotenv's
+// rules, which this follows:
+//   KEY=value            unquoted: trailing whitespace dropped; ` #...` (space before #) is a comment
+//   KEY='value'          literal; \' and \\ are the only escapes; may span lines; no ${} expansion
+//   KEY="value"          escapes \n \t \r \" \\ ...; may span lines; ${VAR} expanded
+//   export KEY=value     `export ` is ignored
+//   ${VAR} ${VAR:-dflt}  expanded from the process environment first, then earlier keys
+
+export class EnvFileError extends Error {}
+
+type Quote = 'none' | 'single' | 'double';
+
+const DOUBLE_ESCAPES: Record<string, string> = {
+  n: '\n', t: '\t', r: '\r', '"': '"', '\\': '\\', "'": "'", a: '\x07', b: '\b', f: '\f', v: '\v',
+};
+
+export function parseEnvFile(content: string, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const src = content.replace(/^\uFEFF/, '').replace(/\r\n?/g, '\n');
+  const out: Record<string, string> = {};
+  let i = 0;
+  let line = 1;
+  const fail = (why: string): never => {
+    throw new EnvFileError(`line ${line}: ${why}`);
+  };
+
+  while (i < src.length) {
+    // Skip blank lines and comment lines.
+    const rest = src.slice(i);
+    const blank = /^[ \t]*(#[^\n]*)?(\n|$)/.exec(rest);
+    if (blank && blank[0].length > 0) {
+      i += blank[0].length;
+      line += blank[2] === '\n' ? 1 : 0;
+      continue;
+    }
+    const head = /^[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_.-]*)[ \t]*(=?)[ \t]*/.exec(rest);
+    if (!head) fail(`cannot read "${rest.split('\n')[0]}" (expected KEY=value)`);
+    const key = head![1]!;
+    i += head![0].length;
+    if (head![2] !== '=') {
+      // python-dotenv reads a bare `KEY` as "no value": we leave it unset.
+      const eol = src.indexOf('\n', i);
+      i = eol === -1 ? src.length : eol + 1;
+      line++;
+      continue;
+    }
+
+    let value: string;
+    let quote: Quote = 'none';
+    const q = src[i];
+    if (q === "'" || q === '"') {
+      quote = q === "'" ? 'single' : 'double';
+      let j = i + 1;
+      let buf = '';
+      for (;;) {
+        if (j >= src.length) fail(`${key}: the ${quote}-quoted value is not closed`);
+        const c = src[j]!;
+        if (c === '\\' && j + 1 < src.length) {
+          const n = src[j + 1]!;
+          if (quote === 'single') buf += n === "'" || n === '\\' ? n : `\\${n}`;
+          else buf += DOUBLE_ESCAPES[n] ?? `\\${n}`;
+          j += 2;
+          continue;
+        }
+        if (c === q) break;
+        if (c === '\n') line++;
+        buf += c;
+        j++;
+      }
+      value = buf;
+      i = j + 1;
+      // After a quoted value only whitespace and a comment may follow.
+      const tail = /^[ \t]*(#[^\n]*)?(\n|$)/.exec(src.slice(i));
+      if (!tail) fail(`${key}: unexpected text after the closing quote`);
+      i += tail![0].length;
+    } else {
+      const eol = src.indexOf('\n', i);
+      const raw = src.slice(i, eol === -1 ? src.length : eol);
+      i = eol === -1 ? src.length : eol + 1;
+      const comment = /[ \t]#/.exec(raw);
+      value = (comment ? raw.slice(0, comment.index) : raw).trimEnd();
+    }
+    line++;
+    out[key] = quote === 'single' ? value : expand(value, env, out);
+  }
+  return out;
+}
+
+/** POSIX `${VAR}` and `${VAR:-default}` only, as python-dotenv: a bare `$` (common in passwords) stays. */
+function expand(value: string, env: NodeJS.ProcessEnv, earlier: Record<string, string>): string {
+  return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, dflt?: string) => {
+    const v = env[name] ?? earlier[name];
+    return v !== undefined ? v : dflt ?? '';
+  });
+}

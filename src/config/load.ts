@@ -1,0 +1,115 @@
+// The edge: .env file, then the process environment, then flags (later wins), validated
+// once into a typed Settings object. Nothing connects or writes before this succeeds.
+import fs from 'node:fs';
+import path from 'node:path';
+import { ConfigError } from '../errors.js';
+import { EnvFileError, parseEnvFile } from './envfile.js';
+import { ValueError } from './parse.js';
+import { SETTINGS, SETTING_NAMES, type SettingName, type Settings, flagOf } from './settings.js';
+
+export interface LoadOptions {
+  /** Path given with --env-file; default ./.env, which may be absent. */
+  envFile?: string;
+  /** Values from command-line flags, by setting name. */
+  flags?: Partial<Record<SettingName, string>>;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Skip the check for settings needed to connect (init, status without a server). */
+  serverOptional?: boolean;
+}
+
+export interface Config extends Settings {
+  /** The .env file read, or null when there was none. */
+  readonly envFile: string | null;
+  /** Folder relative paths were resolved against. */
+  readonly baseDir: string;
+  /** Secret values actually set, so the logger can scrub them from every line. */
+  readonly secrets: readonly string[];
+  /** Settings whose values came from somewhere other than their default. */
+  readonly explicit: ReadonlySet<SettingName>;
+}
+
+export function loadConfig(opts: LoadOptions = {}): Config {
+  const cwd = opts.cwd ?? process.cwd();
+  const env = opts.env ?? process.env;
+  const { file: envFile, values: fileValues } = readEnvFile(opts.envFile, cwd, env);
+  const baseDir = envFile ? path.dirname(envFile) : cwd;
+
+  const raw: Partial<Record<SettingName, string>> = {};
+  for (const name of SETTING_NAMES) {
+    const key = SETTINGS[name].env;
+    // An empty value means "not set" wherever it comes from, as `SFTP_PASS=` does in the seed's template.
+    const v = given(opts.flags?.[name]) ?? given(env[key]) ?? given(fileValues[key]);
+    if (v !== undefined) raw[name] = v;
+  }
+  return buildConfig(raw, { envFile, baseDir, serverOptional: opts.serverOptional ?? false, env });
+}
+
+/** Validate raw strings by setting name into a Config. Also used by the demo, which has no .env. */
+export function buildConfig(
+  raw: Partial<Record<SettingName, string>>,
+  ctx: { envFile: string | null; baseDir: string; serverOptional?: boolean; env?: NodeJS.ProcessEnv },
+): Config {
+  const values: Record<string, unknown> = {};
+  const secrets: string[] = [];
+  const explicit = new Set<SettingName>();
+  for (const name of SETTING_NAMES) {
+    const spec = SETTINGS[name];
+    const given = raw[name];
+    const input = given ?? ('default' in spec ? spec.default : undefined);
+    if (given !== undefined) explicit.add(name);
+    if (input === undefined) {
+      if ('required' in spec && !ctx.serverOptional) {
+        throw new ConfigError(`${spec.env} is not set: ${spec.help} Example: ${spec.env}=${spec.example}`);
+      }
+      values[name] = undefined;
+      continue;
+    }
+    try {
+      values[name] = spec.parse(input, { baseDir: ctx.baseDir });
+    } catch (err) {
+      if (!(err instanceof ValueError)) throw err;
+      // Never echo a secret back, even a malformed one.
+      const why = 'secret' in spec ? 'is not valid' : err.message;
+      throw new ConfigError(`${spec.env} (--${flagOf(name)}): ${why}. Example: ${spec.env}=${spec.example}`);
+    }
+    if ('secret' in spec && input !== '') secrets.push(input);
+  }
+
+  const settings = values as unknown as Settings;
+  const agent = settings.agent ?? (ctx.env ?? process.env).SSH_AUTH_SOCK;
+  if (!ctx.serverOptional && settings.password === undefined && settings.keyFile === undefined && !agent) {
+    throw new ConfigError('no way to log in: set SFTP_PASS, or SFTP_KEY (a private key file), or run an SSH agent (SSH_AUTH_SOCK). Example: SFTP_KEY=~/.ssh/id_ed25519');
+  }
+  if (settings.keyPassphrase !== undefined && settings.keyFile === undefined) {
+    throw new ConfigError('SFTP_KEY_PASSPHRASE is set but SFTP_KEY is not: the passphrase belongs to a key file. Example: SFTP_KEY=~/.ssh/id_ed25519');
+  }
+  if (settings.rekeyBytes !== 0 && settings.rekeyBytes < 1024 * 1024) {
+    throw new ConfigError(`REKEY_BYTES: ${settings.rekeyBytes} bytes is too small to be useful (at least 1MiB, or 0 to leave rekeying to the server). Example: REKEY_BYTES=512MiB`);
+  }
+  return { ...settings, agent, envFile: ctx.envFile, baseDir: ctx.baseDir, secrets, explicit };
+}
+
+function given(v: string | undefined): string | undefined {
+  return v === undefined || v.trim() === '' ? undefined : v;
+}
+
+function readEnvFile(given: string | undefined, cwd: string, env: NodeJS.ProcessEnv): { file: string | null; values: Record<string, string> } {
+  const file = path.resolve(cwd, given ?? '.env');
+  let content: string;
+  try {
+    content = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // A missing default .env is normal (settings may come from the environment); a missing named one is not.
+    if (code === 'ENOENT' && given === undefined) return { file: null, values: {} };
+    if (code === 'ENOENT') throw new ConfigError(`--env-file ${given}: no such file`);
+    throw new ConfigError(`--env-file ${file}: cannot read it (${code ?? String(err)})`);
+  }
+  try {
+    return { file, values: parseEnvFile(content, env) };
+  } catch (err) {
+    if (err instanceof EnvFileError) throw new ConfigError(`${file}: ${err.message}`);
+    throw err;
+  }
+}

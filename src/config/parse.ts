@@ -1,0 +1,67 @@
+// Parsers for the value kinds a setting can have. Each returns the typed value or throws
+// ValueError with a short reason; the caller adds the key name and an example.
+
+export class ValueError extends Error {}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "15" (seconds), "500ms", "1.5s", "5m", "2h" -> milliseconds. */
+export function parseDuration(raw: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/i.exec(raw);
+  if (!m) throw new ValueError(`'${raw}' is not a duration (a number of seconds, or with a unit: 500ms, 15s, 5m, 2h)`);
+  const unit = (m[2] ?? 's').toLowerCase();
+  return Math.round(Number(m[1]) * DURATION_UNITS[unit]!);
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  b: 1,
+  k: 1024, kib: 1024, kb: 1000,
+  m: 1024 ** 2, mib: 1024 ** 2, mb: 1000 ** 2,
+  g: 1024 ** 3, gib: 1024 ** 3, gb: 1000 ** 3,
+  t: 1024 ** 4, tib: 1024 ** 4, tb: 1000 ** 4,
+};
+
+/** "2097152", "2MiB", "2M" (binary, as OpenSSH reads it), "2MB" (decimal) -> bytes. */
+export function parseSize(raw: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(raw);
+  const unit = m?.[2]?.toLowerCase() || 'b';
+  if (!m || !(unit in SIZE_UNITS)) throw new ValueError(`'${raw}' is not a size (bytes, or with a unit: 512KiB, 2MiB, 1GiB)`);
+  return Math.round(Number(m[1]) * SIZE_UNITS[unit]!);
+}
+
+export function parseInteger(raw: string, min: number, max: number): number {
+  if (!/^\s*-?\d+\s*$/.test(raw)) throw new ValueError(`'${raw}' is not a whole number`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ValueError(`${n} is out of range (${min} to ${max})`);
+  return n;
+}
+
+/** "5,10,30" -> ["5","10","30"]; empty items are an error, not silently dropped. */
+export function parseList(raw: string): string[] {
+  const items = raw.split(',').map((s) => s.trim());
+  if (items.some((s) => s === '')) throw new ValueError(`'${raw}' has an empty item (write items separated by commas: 5,10,30)`);
+  return items;
+}
+
+export function parseBoolean(raw: string): boolean {
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  throw new ValueError(`'${raw}' is not yes/no (true, false, 1, 0, yes, no)`);
+}
+
+export function parseChoice<T extends string>(raw: string, choices: readonly T[]): T {
+  const v = raw.trim().toLowerCase();
+  const hit = choices.find((c) => c === v);
+  if (!hit) throw new ValueError(`'${raw}' is not one of ${choices.join(', ')}`);
+  return hit;
+}
+
+/** SHA256:<43 base64 chars>, as `ssh-keygen -lf` prints it. Several may be given, comma-separated. */
+export function parseFingerprints(raw: string): string[] {
+  return parseList(raw).map((fp) => {
+    const m = /^SHA256:([A-Za-z0-9+/]{43})=?$/.exec(fp);
+    if (!m) throw new ValueError(`'${fp}' is not a SHA256 host key fingerprint (as printed by ssh-keygen -lf, e.g. SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s)`);
+    return `SHA256:${m[1]}`;
+  });
+}

@@ -1,0 +1,138 @@
+// The one place that decides what a failure means: worth a retry (transient) or not
+// (permanent), and which exit code it ends the run with. Nobody else guesses.
+
+export const EXIT = {
+  ok: 0,
+  failed: 1,
+  usage: 2,
+  locked: 3,
+  auth: 4,
+  interrupted: 130,
+} as const;
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+export type Kind = 'transient' | 'permanent';
+
+/** An error a person can act on: what was attempted, with what, and what came back. */
+export class IpiError extends Error {
+  constructor(
+    message: string,
+    readonly kind: Kind,
+    readonly exitCode: ExitCode,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+export class ConfigError extends IpiError {
+  constructor(message: string) {
+    super(message, 'permanent', EXIT.usage);
+  }
+}
+
+export class LockHeldError extends IpiError {
+  constructor(message: string) {
+    super(message, 'permanent', EXIT.locked);
+  }
+}
+
+/** Authentication refused, or a host key we must not trust. Retrying would only hammer the server. */
+export class AccessDeniedError extends IpiError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'permanent', EXIT.auth, options);
+  }
+}
+
+/** Retrying cannot help this run: a missing remote folder, no permission, a full local disk. */
+export class PermanentError extends IpiError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'permanent', EXIT.failed, options);
+  }
+}
+
+/** The link or the server failed in a way a later attempt can get past. */
+export class TransientError extends IpiError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'transient', EXIT.failed, options);
+  }
+}
+
+export class InterruptedError extends IpiError {
+  constructor(signal: string) {
+    super(`stopped by ${signal}; the partial download is kept and the next run resumes it`, 'permanent', EXIT.interrupted);
+  }
+}
+
+// SFTP status codes (draft-ietf-secsh-filexfer-02), as ssh2 puts them on `err.code`.
+const SFTP_NO_SUCH_FILE = 2;
+const SFTP_PERMISSION_DENIED = 3;
+const SFTP_NO_CONNECTION = 6;
+const SFTP_CONNECTION_LOST = 7;
+
+const TRANSIENT_NET_CODES = new Set([
+  'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH',
+  'ENETDOWN', 'EHOSTDOWN', 'EAI_AGAIN', 'ENOTCONN', 'ESHUTDOWN', 'ERR_STREAM_DESTROYED', 'ERR_SOCKET_CLOSED',
+]);
+
+const LOCAL_PERMANENT_CODES: Record<string, string> = {
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'read-only filesystem',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENOTDIR: 'not a folder',
+  EISDIR: 'is a folder',
+  ENAMETOOLONG: 'name too long',
+};
+
+interface RawError {
+  message?: string;
+  code?: unknown;
+  level?: unknown;
+  syscall?: unknown;
+  path?: unknown;
+}
+
+/**
+ * Turn anything thrown into an IpiError. `doing` says what was attempted ("downloading
+ * IPI_20240101.dat") so the message stands on its own in a cron mail.
+ */
+export function classify(err: unknown, doing: string): IpiError {
+  if (err instanceof IpiError) return err;
+  const e = (err ?? {}) as RawError;
+  const msg = typeof e.message === 'string' ? e.message : String(err);
+  const code = e.code;
+
+  // ssh2 tags connection-level errors with `level`.
+  if (e.level === 'client-authentication') {
+    return new AccessDeniedError(`${doing}: the server refused the login (${msg}); check SFTP_USER and SFTP_PASS / SFTP_KEY`, { cause: err });
+  }
+  if (e.level === 'client-timeout') return new TransientError(`${doing}: timed out (${msg})`, { cause: err });
+  if (e.level === 'client-socket' || e.level === 'protocol') return new TransientError(`${doing}: connection failed (${msg})`, { cause: err });
+
+  if (typeof code === 'number') {
+    if (code === SFTP_NO_SUCH_FILE) return new PermanentError(`${doing}: no such file or folder on the server (${msg})`, { cause: err });
+    if (code === SFTP_PERMISSION_DENIED) return new PermanentError(`${doing}: the server denied permission (${msg})`, { cause: err });
+    if (code === SFTP_NO_CONNECTION || code === SFTP_CONNECTION_LOST) return new TransientError(`${doing}: connection lost (${msg})`, { cause: err });
+    // Other SFTP failures (generic FAILURE, EOF at an unexpected point) may pass on a new session.
+    return new TransientError(`${doing}: the server answered "${msg}"`, { cause: err });
+  }
+
+  if (typeof code === 'string') {
+    if (TRANSIENT_NET_CODES.has(code)) return new TransientError(`${doing}: ${msg}`, { cause: err });
+    const local = LOCAL_PERMANENT_CODES[code];
+    if (local) {
+      const where = typeof e.path === 'string' ? ` (${e.path})` : '';
+      return new PermanentError(`${doing}: ${local}${where}`, { cause: err });
+    }
+    if (code === 'ENOENT') return new PermanentError(`${doing}: ${msg}`, { cause: err });
+  }
+
+  // ssh2 reports a closed channel or a dead keepalive with plain messages.
+  if (/no response from server|keepalive timeout|not connected|channel (?:closed|open failure)|connection (?:lost|closed)|socket (?:closed|ended|hang up)|ended|timed out/i.test(msg)) {
+    return new TransientError(`${doing}: ${msg}`, { cause: err });
+  }
+  return new PermanentError(`${doing}: ${msg}`, { cause: err });
+}

@@ -1,0 +1,62 @@
+// A JSON-lines record of every delivered file, beside the marker: what arrived, how big,
+// its SHA-256, and what the transfer cost. Appended (and fsynced) before the marker moves.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+
+export interface Delivery {
+  name: string;
+  size: number;
+  sha256: string;
+  remoteMtime: string;
+  deliveredAt: string;
+  durationMs: number;
+  bytesTransferred: number;
+  resumedFrom: number;
+  publishedTo: string;
+}
+
+export function historyFileFor(markerFile: string): string {
+  const { dir, name } = path.parse(markerFile);
+  return path.join(dir, `${name}.history.jsonl`);
+}
+
+export async function appendDelivery(file: string, d: Delivery): Promise<void> {
+  const fh = await fs.open(file, 'a', 0o644);
+  try {
+    await fh.write(`${JSON.stringify(d)}\n`);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Newest deliveries first, from the file's tail only: the history grows for years. */
+export async function recentDeliveries(file: string, tailBytes = 256 * 1024): Promise<Delivery[]> {
+  let fh: fs.FileHandle;
+  try {
+    fh = await fs.open(file, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  try {
+    const { size } = await fh.stat();
+    const start = Math.max(0, size - tailBytes);
+    const buf = Buffer.alloc(size - start);
+    await fh.read(buf, 0, buf.length, start);
+    const lines = buf.toString('utf8').split('\n');
+    if (start > 0) lines.shift(); // first line may be cut
+    const out: Delivery[] = [];
+    for (const line of lines.reverse()) {
+      if (!line.trim()) continue;
+      try {
+        out.push(JSON.parse(line) as Delivery);
+      } catch {
+        /* a torn last line after a crash is skipped, not fatal */
+      }
+    }
+    return out;
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,27 @@
+// LAST_FILE_RECORD: one line, the name of the last file fully delivered to SERVER_DIR.
+// The format is FTP_IPI.py's (the bare name), so either program can read the other's marker.
+import fs from 'node:fs/promises';
+import { writeFileAtomic } from './util/atomic.js';
+
+/** The marker's name, or null when there is no marker yet (first run). */
+export async function readMarker(file: string): Promise<string | null> {
+  let content: string;
+  try {
+    content = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  return parseMarker(content);
+}
+
+/** Tolerates what editors and the seed leave: a BOM, CRLF, trailing newline or spaces. */
+export function parseMarker(content: string): string | null {
+  const first = content.replace(/^\uFEFF/, '').split(/\r?\n/)[0]?.trim() ?? '';
+  return first === '' ? null : first;
+}
+
+/** Written only after the file is in SERVER_DIR; atomic, so a crash leaves the old marker or the new. */
+export async function writeMarker(file: string, name: string): Promise<void> {
+  await writeFileAtomic(file, name);
+}

@@ -1,0 +1,224 @@
+// One run, start to end: lock, marker, connect, select, download, publish, record, marker.
+// Orchestration only; each step's rules live in its own module.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import picomatch from 'picomatch';
+import type { Config } from './config/load.js';
+import { PermanentError } from './errors.js';
+import { appendDelivery, historyFileFor, recentDeliveries } from './history.js';
+import { acquireLock, lockFileFor, type Lock } from './lock.js';
+import type { Logger } from './log.js';
+import { readMarker, writeMarker } from './marker.js';
+import { printableName } from './names.js';
+import type { Progress } from './progress.js';
+import { rate } from './progress.js';
+import { publish } from './publish.js';
+import { withRetries, type Attempt } from './retry.js';
+import { MarkerPlacementError, selectNext, type RemoteEntry } from './select.js';
+import { SftpSession, type SessionOptions } from './sftp/session.js';
+import { downloadFile } from './transfer/download.js';
+import { formatBytes } from './util/space.js';
+
+export interface PullOptions {
+  once: boolean;
+  dryRun: boolean;
+  acceptNewHostKey: boolean;
+  signal?: AbortSignal;
+}
+
+export interface DeliveredFile {
+  name: string;
+  size: number;
+  sha256: string;
+  durationMs: number;
+  bytesTransferred: number;
+  resumedFrom: number;
+  publishedTo: string;
+}
+
+export interface RunSummary {
+  delivered: DeliveredFile[];
+  /** --dry-run: what would have been pulled, in order. */
+  wouldPull: string[];
+  /** Files after the marker still on the server when the run ended. */
+  pending: string[];
+  waiting: { name: string; reason: string } | null;
+}
+
+export interface RunContext {
+  log: Logger;
+  progress: Progress;
+}
+
+export function sessionOptions(config: Config, acceptNewHostKey: boolean, log: Logger): SessionOptions {
+  return {
+    host: config.host,
+    port: config.port,
+    user: config.user,
+    password: config.password,
+    keyFile: config.keyFile,
+    keyPassphrase: config.keyPassphrase,
+    agent: config.agent,
+    pinnedHostKeys: config.hostKey,
+    knownHostsFile: config.knownHosts,
+    acceptNewHostKey,
+    connectTimeoutMs: config.connectTimeout,
+    keepaliveIntervalMs: config.keepaliveInterval,
+    keepaliveCountMax: config.keepaliveCountMax,
+    rekeyBytes: config.rekeyBytes,
+    log,
+  };
+}
+
+export function remotePathOf(dir: string, name: string): string {
+  return dir.endsWith('/') ? `${dir}${name}` : `${dir}/${name}`;
+}
+
+export async function runPull(config: Config, opts: PullOptions, ctx: RunContext): Promise<RunSummary> {
+  const summary: RunSummary = { delivered: [], wouldPull: [], pending: [], waiting: null };
+  let lock: Lock | null = null;
+  if (!opts.dryRun) {
+    await prepareFolders(config);
+    lock = await acquireLock(lockFileFor(config.markerFile), (m) => ctx.log.warn(m));
+  }
+  try {
+    const warned = new Set<string>();
+    await withRetries(async (attempt) => {
+      const session = await SftpSession.open(sessionOptions(config, opts.acceptNewHostKey, ctx.log));
+      try {
+        await drain(session, config, opts, ctx, summary, attempt, warned);
+      } finally {
+        await session.end();
+      }
+    }, { retries: config.retries, delaysMs: config.retryDelays }, ctx.log, opts.signal);
+  } finally {
+    await lock?.release();
+  }
+  return summary;
+}
+
+async function prepareFolders(config: Config): Promise<void> {
+  for (const [key, dir] of [['LOCAL_DIR', config.localDir], ['SERVER_DIR', config.serverDir], ['LAST_FILE_RECORD\'s folder', path.dirname(config.markerFile)]] as const) {
+    try {
+      await fs.mkdir(dir, { recursive: true });
+    } catch (err) {
+      throw new PermanentError(`${key} ${dir}: cannot create it (${(err as NodeJS.ErrnoException).code ?? err})`);
+    }
+  }
+}
+
+async function drain(
+  session: SftpSession, config: Config, opts: PullOptions, ctx: RunContext,
+  summary: RunSummary, attempt: Attempt, warned: Set<string>,
+): Promise<void> {
+  const matches = picomatch(config.pattern, { dot: true });
+  const historyFile = historyFileFor(config.markerFile);
+  // A listing gives the queue; after draining it we list once more for files that arrived meanwhile.
+  for (;;) {
+    const marker = await readMarker(config.markerFile);
+    const listedAt = Date.now();
+    const entries = await session.list(config.remoteDir);
+    const markerMtimeMs = config.orderBy === 'mtime' && marker !== null ? await markerMtime(historyFile, marker) : undefined;
+    let selection;
+    try {
+      selection = selectNext(entries, marker, { matches, orderBy: config.orderBy, minAgeMs: config.minAge, nowMs: Date.now(), markerMtimeMs });
+    } catch (err) {
+      if (err instanceof MarkerPlacementError) throw new PermanentError(`${config.markerFile}: ${err.message}`);
+      throw err;
+    }
+    for (const s of selection.skipped) {
+      if (warned.has(s.name)) continue;
+      warned.add(s.name);
+      ctx.log.warn(`skipping ${printableName(s.name)}: ${s.reason}`);
+    }
+    summary.waiting = selection.waiting;
+    summary.pending = selection.queue.map((e) => e.name);
+    if (selection.queue.length === 0) {
+      if (selection.waiting) ctx.log.info(`${selection.waiting.name} is not ready (${selection.waiting.reason}); it waits for a later run`);
+      if (summary.delivered.length === 0) ctx.log.info(`nothing new after ${marker === null ? 'the start (no marker yet)' : marker}`);
+      return;
+    }
+    if (opts.dryRun) {
+      summary.wouldPull = (opts.once ? selection.queue.slice(0, 1) : selection.queue).map((e) => e.name);
+      for (const e of summary.wouldPull) ctx.log.info(`would pull ${e}`);
+      return;
+    }
+    for (const entry of selection.queue) {
+      const ready = await secondLook(session, config, entry, listedAt, ctx.log);
+      if (!ready) {
+        summary.waiting = { name: entry.name, reason: 'still being written' };
+        return;
+      }
+      await deliver(session, config, entry, ctx, summary, attempt, historyFile, opts.signal);
+      summary.pending = summary.pending.filter((n) => n !== entry.name);
+      if (opts.once) return;
+    }
+  }
+}
+
+/** A file whose size or mtime moved since the listing is still being written: leave it, and all after it. */
+async function secondLook(session: SftpSession, config: Config, entry: RemoteEntry, listedAt: number, log: Logger): Promise<boolean> {
+  const wait = listedAt + config.settleTime - Date.now();
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  const now = await session.stat(remotePathOf(config.remoteDir, entry.name));
+  if (now.isFile && now.size === entry.size && now.mtimeMs === entry.mtimeMs) return true;
+  log.info(`${entry.name} is still changing (size ${entry.size} -> ${now.size}); it waits for a later run`);
+  return false;
+}
+
+async function deliver(
+  session: SftpSession, config: Config, entry: RemoteEntry, ctx: RunContext,
+  summary: RunSummary, attempt: Attempt, historyFile: string, signal?: AbortSignal,
+): Promise<void> {
+  const remotePath = remotePathOf(config.remoteDir, entry.name);
+  ctx.log.info(`pulling ${entry.name} (${formatBytes(entry.size)})`);
+  let startedAt = -1;
+  const got = await downloadFile({
+    session,
+    remotePath,
+    name: entry.name,
+    remote: { size: entry.size, mtimeMs: entry.mtimeMs, isFile: true },
+    localDir: config.localDir,
+    transfer: {
+      chunkSize: config.chunkSize,
+      chunksInFlight: config.chunksInFlight,
+      readSize: config.readSize,
+      dataTimeoutMs: config.dataTimeout,
+    },
+    log: ctx.log,
+    onProgress: (done, total) => {
+      if (startedAt < 0) {
+        startedAt = done;
+        ctx.progress.start(entry.name, total, done);
+      } else if (done > startedAt) {
+        attempt.progressed = true;
+      }
+      ctx.progress.update(done);
+    },
+    signal,
+  }).finally(() => ctx.progress.end());
+  ctx.log.info(`${entry.name}: verified ${formatBytes(got.size)}, sha256 ${got.sha256}`);
+
+  const publishedTo = await publish(got.localPath, config.serverDir, entry.name, config.publishMode);
+  ctx.log.info(`${entry.name}: published to ${publishedTo}`);
+  const delivered: DeliveredFile = {
+    name: entry.name, size: got.size, sha256: got.sha256, durationMs: got.durationMs,
+    bytesTransferred: got.bytesTransferred, resumedFrom: got.resumedFrom, publishedTo,
+  };
+  await appendDelivery(historyFile, {
+    ...delivered,
+    remoteMtime: new Date(entry.mtimeMs).toISOString(),
+    deliveredAt: new Date().toISOString(),
+  });
+  // Last of all: the marker moves only once the file is whole in SERVER_DIR.
+  await writeMarker(config.markerFile, entry.name);
+  attempt.progressed = true;
+  summary.delivered.push(delivered);
+  const resumed = got.resumedFrom > 0 ? `, resumed from byte ${got.resumedFrom}` : '';
+  ctx.log.info(`${entry.name}: delivered ${formatBytes(got.size)} in ${(got.durationMs / 1000).toFixed(1)} s (${rate(got.bytesTransferred, got.durationMs)})${resumed}; marker -> ${entry.name}`);
+}
+
+async function markerMtime(historyFile: string, marker: string): Promise<number | undefined> {
+  const hit = (await recentDeliveries(historyFile)).find((d) => d.name === marker);
+  return hit ? Date.parse(hit.remoteMtime) : undefined;
+}

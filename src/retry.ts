@@ -1,0 +1,81 @@
+// The retry budget for one run: transient failures are retried after RETRY_DELAYS (the last
+// delay repeats); permanent ones end the run at once, so a server that refuses our password
+// is asked once, not hammered. An attempt that moved data does not use up a retry: a link
+// that drops every few minutes still finishes a long file.
+import pRetry from 'p-retry';
+import { classify, type IpiError } from './errors.js';
+import type { Logger } from './log.js';
+
+export interface RetryPolicy {
+  retries: number;
+  delaysMs: readonly number[];
+}
+
+/** Pure: how long to wait before the next attempt. */
+export function retryDelay(retriesUsed: number, delaysMs: readonly number[], progressed: boolean): number {
+  if (delaysMs.length === 0) return 0;
+  if (progressed) return delaysMs[0]!;
+  return delaysMs[Math.min(Math.max(retriesUsed - 1, 0), delaysMs.length - 1)]!;
+}
+
+export interface Attempt {
+  /** Set by the attempt when it wrote data or delivered a file. */
+  progressed: boolean;
+}
+
+export async function withRetries<T>(
+  run: (attempt: Attempt, n: number) => Promise<T>,
+  policy: RetryPolicy,
+  log: Logger,
+  signal?: AbortSignal,
+): Promise<T> {
+  let current: Attempt = { progressed: false };
+  return pRetry(
+    async (n) => {
+      current = { progressed: false };
+      try {
+        return await run(current, n);
+      } catch (err) {
+        throw classify(err, 'the run');
+      }
+    },
+    {
+      retries: policy.retries,
+      minTimeout: 0,
+      factor: 1,
+      randomize: false,
+      signal,
+      shouldConsumeRetry: () => !current.progressed,
+      // The wait happens here, not in p-retry's own backoff: our delays are a list, not a curve,
+      // and p-retry calls this only for failures it would retry.
+      shouldRetry: async ({ error, retriesConsumed, retriesLeft }) => {
+        const e = error as IpiError;
+        if (e.kind !== 'transient') return false;
+        const used = retriesConsumed + (current.progressed ? 0 : 1);
+        const wait = retryDelay(used, policy.delaysMs, current.progressed);
+        log.warn(`${e.message}; retrying in ${formatSeconds(wait)} (${current.progressed ? 'progress was made, ' : ''}${retriesLeft - (current.progressed ? 0 : 1)} retries left)`);
+        await sleep(wait, signal);
+        return true;
+      },
+    },
+  );
+}
+
+function formatSeconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

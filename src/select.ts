@@ -1,0 +1,138 @@
+// Which remote files come next, and in what order. Pure: a listing and the marker in,
+// a queue out, so every ordering rule is unit-tested without a server.
+import { unsafeNameReason } from './names.js';
+
+export interface RemoteEntry {
+  name: string;
+  size: number;
+  mtimeMs: number;
+  isFile: boolean;
+}
+
+export type OrderBy = 'date' | 'mtime' | 'name';
+
+export interface SelectOptions {
+  matches: (name: string) => boolean;
+  orderBy: OrderBy;
+  minAgeMs: number;
+  nowMs: number;
+  /** For ORDER_BY=mtime when the marker's file is gone from the server: its mtime from our history. */
+  markerMtimeMs?: number;
+}
+
+export interface Skipped {
+  name: string;
+  reason: string;
+}
+
+export interface Selection {
+  /** Files after the marker, in delivery order, up to (not including) the first that must wait. */
+  queue: RemoteEntry[];
+  /** Matching names we will never take, each with why (warned about every run). */
+  skipped: Skipped[];
+  /** The first file not ready yet; nothing after it is taken either, or the marker would pass it. */
+  waiting: Skipped | null;
+}
+
+export class MarkerPlacementError extends Error {}
+
+/**
+ * The date (and time) in a file name as a sortable "YYYYMMDDhhmmss" key, or null.
+ * Accepts the seed's 8-digit YYYYMMDD and YYYY-MM-DD / YYYY_MM_DD / YYYY.MM.DD, with an
+ * optional time right after (T, _, - or space; hhmm[ss] or hh:mm[:ss] / hh-mm[-ss]).
+ * Digits must form a real calendar date, so an id like 12345678 is not taken for one.
+ */
+export function dateKeyOf(name: string): string | null {
+  const re = /(?<![0-9])((?:19|20)\d{2})([-_.]?)(\d{2})\2(\d{2})(?:[T_ -]?(\d{2})([:-]?)(\d{2})(?:\6(\d{2}))?)?(?![0-9])/g;
+  for (let m = re.exec(name); m; m = re.exec(name)) {
+    const [, y, , mo, d, hh, , mi, ss] = m;
+    if (!isCalendarDate(Number(y), Number(mo), Number(d))) continue;
+    const time = hh !== undefined && Number(hh) < 24 && Number(mi) < 60 && Number(ss ?? '0') < 60
+      ? `${hh}${mi}${ss ?? '00'}`
+      : '000000';
+    return `${y}${mo}${d}${time}`;
+  }
+  return null;
+}
+
+function isCalendarDate(y: number, m: number, d: number): boolean {
+  if (m < 1 || m > 12 || d < 1) return false;
+  const days = new Date(Date.UTC(y, m, 0)).getUTCDate();
+  return d <= days;
+}
+
+/** Plain code-unit comparison: the same order on every machine and locale. */
+function cmp(a: string | number, b: string | number): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+type SortKey = [string | number, string];
+
+function keyOf(entry: { name: string; mtimeMs: number }, orderBy: OrderBy): SortKey | null {
+  if (orderBy === 'name') return ['', entry.name];
+  if (orderBy === 'mtime') return [entry.mtimeMs, entry.name];
+  const date = dateKeyOf(entry.name);
+  return date === null ? null : [date, entry.name];
+}
+
+function compareKeys(a: SortKey, b: SortKey): number {
+  return cmp(a[0], b[0]) || cmp(a[1], b[1]);
+}
+
+/** The order files would be delivered in, with the names that cannot take part and why. */
+export function orderCandidates(entries: readonly RemoteEntry[], opts: Pick<SelectOptions, 'matches' | 'orderBy'>): { ordered: RemoteEntry[]; skipped: Skipped[] } {
+  const skipped: Skipped[] = [];
+  const keyed: Array<{ entry: RemoteEntry; key: SortKey }> = [];
+  for (const entry of entries) {
+    if (!entry.isFile || !opts.matches(entry.name)) continue;
+    const unsafe = unsafeNameReason(entry.name);
+    if (unsafe) {
+      skipped.push({ name: entry.name, reason: `unsafe name: ${unsafe}` });
+      continue;
+    }
+    const key = keyOf(entry, opts.orderBy);
+    if (!key) {
+      skipped.push({ name: entry.name, reason: 'no date (YYYYMMDD or YYYY-MM-DD) in the name; set ORDER_BY=mtime or name to take such files' });
+      continue;
+    }
+    keyed.push({ entry, key });
+  }
+  keyed.sort((a, b) => compareKeys(a.key, b.key));
+  return { ordered: keyed.map((k) => k.entry), skipped };
+}
+
+export function selectNext(entries: readonly RemoteEntry[], marker: string | null, opts: SelectOptions): Selection {
+  const { ordered, skipped } = orderCandidates(entries, opts);
+  let after = ordered;
+  if (marker !== null) {
+    const markerKey = markerKeyOf(marker, entries, opts);
+    after = ordered.filter((e) => compareKeys(keyOf(e, opts.orderBy)!, markerKey) > 0);
+  }
+  const queue: RemoteEntry[] = [];
+  let waiting: Skipped | null = null;
+  for (const entry of after) {
+    const age = opts.nowMs - entry.mtimeMs;
+    if (age < opts.minAgeMs) {
+      waiting = { name: entry.name, reason: `younger than MIN_AGE (${Math.max(0, Math.round(age / 1000))} s old)` };
+      break;
+    }
+    queue.push(entry);
+  }
+  return { queue, skipped, waiting };
+}
+
+function markerKeyOf(marker: string, entries: readonly RemoteEntry[], opts: SelectOptions): SortKey {
+  if (opts.orderBy === 'mtime') {
+    const listed = entries.find((e) => e.name === marker);
+    const mtime = listed?.mtimeMs ?? opts.markerMtimeMs;
+    if (mtime === undefined) {
+      throw new MarkerPlacementError(`the marker names ${JSON.stringify(marker)}, which is no longer on the server and not in the history, so its place in mtime order is unknown; set the marker to a listed file (ipi-pull mark NAME)`);
+    }
+    return [mtime, marker];
+  }
+  const key = keyOf({ name: marker, mtimeMs: 0 }, opts.orderBy);
+  if (!key) {
+    throw new MarkerPlacementError(`the marker names ${JSON.stringify(marker)}, which has no date in it, so ORDER_BY=date cannot place it; set ORDER_BY=name or mtime, or set the marker to a dated file name`);
+  }
+  return key;
+}

@@ -1,0 +1,308 @@
+// One SSH connection with its SFTP channel, built and torn down as a unit. Owns host key
+// trust, authentication, keepalive and rekeying; exposes promise-based SFTP calls.
+import net from 'node:net';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import ssh2, { type ConnectConfig, type SFTPWrapper, type Stats } from 'ssh2';
+import { AccessDeniedError, ConfigError, PermanentError, TransientError, classify } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { RemoteEntry } from '../select.js';
+
+// ssh2 is CommonJS: its named exports are reached through the default import under ESM.
+const { Client, utils } = ssh2;
+type Client = InstanceType<typeof Client>;
+import {
+  appendKnownHost, fingerprintOf, knownHostsLine, preferredHostKeyAlgorithms, readKnownHosts, verifyHostKey, type Verdict,
+} from './hostkey.js';
+
+export interface SessionOptions {
+  host: string;
+  port: number;
+  user: string;
+  password?: string;
+  keyFile?: string;
+  keyPassphrase?: string;
+  agent?: string;
+  pinnedHostKeys?: readonly string[];
+  knownHostsFile: string;
+  acceptNewHostKey: boolean;
+  connectTimeoutMs: number;
+  keepaliveIntervalMs: number;
+  keepaliveCountMax: number;
+  rekeyBytes: number;
+  log: Logger;
+}
+
+export interface RemoteStat {
+  size: number;
+  mtimeMs: number;
+  isFile: boolean;
+}
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+
+function toStat(a: Stats): RemoteStat {
+  return { size: a.size, mtimeMs: a.mtime * 1000, isFile: (a.mode & S_IFMT) === S_IFREG };
+}
+
+export class SftpSession {
+  /** Largest READ the server accepts (limits@openssh.com, else the SFTP draft's safe 32 KiB-ish default). */
+  readonly maxReadLen: number;
+  private bytesSinceRekey = 0;
+  private closedBy: Error | null = null;
+  private readonly closeWaiters = new Set<(err: Error) => void>();
+
+  private constructor(
+    private readonly client: Client,
+    private readonly sftp: SFTPWrapper,
+    private readonly opts: SessionOptions,
+  ) {
+    // ssh2 reads limits@openssh.com right after the channel opens and keeps it privately.
+    const announced = (sftp as unknown as { _maxReadLen?: number })._maxReadLen;
+    this.maxReadLen = typeof announced === 'number' && announced > 0 ? announced : 32_768 - 13;
+    const onGone = (why: string) => this.markClosed(new TransientError(`connection to ${opts.host}:${opts.port} lost (${why})`));
+    client.on('close', () => onGone('closed'));
+    client.on('end', () => onGone('ended by server'));
+    client.on('error', (err) => onGone(err.message));
+    sftp.on('close', () => onGone('SFTP channel closed'));
+  }
+
+  static async open(opts: SessionOptions): Promise<SftpSession> {
+    const auth = await authConfig(opts);
+    const known = opts.pinnedHostKeys?.length ? [] : await readKnownHosts(opts.knownHostsFile);
+    let verdict: Verdict | null = null;
+    let presented: Buffer | null = null;
+
+    const client = new Client();
+    const sock = await connectSocket(opts);
+    const preferred = preferredHostKeyAlgorithms(known, opts.host, opts.port);
+    const config: ConnectConfig = {
+      sock,
+      host: opts.host,
+      port: opts.port,
+      username: opts.user,
+      ...auth,
+      readyTimeout: opts.connectTimeoutMs,
+      keepaliveInterval: opts.keepaliveIntervalMs,
+      keepaliveCountMax: opts.keepaliveCountMax,
+      // ssh2 applies `remove` then `prepend` in key order: this moves the known types to the front.
+      algorithms: preferred.length ? { serverHostKey: { remove: preferred, prepend: preferred } as never } : undefined,
+      hostVerifier: (key: Buffer) => {
+        presented = key;
+        verdict = verifyHostKey(key, { pinned: opts.pinnedHostKeys, known, host: opts.host, port: opts.port });
+        if (!verdict.trusted && verdict.reason === 'unknown' && opts.acceptNewHostKey) return true;
+        return verdict.trusted;
+      },
+    };
+
+    opts.log.info(`connecting to ${opts.user}@${opts.host}:${opts.port}`);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        client.once('ready', resolve);
+        client.once('error', reject);
+        client.connect(config);
+      });
+    } catch (err) {
+      client.destroy();
+      sock.destroy();
+      if (verdict && !(verdict as Verdict).trusted && presented) throw hostKeyError(verdict as Verdict & { trusted: false }, presented, opts);
+      throw classify(err, `logging in to ${opts.user}@${opts.host}:${opts.port}`);
+    }
+
+    const v = verdict as Verdict | null;
+    if (v && !v.trusted && presented && opts.acceptNewHostKey) {
+      const line = knownHostsLine(opts.host, opts.port, presented);
+      await appendKnownHost(opts.knownHostsFile, line);
+      opts.log.warn(`accepted a new host key ${fingerprintOf(presented)} for ${opts.host}:${opts.port} and added it to ${opts.knownHostsFile}`);
+    } else if (v?.trusted) {
+      opts.log.debug(`host key ${fingerprintOf(presented!)} trusted (${v.how})`);
+    }
+
+    const sftp = await new Promise<SFTPWrapper>((resolve, reject) => {
+      client.sftp((err, s) => (err ? reject(err) : resolve(s)));
+    }).catch((err) => {
+      client.end();
+      throw classify(err, `starting SFTP on ${opts.host}:${opts.port}`);
+    });
+    const session = new SftpSession(client, sftp, opts);
+    opts.log.info(`connected to ${opts.host}:${opts.port}`);
+    opts.log.debug(`server accepts reads of up to ${session.maxReadLen} bytes`);
+    return session;
+  }
+
+  /** Rejects as soon as the connection dies: races in-flight work so nothing waits forever. */
+  whenClosed(): Promise<never> {
+    return new Promise<never>((_resolve, reject) => {
+      if (this.closedBy) reject(this.closedBy);
+      else this.closeWaiters.add(reject);
+    });
+  }
+
+  get isClosed(): boolean {
+    return this.closedBy !== null;
+  }
+
+  private markClosed(err: Error): void {
+    if (this.closedBy) return;
+    this.closedBy = err;
+    for (const w of this.closeWaiters) w(err);
+    this.closeWaiters.clear();
+  }
+
+  private call<T>(doing: string, fn: (cb: (err: Error | null | undefined, v: T) => void) => void): Promise<T> {
+    if (this.closedBy) return Promise.reject(this.closedBy);
+    return new Promise<T>((resolve, reject) => {
+      fn((err, v) => (err ? reject(classify(err, doing)) : resolve(v)));
+    });
+  }
+
+  async list(dir: string): Promise<RemoteEntry[]> {
+    const list = await this.call<Array<{ filename: string; attrs: Stats }>>(`listing ${dir}`, (cb) => this.sftp.readdir(dir, cb))
+      .catch((err) => {
+        if (err instanceof PermanentError && /no such file/i.test(err.message)) {
+          throw new PermanentError(`SFTP_DIR ${dir}: no such folder on ${this.opts.host}`, { cause: err });
+        }
+        throw err;
+      });
+    return list.map(({ filename, attrs }) => ({ name: filename, ...toStat(attrs) }));
+  }
+
+  stat(remotePath: string): Promise<RemoteStat> {
+    return this.call<Stats>(`checking ${remotePath}`, (cb) => this.sftp.stat(remotePath, cb)).then(toStat);
+  }
+
+  openRead(remotePath: string): Promise<Buffer> {
+    return this.call<Buffer>(`opening ${remotePath}`, (cb) => this.sftp.open(remotePath, 'r', cb));
+  }
+
+  close(handle: Buffer): Promise<void> {
+    return this.call<void>('closing a remote file', (cb) => this.sftp.close(handle, (err) => cb(err, undefined)));
+  }
+
+  /** Read into buf[off, off+len) from `position`; resolves the byte count, 0 at end of file. */
+  read(handle: Buffer, buf: Buffer, off: number, len: number, position: number): Promise<number> {
+    if (this.closedBy) return Promise.reject(this.closedBy);
+    return new Promise<number>((resolve, reject) => {
+      this.sftp.read(handle, buf, off, len, position, (err, bytesRead) => {
+        if (err) {
+          // SFTP status EOF: nothing at or after `position`.
+          if ((err as { code?: unknown }).code === 1) return resolve(0);
+          return reject(classify(err, 'reading remote data'));
+        }
+        this.countBytes(bytesRead);
+        resolve(bytesRead);
+      });
+    });
+  }
+
+  remove(remotePath: string): Promise<void> {
+    return this.call<void>(`deleting ${remotePath}`, (cb) => this.sftp.unlink(remotePath, (err) => cb(err, undefined)));
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return this.call<void>(`moving ${from} to ${to}`, (cb) => this.sftp.rename(from, to, (err) => cb(err, undefined)));
+  }
+
+  /**
+   * Rekey after REKEY_BYTES, as OpenSSH's RekeyLimit does. ssh2's Client has no public rekey(),
+   * but its Protocol object implements RFC 4253 section 9 re-exchange (the same code path
+   * ssh2 runs when a server starts a rekey) and queues outgoing packets while it runs, so
+   * starting one between reads is safe. If a future ssh2 drops the method we fall back to
+   * the server's own RekeyLimit and say so once.
+   */
+  private countBytes(n: number): void {
+    if (this.opts.rekeyBytes <= 0) return;
+    this.bytesSinceRekey += n;
+    if (this.bytesSinceRekey < this.opts.rekeyBytes) return;
+    this.bytesSinceRekey = 0;
+    const proto = (this.client as unknown as { _protocol?: { rekey?: () => void } })._protocol;
+    if (typeof proto?.rekey === 'function') {
+      this.opts.log.debug(`rekeying after ${this.opts.rekeyBytes} bytes`);
+      proto.rekey();
+    } else if (!this.warnedNoRekey) {
+      this.warnedNoRekey = true;
+      this.opts.log.warn('this ssh2 version cannot start a rekey; relying on the server\'s RekeyLimit');
+    }
+  }
+  private warnedNoRekey = false;
+
+  /** Polite close; the socket is destroyed if the server does not answer promptly. */
+  async end(): Promise<void> {
+    this.markClosed(new TransientError('session closed'));
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.client.destroy();
+        resolve();
+      }, 2000);
+      t.unref();
+      this.client.once('close', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      this.client.end();
+    });
+  }
+
+  /** Abandon the connection now (stalled transfer): pending requests fail at once. */
+  destroy(reason: string): void {
+    this.markClosed(new TransientError(reason));
+    this.client.destroy();
+  }
+}
+
+function hostKeyError(v: Verdict & { trusted: false }, key: Buffer, opts: SessionOptions): AccessDeniedError {
+  const fp = fingerprintOf(key);
+  const line = knownHostsLine(opts.host, opts.port, key);
+  const fix = v.reason === 'pin-mismatch'
+    ? `if the server's key really changed, set SFTP_HOST_KEY=${fp}`
+    : v.reason === 'unknown'
+      ? `to trust it, add this line to ${opts.knownHostsFile}: ${line} (or set SFTP_HOST_KEY=${fp}, or run once with --accept-new-host-key)`
+      : `if the change is expected, replace the ${opts.host} line in ${opts.knownHostsFile} with: ${line}`;
+  return new AccessDeniedError(`host key refused: ${v.detail}; ${fix}`);
+}
+
+async function authConfig(opts: SessionOptions): Promise<Partial<ConnectConfig>> {
+  const cfg: Partial<ConnectConfig> = {};
+  if (opts.password !== undefined) cfg.password = opts.password;
+  if (opts.agent) cfg.agent = opts.agent;
+  if (opts.keyFile) {
+    let key: Buffer;
+    try {
+      key = await fs.readFile(opts.keyFile);
+    } catch (err) {
+      throw new ConfigError(`SFTP_KEY ${opts.keyFile}: cannot read it (${(err as NodeJS.ErrnoException).code ?? err})`);
+    }
+    const parsed = utils.parseKey(key, opts.keyPassphrase);
+    if (parsed instanceof Error) {
+      const why = /passphrase|decrypt|bad/i.test(parsed.message)
+        ? (opts.keyPassphrase === undefined ? 'it is encrypted: set SFTP_KEY_PASSPHRASE' : 'SFTP_KEY_PASSPHRASE does not decrypt it')
+        : `not a private key ssh2 can read (${parsed.message})`;
+      throw new ConfigError(`SFTP_KEY ${path.basename(opts.keyFile)}: ${why}`);
+    }
+    cfg.privateKey = key;
+    if (opts.keyPassphrase !== undefined) cfg.passphrase = opts.keyPassphrase;
+  }
+  return cfg;
+}
+
+/** Our own socket, so TCP keepalive is on and a dead route is noticed even between SSH keepalives. */
+function connectSocket(opts: SessionOptions): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: opts.host, port: opts.port });
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new TransientError(`connecting to ${opts.host}:${opts.port}: no answer within ${Math.round(opts.connectTimeoutMs / 1000)} s`));
+    }, opts.connectTimeoutMs);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      sock.setNoDelay(true);
+      sock.setKeepAlive(true, Math.max(1000, opts.keepaliveIntervalMs || 15_000));
+      resolve(sock);
+    });
+    sock.once('error', (err) => {
+      clearTimeout(timer);
+      reject(classify(err, `connecting to ${opts.host}:${opts.port}`));
+    });
+  });
+}

@@ -1,0 +1,50 @@
+// Durable, all-or-nothing file updates: write a temporary name in the same folder, fsync,
+// rename over the target, fsync the folder. A reader sees the old content or the new, never half.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+
+/** Temporary names are dot-names with our pid: never mistaken for a delivered file, and traceable. */
+export function tempNameFor(target: string, tag = 'tmp'): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.${tag}-${process.pid}-${Date.now().toString(36)}`);
+}
+
+export async function writeFileAtomic(target: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const tmp = tempNameFor(target);
+  const fh = await fs.open(tmp, 'wx', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } catch (err) {
+    await fh.close().catch(() => {});
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  await fh.close();
+  await renameDurably(tmp, target);
+}
+
+/** rename, then make the new directory entry itself durable. */
+export async function renameDurably(from: string, to: string): Promise<void> {
+  try {
+    await fs.rename(from, to);
+  } catch (err) {
+    await fs.rm(from, { force: true }).catch(() => {});
+    throw err;
+  }
+  await fsyncDir(path.dirname(to));
+}
+
+/** Windows cannot open a folder for fsync (and NTFS journals renames): there it is a no-op. */
+export async function fsyncDir(dir: string): Promise<void> {
+  if (process.platform === 'win32') return;
+  const fh = await fs.open(dir, 'r');
+  try {
+    await fh.sync();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // Some filesystems (and some network mounts) refuse fsync on a folder; the rename still happened.
+    if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EPERM' && code !== 'EISDIR') throw err;
+  } finally {
+    await fh.close();
+  }
+}

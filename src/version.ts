@@ -1,0 +1,22 @@
+// What --version and debug output say about this build: our version, and whether ssh2's
+// native crypto binding is in use (without it AES-GCM runs in JavaScript, several times slower).
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+
+export function packageVersion(): string {
+  return (require('../../package.json') as { version: string }).version;
+}
+
+export function nativeCryptoAvailable(): boolean {
+  try {
+    return (require('ssh2/lib/protocol/crypto.js') as { bindingAvailable?: boolean }).bindingAvailable === true;
+  } catch {
+    return false;
+  }
+}
+
+export function versionLine(): string {
+  const crypto = nativeCryptoAvailable() ? 'native crypto binding in use' : 'WARNING: ssh2 native crypto binding NOT built (slow); reinstall with build tools';
+  return `ipi-pull ${packageVersion()} (node ${process.versions.node}; ssh2 ${crypto})`;
+}

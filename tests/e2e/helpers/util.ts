@@ -1,0 +1,177 @@
+/**
+ * Small building blocks shared by the e2e server helpers.
+ * Everything here talks to 127.0.0.1 only.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+export const LOOPBACK = '127.0.0.1';
+
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Ask the kernel for a currently free loopback port. There is an unavoidable
+ * window between closing this probe and the real server binding it; callers
+ * that spawn external servers retry on EADDRINUSE.
+ */
+export function getFreePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.unref();
+    probe.once('error', reject);
+    probe.listen(0, LOOPBACK, () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: LOOPBACK, port });
+    const done = (ok: boolean): void => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(1000, () => done(false));
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+  });
+}
+
+/**
+ * Poll until something accepts TCP connections on `port`.
+ * `whyDead` lets the caller abort early (e.g. the server process exited) and
+ * supply the reason, so a broken config fails fast instead of after timeout.
+ */
+export async function waitForPort(
+  port: number,
+  timeoutMs: number,
+  whyDead: () => string | undefined = () => undefined,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const dead = whyDead();
+    if (dead !== undefined) throw new Error(dead);
+    if (await canConnect(port)) return;
+    if (Date.now() > deadline) {
+      throw new Error(`nothing listening on ${LOOPBACK}:${port} after ${timeoutMs} ms`);
+    }
+    await delay(50);
+  }
+}
+
+/** OpenSSH-style fingerprint of a raw public key blob: 'SHA256:' + unpadded base64. */
+export function sha256Fingerprint(keyBlob: Buffer): string {
+  const b64 = createHash('sha256').update(keyBlob).digest('base64');
+  return 'SHA256:' + b64.replace(/=+$/, '');
+}
+
+/** Raw key blob from an authorized_keys/.pub style line ('type base64 [comment]'). */
+export function publicKeyBlob(pubLine: string): Buffer {
+  const b64 = pubLine.trim().split(/\s+/)[1];
+  if (!b64) throw new Error(`not a public key line: ${pubLine}`);
+  return Buffer.from(b64, 'base64');
+}
+
+/** known_hosts entry for a non-standard port, as ssh writes it. */
+export function knownHostsLine(port: number, pubLine: string): string {
+  const [type, b64] = pubLine.trim().split(/\s+/);
+  return `[${LOOPBACK}]:${port} ${type} ${b64}`;
+}
+
+/**
+ * True when remote path `p` is `file` or ends with '/' + `file`, so that
+ * bytesServed('a.bin') does not also count 'data.bin'.
+ */
+export function pathMatches(p: string, file: string | undefined): boolean {
+  if (file === undefined) return true;
+  return p === file || p.endsWith('/' + file.replace(/^\/+/, ''));
+}
+
+/**
+ * Synchronous "kill on exit" registry. process.on('exit') handlers cannot be
+ * async, so each server registers a sync killer; one shared listener avoids
+ * MaxListenersExceeded warnings when a test file starts many servers.
+ */
+const exitKillers = new Set<() => void>();
+let exitHookInstalled = false;
+
+export function onProcessExit(kill: () => void): () => void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', () => {
+      for (const k of exitKillers) {
+        try {
+          k();
+        } catch {
+          // best effort: the process is going away anyway
+        }
+      }
+    });
+  }
+  exitKillers.add(kill);
+  return () => exitKillers.delete(kill);
+}
+
+/** Parent pid of every process, read from /proc (Linux only; empty elsewhere). */
+function readParentMap(): Map<number, number[]> {
+  const children = new Map<number, number[]>();
+  let entries: string[] = [];
+  try {
+    entries = fs.readdirSync('/proc');
+  } catch {
+    return children;
+  }
+  for (const name of entries) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = fs.readFileSync(path.join('/proc', name, 'stat'), 'utf8');
+    } catch {
+      continue; // raced with process exit
+    }
+    // comm (field 2) may contain spaces/parens, so parse after the last ')'.
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const list = children.get(ppid) ?? [];
+    list.push(Number(name));
+    children.set(ppid, list);
+  }
+  return children;
+}
+
+/** All transitive child pids of `pid`. */
+export function descendantsOf(pid: number): number[] {
+  const children = readParentMap();
+  const out: number[] = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    const next = children.get(queue.shift() as number) ?? [];
+    out.push(...next);
+    queue.push(...next);
+  }
+  return out;
+}
+
+export function trySignal(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+/**
+ * Kill a process and everything below it without a race: the root is
+ * SIGSTOPped first so it cannot fork new children (e.g. sshd accepting a new
+ * connection) while the tree is collected.
+ */
+export function killTreeSync(pid: number): void {
+  trySignal(pid, 'SIGSTOP');
+  for (const child of descendantsOf(pid)) trySignal(child, 'SIGKILL');
+  trySignal(pid, 'SIGKILL');
+}
