@@ -1,6 +1,7 @@
 // The edge: .env file, then the process environment, then flags (later wins), validated
 // once into a typed Settings object. Nothing connects or writes before this succeeds.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import { EnvFileError, parseEnvFile } from './envfile.js';
@@ -78,7 +79,7 @@ export function buildConfig(
 
   const settings = values as unknown as Settings;
   const agent = settings.agent ?? (ctx.env ?? process.env).SSH_AUTH_SOCK;
-  if (!ctx.serverOptional && settings.password === undefined && settings.keyFile === undefined && !agent) {
+  if (!ctx.serverOptional && settings.password === undefined && settings.keyFile === undefined && !agent && !hasDefaultIdentity()) {
     throw new ConfigError('no way to log in: set SFTP_PASS, or SFTP_KEY (a private key file), or run an SSH agent (SSH_AUTH_SOCK). Example: SFTP_KEY=~/.ssh/id_ed25519');
   }
   if (settings.keyPassphrase !== undefined && settings.keyFile === undefined) {
@@ -88,6 +89,11 @@ export function buildConfig(
     throw new ConfigError(`REKEY_BYTES: ${settings.rekeyBytes} bytes is too small to be useful (at least 1MiB, or 0 to leave rekeying to the server). Example: REKEY_BYTES=512MiB`);
   }
   return { ...settings, agent, envFile: ctx.envFile, baseDir: ctx.baseDir, secrets, explicit };
+}
+
+/** ssh's default identities count as a way to log in, as they do for `sftp`. */
+function hasDefaultIdentity(): boolean {
+  return ['id_ed25519', 'id_ecdsa', 'id_rsa'].some((n) => fs.existsSync(path.join(os.homedir(), '.ssh', n)));
 }
 
 function given(v: string | undefined): string | undefined {

@@ -1,6 +1,7 @@
 // One SSH connection with its SFTP channel, built and torn down as a unit. Owns host key
 // trust, authentication, keepalive and rekeying; exposes promise-based SFTP calls.
 import net from 'node:net';
+import os from 'node:os';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import ssh2, { type ConnectConfig, type SFTPWrapper, type Stats } from 'ssh2';
@@ -262,28 +263,60 @@ function hostKeyError(v: Verdict & { trusted: false }, key: Buffer, opts: Sessio
   return new AccessDeniedError(`host key refused: ${v.detail}; ${fix}`);
 }
 
+/** OpenSSH's default identities, tried (as ssh does) when SFTP_KEY is not set. */
+export const DEFAULT_IDENTITIES = ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((n) => path.join(os.homedir(), '.ssh', n));
+
+type AuthStep = import('ssh2').AnyAuthMethod;
+
+/**
+ * The login methods to try, in OpenSSH's order: agent and key files first, then password,
+ * then keyboard-interactive answered with the password (servers that only offer that were
+ * reachable by paramiko, which falls back to it, so FTP_IPI.py's .env files must work there).
+ */
 async function authConfig(opts: SessionOptions): Promise<Partial<ConnectConfig>> {
-  const cfg: Partial<ConnectConfig> = {};
-  if (opts.password !== undefined) cfg.password = opts.password;
-  if (opts.agent) cfg.agent = opts.agent;
+  const user = opts.user;
+  const steps: AuthStep[] = [];
+  if (opts.agent) steps.push({ type: 'agent', username: user, agent: opts.agent });
   if (opts.keyFile) {
-    let key: Buffer;
-    try {
-      key = await fs.readFile(opts.keyFile);
-    } catch (err) {
-      throw new ConfigError(`SFTP_KEY ${opts.keyFile}: cannot read it (${(err as NodeJS.ErrnoException).code ?? err})`);
+    steps.push({ type: 'publickey', username: user, key: await readKey(opts.keyFile, opts.keyPassphrase), passphrase: opts.keyPassphrase });
+  } else {
+    for (const file of DEFAULT_IDENTITIES) {
+      const key = await fs.readFile(file).catch(() => null);
+      // An encrypted default key without a passphrase is skipped, as ssh would prompt instead.
+      if (key && !(utils.parseKey(key) instanceof Error)) steps.push({ type: 'publickey', username: user, key });
     }
-    const parsed = utils.parseKey(key, opts.keyPassphrase);
-    if (parsed instanceof Error) {
-      const why = /passphrase|decrypt|bad/i.test(parsed.message)
-        ? (opts.keyPassphrase === undefined ? 'it is encrypted: set SFTP_KEY_PASSPHRASE' : 'SFTP_KEY_PASSPHRASE does not decrypt it')
-        : `not a private key ssh2 can read (${parsed.message})`;
-      throw new ConfigError(`SFTP_KEY ${path.basename(opts.keyFile)}: ${why}`);
-    }
-    cfg.privateKey = key;
-    if (opts.keyPassphrase !== undefined) cfg.passphrase = opts.keyPassphrase;
   }
-  return cfg;
+  if (opts.password !== undefined) {
+    const password = opts.password;
+    steps.push({ type: 'password', username: user, password });
+    steps.push({
+      type: 'keyboard-interactive',
+      username: user,
+      prompt: (_name: string, _instructions: string, _lang: string, prompts: unknown[], finish: (answers: string[]) => void) => finish(prompts.map(() => password)),
+    });
+  }
+  if (steps.length === 0) {
+    throw new ConfigError('no way to log in: set SFTP_PASS, or SFTP_KEY (a private key file), or run an SSH agent (SSH_AUTH_SOCK)');
+  }
+  // @types/ssh2 types the array as the base AuthMethod; ssh2 itself takes the full method objects.
+  return { authHandler: steps as import('ssh2').AuthMethod[] };
+}
+
+async function readKey(file: string, passphrase: string | undefined): Promise<Buffer> {
+  let key: Buffer;
+  try {
+    key = await fs.readFile(file);
+  } catch (err) {
+    throw new ConfigError(`SFTP_KEY ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? err})`);
+  }
+  const parsed = utils.parseKey(key, passphrase);
+  if (parsed instanceof Error) {
+    const why = /passphrase|decrypt|bad|encrypted/i.test(parsed.message)
+      ? (passphrase === undefined ? 'it is encrypted: set SFTP_KEY_PASSPHRASE' : 'SFTP_KEY_PASSPHRASE does not decrypt it')
+      : `not a private key ssh2 can read (${parsed.message})`;
+    throw new ConfigError(`SFTP_KEY ${file}: ${why}`);
+  }
+  return key;
 }
 
 /** Our own socket, so TCP keepalive is on and a dead route is noticed even between SSH keepalives. */

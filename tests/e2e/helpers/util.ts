@@ -14,6 +14,22 @@ export function delay(ms: number): Promise<void> {
 }
 
 /**
+ * Wait for `p` but at most `ms`; true if `p` settled first. The timer is
+ * cleared afterwards so it never holds the process open by itself.
+ */
+export async function settleWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([p.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * Ask the kernel for a currently free loopback port. There is an unavoidable
  * window between closing this probe and the real server binding it; callers
  * that spawn external servers retry on EADDRINUSE.

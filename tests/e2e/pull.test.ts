@@ -1,0 +1,325 @@
+/**
+ * The core promises of one run, through the built CLI against a real OpenSSH sshd
+ * (or the embedded ssh2 server where sshd is not installed: the helper says so).
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { listDir, makeWorkspace, sha256, sha256File, testBytes, type Workspace } from './helpers/cli.js';
+import { startTestServer, writeRemoteFile, type SftpServerHandle } from './helpers/server.js';
+
+let server: SftpServerHandle;
+const workspaces: Workspace[] = [];
+let folderSeq = 0;
+
+before(async () => {
+  server = await startTestServer();
+  process.stderr.write(`e2e pull: using ${server.kind} server on port ${server.port}\n`);
+});
+after(async () => {
+  for (const ws of workspaces) ws.cleanup();
+  await server?.stop();
+});
+
+/** A fresh remote folder with the given files (older than a minute), and a workspace pointed at it. */
+function setup(files: Record<string, Buffer | string>, opts: Parameters<typeof makeWorkspace>[1] = {}): { ws: Workspace; folder: string } {
+  const folder = `t${++folderSeq}`;
+  fs.mkdirSync(path.join(server.root, folder), { recursive: true });
+  const old = new Date(Date.now() - 3600_000);
+  for (const [name, data] of Object.entries(files)) {
+    const abs = writeRemoteFile(server, `${folder}/${name}`, data);
+    fs.utimesSync(abs, old, old);
+  }
+  const ws = makeWorkspace(server, { ...opts, extra: { SFTP_DIR: `${server.remoteDir}/${folder}`, ...(opts.extra ?? {}) } });
+  workspaces.push(ws);
+  return { ws, folder };
+}
+
+function remoteFile(folder: string, name: string): string {
+  return path.join(server.root, folder, name);
+}
+
+/** No temporary or partial file is left anywhere a consumer or the next run looks. */
+function assertNoLeftovers(ws: Workspace): void {
+  for (const dir of [ws.localDir, ws.serverDir, ws.dir]) {
+    const stray = listDir(dir).filter((n) => n.endsWith('.part') || n.endsWith('.part.json') || /\.(tmp|publishing)-\d+/.test(n) || n.endsWith('.lock'));
+    assert.deepEqual(stray, [], `leftover files in ${dir}`);
+  }
+}
+
+describe('ipi-pull against a real SFTP server', () => {
+  test('first run without a marker delivers every IPI file in date order, same-day files included', async () => {
+    const files = {
+      'IPI_20240103.dat': testBytes(300_000, 3),
+      'IPI_20240101.dat': testBytes(5 * 1024 * 1024 + 17, 1),
+      'IPI_20240102_b.dat': testBytes(1000, 22),
+      'IPI_20240102_a.dat': testBytes(2 * 1024 * 1024, 21),
+      'notes.txt': 'not an IPI file',
+      'IPI_latest.dat': 'no date in this name',
+    };
+    const { ws, folder } = setup(files);
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const order = ['IPI_20240101.dat', 'IPI_20240102_a.dat', 'IPI_20240102_b.dat', 'IPI_20240103.dat'];
+    assert.deepEqual(ws.history().map((h) => h.name), order);
+    assert.deepEqual(listDir(ws.serverDir), [...order].sort());
+    for (const name of order) {
+      assert.equal(sha256File(path.join(ws.serverDir, name)), sha256File(remoteFile(folder, name)), name);
+      assert.equal(ws.history().find((h) => h.name === name)!.sha256, sha256(files[name as keyof typeof files]));
+    }
+    assert.equal(ws.marker(), 'IPI_20240103.dat');
+    assert.match(r.stdout + r.stderr, /skipping "IPI_latest.dat": no date/);
+    assert.ok(!listDir(ws.serverDir).includes('notes.txt'));
+    assertNoLeftovers(ws);
+    const log = fs.readFileSync(ws.logFile, 'utf8');
+    assert.match(log, /connecting to .*@127\.0\.0\.1/);
+    assert.match(log, /IPI_20240101\.dat: delivered/);
+  });
+
+  test('--once pulls exactly one file per run, then the next one', async () => {
+    const { ws } = setup({ 'IPI_20240201.dat': testBytes(1234, 5), 'IPI_20240202.dat': testBytes(4321, 6) });
+    let r = await ws.run(['--once']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(listDir(ws.serverDir), ['IPI_20240201.dat']);
+    assert.equal(ws.marker(), 'IPI_20240201.dat');
+    r = await ws.run(['--once']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(listDir(ws.serverDir), ['IPI_20240201.dat', 'IPI_20240202.dat']);
+    assert.equal(ws.marker(), 'IPI_20240202.dat');
+  });
+
+  test('nothing new: exit 0, says so, changes nothing', async () => {
+    const { ws } = setup({ 'IPI_20240301.dat': testBytes(100, 7) });
+    assert.equal((await ws.run()).code, 0);
+    const before = fs.statSync(ws.markerFile).mtimeMs;
+    const r = await ws.run(['--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const summary = JSON.parse(r.stdout);
+    assert.equal(summary.outcome, 'nothing-new');
+    assert.deepEqual(summary.files, []);
+    assert.match(r.stderr, /nothing new after IPI_20240301\.dat/);
+    assert.equal(ws.history().length, 1);
+    assert.equal(fs.statSync(ws.markerFile).mtimeMs, before);
+  });
+
+  test('a marker written by FTP_IPI.py (with CRLF) is honoured and rewritten in the same format', async () => {
+    const { ws } = setup({
+      'IPI_20240401.dat': testBytes(10, 1), 'IPI_20240402.dat': testBytes(20, 2), 'IPI_20240403.dat': testBytes(30, 3),
+    });
+    fs.writeFileSync(ws.markerFile, 'IPI_20240402.dat\r\n');
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(listDir(ws.serverDir), ['IPI_20240403.dat']);
+    assert.equal(fs.readFileSync(ws.markerFile, 'utf8'), 'IPI_20240403.dat');
+  });
+
+  test('resume from an existing partial transfers only the rest of the file', async () => {
+    const size = 8 * 1024 * 1024 + 333;
+    const data = testBytes(size, 42);
+    const { ws, folder } = setup({ 'IPI_20240501.dat': data });
+    const st = fs.statSync(remoteFile(folder, 'IPI_20240501.dat'));
+    const have = 5 * 1024 * 1024;
+    fs.mkdirSync(ws.localDir, { recursive: true });
+    fs.writeFileSync(path.join(ws.localDir, 'IPI_20240501.dat.part'), data.subarray(0, have));
+    fs.writeFileSync(path.join(ws.localDir, 'IPI_20240501.dat.part.json'), JSON.stringify({
+      name: 'IPI_20240501.dat', remoteSize: size, remoteMtimeMs: Math.floor(st.mtimeMs / 1000) * 1000, startedAt: new Date().toISOString(),
+    }));
+    const servedBefore = await server.bytesServed('IPI_20240501.dat');
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stderr);
+    const served = (await server.bytesServed('IPI_20240501.dat')) - servedBefore;
+    const rest = size - have;
+    assert.ok(served >= rest && served <= rest + 64 * 1024, `served ${served} bytes, the rest is ${rest}`);
+    assert.equal(sha256File(path.join(ws.serverDir, 'IPI_20240501.dat')), sha256(data));
+    const h = ws.history()[0]!;
+    assert.equal(h.resumedFrom, have);
+    assert.equal(h.sha256, sha256(data), 'the SHA-256 covers the resumed prefix too');
+    assertNoLeftovers(ws);
+  });
+
+  test('a partial left by FTP_IPI.py under the final name is resumed, not trusted blindly', async () => {
+    const size = 3 * 1024 * 1024;
+    const data = testBytes(size, 43);
+    const { ws } = setup({ 'IPI_20240502.dat': data });
+    fs.mkdirSync(ws.localDir, { recursive: true });
+    fs.writeFileSync(path.join(ws.localDir, 'IPI_20240502.dat'), data.subarray(0, 1024 * 1024));
+    const servedBefore = await server.bytesServed('IPI_20240502.dat');
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stderr);
+    const served = (await server.bytesServed('IPI_20240502.dat')) - servedBefore;
+    assert.ok(served <= size - 1024 * 1024 + 64 * 1024, `served ${served}`);
+    assert.equal(sha256File(path.join(ws.serverDir, 'IPI_20240502.dat')), sha256(data));
+    assert.equal(sha256File(path.join(ws.localDir, 'IPI_20240502.dat')), sha256(data));
+  });
+
+  test('a partial of an older version of the remote file is discarded: the download restarts from zero', async () => {
+    const size = 4 * 1024 * 1024;
+    const data = testBytes(size, 44);
+    const { ws } = setup({ 'IPI_20240503.dat': data });
+    fs.mkdirSync(ws.localDir, { recursive: true });
+    fs.writeFileSync(path.join(ws.localDir, 'IPI_20240503.dat.part'), testBytes(2 * 1024 * 1024, 999));
+    fs.writeFileSync(path.join(ws.localDir, 'IPI_20240503.dat.part.json'), JSON.stringify({
+      name: 'IPI_20240503.dat', remoteSize: size, remoteMtimeMs: 1_000_000, startedAt: new Date().toISOString(),
+    }));
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /changed since the partial was started: starting over/);
+    assert.equal(sha256File(path.join(ws.serverDir, 'IPI_20240503.dat')), sha256(data));
+    assert.equal(ws.history()[0]!.resumedFrom, 0);
+  });
+
+  test('--dry-run says what would be pulled and changes nothing', async () => {
+    const { ws } = setup({ 'IPI_20240601.dat': testBytes(10, 1), 'IPI_20240602.dat': testBytes(10, 2) });
+    const r = await ws.run(['--dry-run', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout).wouldPull, ['IPI_20240601.dat', 'IPI_20240602.dat']);
+    assert.match(r.stderr, /would pull IPI_20240601\.dat/);
+    assert.deepEqual(listDir(ws.dir).filter((n) => !['.env', '.ssh', 'logs'].includes(n)), []);
+  });
+
+  test('a .env written for FTP_IPI.py pulls files unchanged (host key in ~/.ssh/known_hosts)', async () => {
+    const { ws, folder } = setup({ 'IPI_20240701.dat': testBytes(70_000, 7) });
+    // Exactly the seed's keys, nothing else: relative paths as in its README.
+    ws.env = {
+      SFTP_HOST: server.host,
+      SFTP_PORT: String(server.port),
+      SFTP_USER: server.user,
+      SFTP_PASS: server.password ?? 'the-seed-used-a-password',
+      SFTP_DIR: `${server.remoteDir}/${folder}`,
+      LOCAL_DIR: './local_downloads',
+      SERVER_DIR: './synced_server',
+      LOG_FILE: './logs/sftp_transfer.log',
+      LAST_FILE_RECORD: './last_file.txt',
+    };
+    ws.writeEnv();
+    if (server.kind === 'openssh') {
+      // Our sshd has passwords off; like `sftp`, ipi-pull then logs in with ~/.ssh/id_ed25519.
+      fs.copyFileSync(server.clientKeyPath, path.join(ws.dir, '.ssh', 'id_ed25519'));
+      fs.chmodSync(path.join(ws.dir, '.ssh', 'id_ed25519'), 0o600);
+    }
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.deepEqual(listDir(ws.serverDir), ['IPI_20240701.dat']);
+    assert.equal(ws.marker(), 'IPI_20240701.dat');
+  });
+
+  test('a key with a passphrase works, and the passphrase never reaches a log', async () => {
+    const { ws } = setup({ 'IPI_20240801.dat': testBytes(5000, 8) }, { auth: 'passphrase' });
+    const r = await ws.run(['--sftp-key-passphrase', server.passphrase!, '--log-level', 'debug']);
+    assert.equal(r.code, 0, r.stderr);
+    const everything = r.stdout + r.stderr + fs.readFileSync(ws.logFile, 'utf8');
+    assert.ok(!everything.includes(server.passphrase!), 'passphrase leaked');
+    const bad = await ws.run(['--sftp-key-passphrase', 'wrong-passphrase-XYZZY']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /SFTP_KEY_PASSPHRASE does not decrypt it/);
+    assert.ok(!(bad.stdout + bad.stderr).includes('XYZZY'));
+  });
+});
+
+describe('refusals: exit codes and nothing changed', () => {
+  test('an unknown host key is refused (exit 4) with the fingerprint and the line to add; --accept-new-host-key records it', async () => {
+    const { ws } = setup({ 'IPI_20240901.dat': testBytes(10, 9) });
+    fs.writeFileSync(path.join(ws.dir, '.ssh', 'known_hosts'), '');
+    const r = await ws.run();
+    assert.equal(r.code, 4, r.stderr);
+    assert.ok(r.stderr.includes(server.hostKeyFingerprint), r.stderr);
+    assert.ok(r.stderr.includes(server.knownHostsLine), 'names the exact known_hosts line');
+    assert.equal(ws.marker(), null);
+    assert.deepEqual(listDir(ws.serverDir), []);
+    const ok = await ws.run(['--accept-new-host-key']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.ok(fs.readFileSync(path.join(ws.dir, '.ssh', 'known_hosts'), 'utf8').includes(server.knownHostsLine));
+  });
+
+  test('a changed host key is refused even with --accept-new-host-key', async () => {
+    const { ws } = setup({ 'IPI_20240902.dat': testBytes(10, 9) });
+    const other = path.join(ws.dir, 'otherkey');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other]);
+    const pub = fs.readFileSync(`${other}.pub`, 'utf8').trim().split(/\s+/);
+    fs.writeFileSync(path.join(ws.dir, '.ssh', 'known_hosts'), `[127.0.0.1]:${server.port} ${pub[0]} ${pub[1]}\n`);
+    const r = await ws.run(['--accept-new-host-key']);
+    assert.equal(r.code, 4);
+    assert.match(r.stderr, /CHANGED/);
+    assert.ok(r.stderr.includes(server.hostKeyFingerprint));
+    assert.equal(ws.marker(), null);
+  });
+
+  test('a pinned SFTP_HOST_KEY is checked: right pin pulls, wrong pin exits 4', async () => {
+    const { ws } = setup({ 'IPI_20240903.dat': testBytes(10, 9) });
+    fs.writeFileSync(path.join(ws.dir, '.ssh', 'known_hosts'), '');
+    const wrong = await ws.run(['--sftp-host-key', 'SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s']);
+    assert.equal(wrong.code, 4);
+    assert.match(wrong.stderr, /not the pinned SFTP_HOST_KEY/);
+    const right = await ws.run(['--sftp-host-key', server.hostKeyFingerprint]);
+    assert.equal(right.code, 0, right.stderr);
+    assert.equal(ws.marker(), 'IPI_20240903.dat');
+  });
+
+  test('wrong credentials: exit 4 at once, no retries', async () => {
+    const { ws } = setup({ 'IPI_20241001.dat': testBytes(10, 10) });
+    const stranger = path.join(ws.dir, 'stranger');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', stranger]);
+    ws.env.SFTP_KEY = stranger;
+    delete ws.env.SFTP_PASS;
+    ws.writeEnv();
+    const started = Date.now();
+    const r = await ws.run();
+    assert.equal(r.code, 4, r.stderr);
+    assert.match(r.stderr, /refused the login/);
+    assert.doesNotMatch(r.stdout + r.stderr, /retrying/);
+    assert.ok(Date.now() - started < 15_000);
+    assert.equal(ws.marker(), null);
+  });
+
+  test('bad config: one line naming the key, exit 2, nothing created', async () => {
+    const { ws } = setup({ 'IPI_20241101.dat': testBytes(10, 11) });
+    ws.env.SFTP_PORT = 'twenty-two';
+    ws.env.CHUNK_SIZE = '2MiB';
+    ws.writeEnv();
+    const r = await ws.run();
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /SFTP_PORT \(--sftp-port\): 'twenty-two' is not a whole number\. Example: SFTP_PORT=22/);
+    assert.deepEqual(listDir(ws.dir).filter((n) => !['.env', '.ssh'].includes(n)), []);
+    const flag = await ws.run(['--retry-delays', '5,,10']);
+    assert.equal(flag.code, 2);
+  });
+
+  test('a missing remote folder is permanent: exit 1, named, not retried', async () => {
+    const { ws } = setup({}, { extra: { SFTP_DIR: `${server.remoteDir}/no-such-folder` } });
+    const r = await ws.run();
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /SFTP_DIR .*no-such-folder: no such folder/);
+    assert.doesNotMatch(r.stdout + r.stderr, /retrying/);
+  });
+
+  test('a live lock: exit 3 naming the holder; a dead run\'s lock is taken over', async () => {
+    const { ws } = setup({ 'IPI_20241201.dat': testBytes(10, 12) });
+    const lockFile = `${ws.markerFile}.lock`;
+    const since = new Date().toISOString();
+    fs.writeFileSync(lockFile, JSON.stringify({ pid: process.pid, host: os.hostname(), since, token: 'x' }));
+    const held = await ws.run();
+    assert.equal(held.code, 3);
+    assert.ok(held.stderr.includes(`pid ${process.pid} on ${os.hostname()} since ${since}`), held.stderr);
+    assert.equal(ws.marker(), null);
+    assert.ok(fs.existsSync(lockFile), 'the holder keeps its lock');
+
+    fs.writeFileSync(lockFile, JSON.stringify({ pid: 2 ** 22 + 12345, host: os.hostname(), since, token: 'y' }));
+    const taken = await ws.run();
+    assert.equal(taken.code, 0, taken.stderr);
+    assert.match(taken.stderr, /took over a stale lock/);
+    assert.equal(ws.marker(), 'IPI_20241201.dat');
+    assert.ok(!fs.existsSync(lockFile), 'released at the end');
+  });
+
+  test('two runs started together: one pulls, the other exits 3; the file is delivered once', async () => {
+    const { ws } = setup({ 'IPI_20241202.dat': testBytes(6 * 1024 * 1024, 13) });
+    const [a, b] = await Promise.all([ws.run(), ws.run()]);
+    assert.deepEqual([a.code, b.code].sort(), [0, 3], a.stderr + b.stderr);
+    assert.equal(ws.history().length, 1);
+  });
+});
