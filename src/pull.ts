@@ -21,6 +21,8 @@ import { formatBytes } from './util/space.js';
 
 export interface PullOptions {
   once: boolean;
+  /** Only the newest file after the marker (skipping any between: the operator's explicit choice). */
+  latest: boolean;
   dryRun: boolean;
   acceptNewHostKey: boolean;
   signal?: AbortSignal;
@@ -121,7 +123,10 @@ async function drain(
     const markerMtimeMs = config.orderBy === 'mtime' && marker !== null ? await markerMtime(historyFile, marker) : undefined;
     let selection;
     try {
-      selection = selectNext(entries, marker, { matches, orderBy: config.orderBy, minAgeMs: config.minAge, nowMs: Date.now(), markerMtimeMs });
+      selection = selectNext(entries, marker, {
+        matches, orderBy: config.orderBy, minAgeMs: config.minAge, nowMs: Date.now(), markerMtimeMs,
+        latestOnly: opts.latest || (marker === null && config.startFrom === 'latest'),
+      });
     } catch (err) {
       if (err instanceof MarkerPlacementError) throw new PermanentError(`${config.markerFile}: ${err.message}`);
       throw err;
@@ -213,9 +218,28 @@ async function deliver(
   // Last of all: the marker moves only once the file is whole in SERVER_DIR.
   await writeMarker(config.markerFile, entry.name);
   attempt.progressed = true;
+  await afterDelivery(session, config, remotePath, entry.name, ctx.log);
   summary.delivered.push(delivered);
   const resumed = got.resumedFrom > 0 ? `, resumed from byte ${got.resumedFrom}` : '';
   ctx.log.info(`${entry.name}: delivered ${formatBytes(got.size)} in ${(got.durationMs / 1000).toFixed(1)} s (${rate(got.bytesTransferred, got.durationMs)})${resumed}; marker -> ${entry.name}`);
+}
+
+/** POST_ACTION, only once the delivery is recorded; a failure here never undoes it. */
+async function afterDelivery(session: SftpSession, config: Config, remotePath: string, name: string, log: Logger): Promise<void> {
+  const action = config.postAction;
+  if (action.kind === 'none') return;
+  try {
+    if (action.kind === 'delete') {
+      await session.remove(remotePath);
+      log.info(`${name}: deleted from the server (POST_ACTION=delete)`);
+    } else {
+      const to = remotePathOf(action.dir, name);
+      await session.rename(remotePath, to);
+      log.info(`${name}: moved on the server to ${to} (POST_ACTION)`);
+    }
+  } catch (err) {
+    log.warn(`${name}: delivered, but POST_ACTION ${action.kind} failed on the server: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }
 
 async function markerMtime(historyFile: string, marker: string): Promise<number | undefined> {

@@ -18,6 +18,8 @@ export interface SelectOptions {
   nowMs: number;
   /** For ORDER_BY=mtime when the marker's file is gone from the server: its mtime from our history. */
   markerMtimeMs?: number;
+  /** Only the newest file after the marker (--latest, or START_FROM=latest on a first run). */
+  latestOnly?: boolean;
 }
 
 export interface Skipped {
@@ -110,6 +112,7 @@ export function selectNext(entries: readonly RemoteEntry[], marker: string | nul
   }
   const queue: RemoteEntry[] = [];
   let waiting: Skipped | null = null;
+  if (opts.latestOnly) after = after.slice(-1);
   for (const entry of after) {
     const age = opts.nowMs - entry.mtimeMs;
     if (age < opts.minAgeMs) {

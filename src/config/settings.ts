@@ -50,6 +50,17 @@ export function resolvePath(raw: string, ctx: ParseContext): string {
 
 const seconds = (raw: string) => parseDuration(raw);
 
+export type PostAction = { kind: 'none' } | { kind: 'delete' } | { kind: 'move'; dir: string };
+
+function parsePostAction(raw: string): PostAction {
+  const v = raw.trim();
+  if (v.toLowerCase() === 'none') return { kind: 'none' };
+  if (v.toLowerCase() === 'delete') return { kind: 'delete' };
+  const m = /^move:(.+)$/i.exec(v);
+  if (m && m[1]!.trim() !== '') return { kind: 'move', dir: m[1]!.trim() };
+  throw new ValueError(`'${raw}' is not none, delete or move:DIR`);
+}
+
 export const SETTINGS = {
   host: setting({
     env: 'SFTP_HOST', section: 'Server', required: true,
@@ -122,6 +133,11 @@ export const SETTINGS = {
     help: 'How a verified file reaches SERVER_DIR: copy (keeps LOCAL_DIR copy; a copy-on-write clone where the filesystem can), hardlink (same filesystem only), move.',
     parse: (raw) => parseChoice(raw, ['copy', 'hardlink', 'move'] as const),
   }),
+  postAction: setting({
+    env: 'POST_ACTION', section: 'Folders and files', default: 'none', example: 'move:/outgoing/ipi/done',
+    help: 'What to do with a file on the server once it is delivered and the marker written: none, delete, or move:DIR (a remote folder). A failure here is logged and never undoes a delivery.',
+    parse: parsePostAction,
+  }),
   pattern: setting({
     env: 'FILE_PATTERN', section: 'Selection', default: 'IPI*', example: 'IPI*',
     help: 'Glob the remote file names must match (case-sensitive). `*IPI*` reproduces FTP_IPI.py\'s substring filter.',
@@ -131,6 +147,11 @@ export const SETTINGS = {
     env: 'ORDER_BY', section: 'Selection', default: 'date', example: 'date',
     help: 'Chronological order of files: date (the date in the name: YYYYMMDD or YYYY-MM-DD, optional time; ties by name), mtime (server modification time), name.',
     parse: (raw) => parseChoice(raw, ['date', 'mtime', 'name'] as const),
+  }),
+  startFrom: setting({
+    env: 'START_FROM', section: 'Selection', default: 'earliest', example: 'earliest',
+    help: 'First run without a marker: earliest (every file on the server, oldest first) or latest (only the newest file).',
+    parse: (raw) => parseChoice(raw, ['earliest', 'latest'] as const),
   }),
   minAge: setting({
     env: 'MIN_AGE', section: 'Selection', default: '0', example: '2m',
@@ -213,6 +234,11 @@ export const SETTINGS = {
   logMaxFiles: setting({
     env: 'LOG_MAX_FILES', section: 'Logging', default: '10', example: '10', advanced: true,
     help: 'Rotated log files kept.', parse: (raw) => parseInteger(raw, 1, 1000),
+  }),
+  metricsFile: setting({
+    env: 'METRICS_FILE', section: 'Logging', example: '/var/lib/node_exporter/textfile/ipi_pull.prom',
+    help: 'Prometheus textfile-collector file, rewritten atomically after every run (last success time, status, files and bytes, pending, duration). Unset: none.',
+    parse: resolvePath,
   }),
 } as const;
 

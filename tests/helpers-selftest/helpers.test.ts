@@ -40,10 +40,13 @@ function connect(server: SftpServerHandle, auth: Auth, port = server.port): Prom
   return new Promise((resolve, reject) => {
     const client = new ssh2.Client();
     let seenFingerprint = '';
-    client.once('error', (err) => {
+    // Persistent: ssh2 may emit a second error (e.g. ECONNRESET) after the first.
+    client.on('error', (err) => {
       client.end();
       reject(err);
     });
+    // A connection dropped before the handshake finished emits only 'close'.
+    client.once('close', () => reject(new Error('connection closed before ready')));
     client.once('ready', () => {
       client.sftp((err, sftp) => (err ? reject(err) : resolve({ client, sftp, seenFingerprint })));
     });
@@ -95,17 +98,15 @@ async function readAll(sftp: SFTPWrapper, p: string, chunk = 32 * 1024): Promise
   const parts: Buffer[] = [];
   let pos = 0;
   let maxReply = 0;
-  try {
-    for (;;) {
-      const got = await readOnce(sftp, h, pos, chunk);
-      if (got.length === 0) break;
-      maxReply = Math.max(maxReply, got.length);
-      parts.push(got);
-      pos += got.length;
-    }
-  } finally {
-    await closeFile(sftp, h).catch(() => {});
+  // No close on failure: after a dropped connection ssh2 never calls back.
+  for (;;) {
+    const got = await readOnce(sftp, h, pos, chunk);
+    if (got.length === 0) break;
+    maxReply = Math.max(maxReply, got.length);
+    parts.push(got);
+    pos += got.length;
   }
+  await closeFile(sftp, h);
   return { data: Buffer.concat(parts), maxReply };
 }
 
@@ -299,7 +300,10 @@ describe('embedded ssh2 SFTP server', () => {
       assert.equal(Math.floor(fs.statSync(local).mtimeMs / 1000), 1_600_000_000);
       await call((cb) => sftp.unlink('/upload/sub/up.bin', cb));
       assert.ok(!fs.existsSync(local));
-      await assert.rejects(stat(sftp, '/upload/nope'), /No such file/);
+      await assert.rejects(stat(sftp, '/upload/nope'), (err: Error) => {
+        assert.equal(err.message, 'No such file', 'local paths must not leak into status messages');
+        return true;
+      });
     } finally {
       c.client.end();
     }
@@ -422,6 +426,15 @@ describe('fault proxy', () => {
       proxy.throttle(null);
       c.client.end();
     }
+  });
+
+  test('cutAfter(n) with no open connection arms the next one only', T, async () => {
+    await proxy.waitForIdle();
+    proxy.cutAfter(50); // less than the SSH banner + KEXINIT
+    await assert.rejects(connect(server, keyAuth(server), proxy.port));
+    const c = await connect(server, keyAuth(server), proxy.port);
+    c.client.end();
+    await closed(c.client);
   });
 
   test('cutEvery applies to new connections; stop() closes everything', T, async () => {

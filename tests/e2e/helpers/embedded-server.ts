@@ -24,6 +24,7 @@ import {
   LOOPBACK,
   delay,
   knownHostsLine,
+  onProcessExit,
   pathMatches,
   publicKeyBlob,
   settleWithin,
@@ -194,19 +195,23 @@ function longname(name: string, a: Attributes): string {
     `${String(a.size).padStart(8)} ${date} ${name}`;
 }
 
-function statusFor(err: unknown): number {
+/**
+ * Map a local fs error to an SFTP status. Messages are OpenSSH's fixed
+ * strings: never the Node message, which would leak local jail paths.
+ */
+function statusFor(err: unknown): [number, string] {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   switch (code) {
     case 'ENOENT':
     case 'ENOTDIR':
     case 'ERR_INVALID_ARG_VALUE': // path with NUL byte: cannot exist on disk
     case 'ERR_INVALID_ARG_TYPE':
-      return STATUS_CODE.NO_SUCH_FILE;
+      return [STATUS_CODE.NO_SUCH_FILE, 'No such file'];
     case 'EACCES':
     case 'EPERM':
-      return STATUS_CODE.PERMISSION_DENIED;
+      return [STATUS_CODE.PERMISSION_DENIED, 'Permission denied'];
     default:
-      return STATUS_CODE.FAILURE;
+      return [STATUS_CODE.FAILURE, 'Failure'];
   }
 }
 
@@ -256,7 +261,7 @@ class SftpSession {
     // .then(work) also turns synchronous throws (e.g. a NUL byte in a path) into a STATUS.
     Promise.resolve()
       .then(work)
-      .catch((err: unknown) => this.status(reqid, statusFor(err), (err as Error)?.message));
+      .catch((err: unknown) => this.status(reqid, ...statusFor(err)));
   }
 
   private status(reqid: number, code: number, message?: string): void {
@@ -539,7 +544,15 @@ async function prepareState(opts: EmbeddedServerOptions): Promise<ServerState> {
 
 export async function startEmbeddedServer(opts: EmbeddedServerOptions = {}): Promise<SftpServerHandle> {
   const st = await prepareState(opts);
-  await listen(st, 0);
+  // A forgotten stop() must not leave key material in /tmp.
+  const unregisterExit = onProcessExit(() => fs.rmSync(st.tempDir, { recursive: true, force: true }));
+  try {
+    await listen(st, 0);
+  } catch (err) {
+    unregisterExit();
+    await fsp.rm(st.tempDir, { recursive: true, force: true });
+    throw err;
+  }
   let stopped = false;
   const withPassphrase = opts.passphraseKey !== false;
   return {
@@ -564,6 +577,7 @@ export async function startEmbeddedServer(opts: EmbeddedServerOptions = {}): Pro
     stop: async () => {
       if (stopped) return;
       stopped = true;
+      unregisterExit();
       await halt(st);
       await fsp.rm(st.tempDir, { recursive: true, force: true });
     },

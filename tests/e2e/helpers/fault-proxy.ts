@@ -2,7 +2,9 @@
  * TCP fault-injection proxy for e2e tests: 127.0.0.1:<free port> forwarding
  * to 127.0.0.1:<targetPort>, with test-controlled network faults:
  *
- *   cutAfter(n)     current connections die after n more server->client bytes
+ *   cutAfter(n)     current connections die after n more server->client bytes;
+ *                   with no connection open, the NEXT accepted one gets the
+ *                   budget (so a test can arm it before spawning the CLI)
  *   cutEvery(n)     same, and every future connection gets the same budget
  *   cutNow()        kill every current connection
  *   stall/unstall   stop/resume forwarding in both directions, sockets stay open
@@ -42,6 +44,8 @@ export interface FaultProxy {
   throttle(bytesPerSecond: number | null): void;
   /** Resolve once bytesToClient >= n; reject after timeoutMs (default 10 s). */
   waitForBytesToClient(n: number, timeoutMs?: number): Promise<void>;
+  /** Resolve once no connection is open; reject after timeoutMs (default 10 s). */
+  waitForIdle(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -54,6 +58,8 @@ const THROTTLE_TICK_MS = 20;
 class ProxyState {
   stalled = false;
   cutEveryBytes: number | null = null;
+  /** Armed by cutAfter() while no connection was open; consumed by the next one. */
+  cutNextBytes: number | null = null;
   bytesToClient = 0;
   bytesToServer = 0;
   private rate: number | null = null;
@@ -201,7 +207,9 @@ class Link {
     readonly state: ProxyState,
     private readonly onClose: (l: Link) => void,
   ) {
-    this.cutBudget = state.cutEveryBytes;
+    // Budgets count from the first byte, i.e. they include the SSH handshake (~2-4 KiB).
+    this.cutBudget = state.cutNextBytes ?? state.cutEveryBytes;
+    state.cutNextBytes = null;
     for (const s of [client, upstream]) {
       s.unref();
       s.setNoDelay(true);
@@ -261,6 +269,14 @@ class Link {
   }
 }
 
+async function pollUntil(done: () => boolean, timeoutMs: number, why: () => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(why());
+    await delay(10);
+  }
+}
+
 export async function startFaultProxy(targetPort: number): Promise<FaultProxy> {
   const state = new ProxyState();
   const links = new Set<Link>();
@@ -308,10 +324,12 @@ export async function startFaultProxy(targetPort: number): Promise<FaultProxy> {
       return links.size;
     },
     cutAfter(bytes: number) {
-      forEachLink((l) => l.setCutBudget(bytes));
+      if (links.size === 0) state.cutNextBytes = bytes;
+      else forEachLink((l) => l.setCutBudget(bytes));
     },
     cutEvery(bytes: number | null) {
       state.cutEveryBytes = bytes;
+      state.cutNextBytes = null;
       forEachLink((l) => l.setCutBudget(bytes));
     },
     cutNow() {
@@ -329,14 +347,13 @@ export async function startFaultProxy(targetPort: number): Promise<FaultProxy> {
       state.setRate(bytesPerSecond);
       forEachLink((l) => l.flush());
     },
-    async waitForBytesToClient(n: number, timeoutMs = 10_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (state.bytesToClient < n) {
-        if (Date.now() > deadline) {
-          throw new Error(`proxy: only ${state.bytesToClient}/${n} bytes reached the client in ${timeoutMs} ms`);
-        }
-        await delay(10);
-      }
+    waitForBytesToClient(n: number, timeoutMs = 10_000) {
+      return pollUntil(() => state.bytesToClient >= n, timeoutMs,
+        () => `proxy: only ${state.bytesToClient}/${n} bytes reached the client in ${timeoutMs} ms`);
+    },
+    waitForIdle(timeoutMs = 10_000) {
+      return pollUntil(() => links.size === 0, timeoutMs,
+        () => `proxy: ${links.size} connection(s) still open after ${timeoutMs} ms`);
     },
     stop() {
       // Everything else is unref'd; settleWithin's timer holds the event loop

@@ -1,0 +1,54 @@
+// `ipi-pull mark NAME`: set the marker on purpose (start later, or pull again from a point).
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import picomatch from 'picomatch';
+import { ConfigError, EXIT, classify, type ExitCode } from '../errors.js';
+import { acquireLock, lockFileFor } from '../lock.js';
+import { silentLogger } from '../log.js';
+import { readMarker, writeMarker } from '../marker.js';
+import { unsafeNameReason } from '../names.js';
+import { sessionOptions } from '../pull.js';
+import { SftpSession } from '../sftp/session.js';
+import { configFromArgs, type GlobalArgs, type Io } from './shared.js';
+
+export interface MarkArgs extends GlobalArgs {
+  name: string;
+  force: boolean;
+}
+
+export async function markCommand(args: MarkArgs, io: Io): Promise<ExitCode> {
+  try {
+    const unsafe = unsafeNameReason(args.name);
+    if (unsafe) throw new ConfigError(`mark ${JSON.stringify(args.name)}: not a file name we would deliver (${unsafe})`);
+    const config = configFromArgs(args, io, args.force);
+    if (!args.force) {
+      if (!picomatch(config.pattern, { dot: true })(args.name)) {
+        throw new ConfigError(`mark ${args.name}: does not match FILE_PATTERN ${config.pattern} (use --force to set it anyway)`);
+      }
+      const session = await SftpSession.open(sessionOptions(config, false, silentLogger));
+      try {
+        const listed = await session.list(config.remoteDir);
+        if (!listed.some((e) => e.name === args.name && e.isFile)) {
+          throw new ConfigError(`mark ${args.name}: no such file in ${config.remoteDir} on ${config.host} (use --force to set it anyway)`);
+        }
+      } finally {
+        await session.end();
+      }
+    }
+    await fs.mkdir(path.dirname(config.markerFile), { recursive: true });
+    // Under the lock, so a run in progress cannot overwrite the marker we set (or we its).
+    const lock = await acquireLock(lockFileFor(config.markerFile), (m) => io.stderr.write(`ipi-pull: ${m}\n`));
+    try {
+      const was = await readMarker(config.markerFile);
+      await writeMarker(config.markerFile, args.name);
+      io.stdout.write(`marker set to ${args.name} (was ${was ?? 'unset'}); the next run pulls the files after it\n`);
+    } finally {
+      await lock.release();
+    }
+    return EXIT.ok;
+  } catch (err) {
+    const e = classify(err, 'setting the marker');
+    io.stderr.write(`ipi-pull: ${e.message}\n`);
+    return e.exitCode;
+  }
+}

@@ -1,0 +1,70 @@
+// What every command shares: the settings flags (generated from the table), turning argv
+// into a validated Config, and opening the logger.
+import fs from 'node:fs';
+import type { Argv } from 'yargs';
+import { loadConfig, type Config } from '../config/load.js';
+import { SETTINGS, SETTING_NAMES, flagOf, type SettingName } from '../config/settings.js';
+import { createLogger, type ClosableLogger, type Logger } from '../log.js';
+
+export interface Io {
+  stdout: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+}
+
+export interface GlobalArgs {
+  'env-file'?: string;
+  json: boolean;
+  [flag: string]: unknown;
+}
+
+/** One --flag per setting, grouped by the table's sections in --help. */
+export function withSettingFlags<T>(y: Argv<T>): Argv<T> {
+  let out = y;
+  for (const name of SETTING_NAMES) {
+    const s = SETTINGS[name];
+    const dflt = 'default' in s ? ` [default: ${s.default}]` : '';
+    out = out.option(flagOf(name), { type: 'string', describe: `${s.env}: ${s.help}${dflt}`, group: `${s.section} (flag or .env key):` });
+  }
+  return out;
+}
+
+export function flagValues(argv: Record<string, unknown>): Partial<Record<SettingName, string>> {
+  const out: Partial<Record<SettingName, string>> = {};
+  for (const name of SETTING_NAMES) {
+    const v = argv[flagOf(name)];
+    if (v !== undefined) out[name] = Array.isArray(v) ? String(v[v.length - 1]) : String(v);
+  }
+  return out;
+}
+
+export function configFromArgs(args: GlobalArgs, io: Io, serverOptional = false): Config {
+  return loadConfig({ envFile: args['env-file'], flags: flagValues(args), env: io.env, cwd: io.cwd, serverOptional });
+}
+
+export function loggerFor(config: Config, args: GlobalArgs, opts: { quietConsole?: boolean; noFile?: boolean } = {}): ClosableLogger {
+  return createLogger({
+    level: config.logLevel,
+    file: opts.noFile ? null : config.logFile,
+    maxSize: config.logMaxSize,
+    maxFiles: config.logMaxFiles,
+    secrets: config.secrets,
+    allToStderr: args.json,
+    quietConsole: opts.quietConsole,
+  });
+}
+
+export function warnIfSecretsExposed(config: Config, log: Logger): void {
+  if (process.platform === 'win32' || !config.envFile || config.secrets.length === 0) return;
+  try {
+    const mode = fs.statSync(config.envFile).mode;
+    if (mode & 0o077) log.warn(`${config.envFile} holds a password or passphrase and is readable by others: chmod 600 ${config.envFile}`);
+  } catch {
+    /* gone since we read it: nothing to warn about */
+  }
+}
+
+export function writeJson(io: Io, value: unknown): void {
+  io.stdout.write(`${JSON.stringify(value)}\n`);
+}

@@ -1,0 +1,51 @@
+// METRICS_FILE: a Prometheus textfile-collector file rewritten atomically after every run.
+// A cron job that silently stopped is the usual way this kind of tool fails; with
+// ipi_pull_last_success_timestamp_seconds an alert can say "no success for an hour".
+import fs from 'node:fs/promises';
+import { writeFileAtomic } from './util/atomic.js';
+
+export interface RunMetrics {
+  finishedAtMs: number;
+  success: boolean;
+  exitCode: number;
+  filesDelivered: number;
+  bytesDelivered: number;
+  filesPending: number;
+  durationMs: number;
+  /** Kept from the previous file when this run failed. */
+  lastSuccessAtMs: number | null;
+}
+
+const LAST_SUCCESS = 'ipi_pull_last_success_timestamp_seconds';
+
+export function renderMetrics(m: RunMetrics): string {
+  const gauge = (name: string, help: string, value: number) => `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${name} ${value}\n`;
+  const secs = (ms: number) => Math.round(ms / 1000);
+  return [
+    gauge('ipi_pull_last_run_timestamp_seconds', 'When the last run ended (Unix time).', secs(m.finishedAtMs)),
+    m.lastSuccessAtMs !== null ? gauge(LAST_SUCCESS, 'When the last successful run ended (Unix time); nothing new counts as success.', secs(m.lastSuccessAtMs)) : '',
+    gauge('ipi_pull_last_run_success', '1 if the last run succeeded, else 0.', m.success ? 1 : 0),
+    gauge('ipi_pull_last_run_exit_code', 'Exit code of the last run.', m.exitCode),
+    gauge('ipi_pull_last_run_files_delivered', 'Files delivered by the last run.', m.filesDelivered),
+    gauge('ipi_pull_last_run_bytes_delivered', 'Bytes delivered by the last run.', m.bytesDelivered),
+    gauge('ipi_pull_files_pending', 'Files after the marker still on the server when the last run ended.', m.filesPending),
+    gauge('ipi_pull_last_run_duration_seconds', 'Duration of the last run.', Number((m.durationMs / 1000).toFixed(3))),
+  ].join('');
+}
+
+/** Pure: the last-success time recorded in an earlier metrics file, in ms. */
+export function previousSuccessMs(text: string): number | null {
+  const m = new RegExp(`^${LAST_SUCCESS} (\\d+(?:\\.\\d+)?)$`, 'm').exec(text);
+  return m ? Number(m[1]) * 1000 : null;
+}
+
+export async function writeMetrics(file: string, run: Omit<RunMetrics, 'lastSuccessAtMs'>): Promise<void> {
+  let previous: number | null = null;
+  try {
+    previous = previousSuccessMs(await fs.readFile(file, 'utf8'));
+  } catch {
+    /* first run, or unreadable: no earlier success known */
+  }
+  const lastSuccessAtMs = run.success ? run.finishedAtMs : previous;
+  await writeFileAtomic(file, renderMetrics({ ...run, lastSuccessAtMs }));
+}
