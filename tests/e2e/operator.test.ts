@@ -1,0 +1,197 @@
+/**
+ * What the people who run ipi-pull every five minutes see: init, status, mark, --json,
+ * metrics, --latest / START_FROM, POST_ACTION, progress lines and log rotation.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { listDir, makeWorkspace, runCli, testBytes, type Workspace } from './helpers/cli.js';
+import { startTestServer, writeRemoteFile, type SftpServerHandle } from './helpers/server.js';
+
+let server: SftpServerHandle;
+const workspaces: Workspace[] = [];
+let seq = 0;
+
+before(async () => {
+  server = await startTestServer();
+});
+after(async () => {
+  for (const ws of workspaces) ws.cleanup();
+  await server?.stop();
+});
+
+function setup(files: Record<string, Buffer | string>, extra: Record<string, string> = {}): { ws: Workspace; folder: string } {
+  const folder = `op${++seq}`;
+  fs.mkdirSync(path.join(server.root, folder), { recursive: true });
+  const old = new Date(Date.now() - 3600_000);
+  for (const [name, data] of Object.entries(files)) fs.utimesSync(writeRemoteFile(server, `${folder}/${name}`, data), old, old);
+  const ws = makeWorkspace(server, { extra: { SFTP_DIR: `${server.remoteDir}/${folder}`, ...extra } });
+  workspaces.push(ws);
+  return { ws, folder };
+}
+
+/** Prometheus text format: `name value` lines, with # HELP / # TYPE comments. */
+function parseProm(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*) (-?\d+(?:\.\d+)?)$/.exec(line);
+    assert.ok(m, `not a Prometheus sample line: ${JSON.stringify(line)}`);
+    out.set(m[1]!, Number(m[2]));
+  }
+  return out;
+}
+
+describe('operator commands', () => {
+  test('init writes a commented .env once and never overwrites it', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-init-'));
+    try {
+      const r = await runCli(['init'], { cwd: dir });
+      assert.equal(r.code, 0, r.stderr);
+      const written = fs.readFileSync(path.join(dir, '.env'), 'utf8');
+      assert.match(written, /^SFTP_HOST=/m);
+      assert.match(written, /^#RETRY_DELAYS=5,10,30,60,120,300,600$/m);
+      assert.equal(fs.statSync(path.join(dir, '.env')).mode & 0o777, 0o600);
+      fs.writeFileSync(path.join(dir, '.env'), 'SFTP_HOST=mine\n');
+      const again = await runCli(['init'], { cwd: dir });
+      assert.equal(again.code, 0);
+      assert.match(again.stderr, /already exists; left unchanged/);
+      assert.equal(fs.readFileSync(path.join(dir, '.env'), 'utf8'), 'SFTP_HOST=mine\n');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('--json summary and status --json tell the same story', async () => {
+    const { ws } = setup({ 'IPI_20250101.dat': testBytes(3000, 1), 'IPI_20250102.dat': testBytes(4000, 2), 'IPI_20250103.dat': testBytes(5000, 3) });
+    const r = await ws.run(['--once', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const summary = JSON.parse(r.stdout);
+    assert.equal(summary.outcome, 'delivered');
+    assert.equal(summary.exitCode, 0);
+    assert.deepEqual(summary.files.map((f: { name: string }) => f.name), ['IPI_20250101.dat']);
+    assert.equal(summary.bytes, 3000);
+    assert.deepEqual(summary.pending, ['IPI_20250102.dat', 'IPI_20250103.dat']);
+    assert.equal(r.stdout.trim().split('\n').length, 1, 'stdout holds only the JSON');
+
+    // A partial in progress and a lock held by a live process show up too.
+    fs.writeFileSync(path.join(ws.localDir, 'IPI_20250102.dat.part'), Buffer.alloc(1000));
+    fs.writeFileSync(path.join(ws.localDir, 'IPI_20250102.dat.part.json'), JSON.stringify({ name: 'IPI_20250102.dat', remoteSize: 4000, remoteMtimeMs: 1, startedAt: 'x' }));
+    fs.writeFileSync(`${ws.markerFile}.lock`, JSON.stringify({ pid: process.pid, host: os.hostname(), since: '2025-01-01T00:00:00Z', token: 't' }));
+    const markerBefore = ws.marker();
+    const st = await ws.run(['status', '--json']);
+    assert.equal(st.code, 0, st.stderr);
+    const s = JSON.parse(st.stdout);
+    assert.equal(s.marker, 'IPI_20250101.dat');
+    assert.equal(s.lastDelivery.name, 'IPI_20250101.dat');
+    assert.equal(s.lastDelivery.size, 3000);
+    assert.match(s.lastDelivery.sha256, /^[0-9a-f]{64}$/);
+    assert.deepEqual(s.inProgress, [{ name: 'IPI_20250102.dat', bytes: 1000, size: 4000, percent: 25 }]);
+    assert.equal(s.lock.held, true);
+    assert.equal(s.lock.holder.pid, process.pid);
+    assert.deepEqual(s.remote, { checked: true, pending: ['IPI_20250102.dat', 'IPI_20250103.dat'], waiting: null, error: null });
+    assert.equal(ws.marker(), markerBefore, 'status changes nothing');
+    const human = await ws.run(['status']);
+    assert.match(human.stdout, /in progress: IPI_20250102\.dat: 1000 B of 3\.9 KiB \(25%\)/);
+    assert.match(human.stdout, /waiting on the server: 2 file\(s\), in order: IPI_20250102\.dat, IPI_20250103\.dat/);
+  });
+
+  test('mark NAME is checked against the server; --force sets it without connecting', async () => {
+    const { ws } = setup({ 'IPI_20250201.dat': testBytes(10, 1), 'IPI_20250202.dat': testBytes(10, 2), 'IPI_20250203.dat': testBytes(10, 3) });
+    const missing = await ws.run(['mark', 'IPI_20250299.dat']);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /no such file/);
+    assert.equal(ws.marker(), null);
+    const unsafe = await ws.run(['mark', '../etc/passwd']);
+    assert.equal(unsafe.code, 2);
+    const ok = await ws.run(['mark', 'IPI_20250202.dat']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ws.marker(), 'IPI_20250202.dat');
+    const pulled = await ws.run();
+    assert.equal(pulled.code, 0);
+    assert.deepEqual(listDir(ws.serverDir), ['IPI_20250203.dat']);
+    const forced = await ws.run(['mark', 'IPI_20250101.dat', '--force', '--sftp-port', '1']);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.equal(ws.marker(), 'IPI_20250101.dat');
+  });
+
+  test('--latest pulls only the newest file; START_FROM=latest does so on a first run only', async () => {
+    const files = { 'IPI_20250301.dat': testBytes(10, 1), 'IPI_20250302.dat': testBytes(10, 2), 'IPI_20250303.dat': testBytes(10, 3) };
+    const a = setup(files);
+    assert.equal((await a.ws.run(['--latest'])).code, 0);
+    assert.deepEqual(listDir(a.ws.serverDir), ['IPI_20250303.dat']);
+    const b = setup(files, { START_FROM: 'latest' });
+    assert.equal((await b.ws.run()).code, 0);
+    assert.deepEqual(listDir(b.ws.serverDir), ['IPI_20250303.dat']);
+    writeRemoteFile(server, `${b.folder}/IPI_20250304.dat`, 'a');
+    writeRemoteFile(server, `${b.folder}/IPI_20250305.dat`, 'b');
+    fs.utimesSync(path.join(server.root, b.folder, 'IPI_20250305.dat'), new Date(0), new Date(Date.now() - 120_000));
+    fs.utimesSync(path.join(server.root, b.folder, 'IPI_20250304.dat'), new Date(0), new Date(Date.now() - 120_000));
+    assert.equal((await b.ws.run()).code, 0);
+    assert.deepEqual(listDir(b.ws.serverDir), ['IPI_20250303.dat', 'IPI_20250304.dat', 'IPI_20250305.dat'], 'with a marker, every later file');
+  });
+
+  test('POST_ACTION=delete and move:DIR act on the server only after delivery', async () => {
+    const del = setup({ 'IPI_20250401.dat': testBytes(100, 1) }, { POST_ACTION: 'delete' });
+    assert.equal((await del.ws.run()).code, 0);
+    assert.deepEqual(listDir(path.join(server.root, del.folder)), []);
+    assert.deepEqual(listDir(del.ws.serverDir), ['IPI_20250401.dat']);
+
+    const mv = setup({ 'IPI_20250402.dat': testBytes(100, 2) });
+    fs.mkdirSync(path.join(server.root, mv.folder, 'done'));
+    mv.ws.env.POST_ACTION = `move:${server.remoteDir}/${mv.folder}/done`;
+    mv.ws.writeEnv();
+    assert.equal((await mv.ws.run()).code, 0);
+    assert.deepEqual(listDir(path.join(server.root, mv.folder, 'done')), ['IPI_20250402.dat']);
+
+    const broken = setup({ 'IPI_20250403.dat': testBytes(100, 3) }, { POST_ACTION: `move:${server.remoteDir}/no/such/dir` });
+    const r = await broken.ws.run();
+    assert.equal(r.code, 0, 'a failed post-action never fails the delivery');
+    assert.match(r.stderr, /delivered, but POST_ACTION move failed/);
+    assert.equal(broken.ws.marker(), 'IPI_20250403.dat');
+  });
+
+  test('METRICS_FILE is valid Prometheus text; a failed run keeps the last success time', async () => {
+    const { ws } = setup({ 'IPI_20250501.dat': testBytes(2500, 1), 'IPI_20250502.dat': testBytes(10, 2) }, { METRICS_FILE: './metrics/ipi_pull.prom' });
+    fs.mkdirSync(path.join(ws.dir, 'metrics'));
+    const metricsFile = path.join(ws.dir, 'metrics', 'ipi_pull.prom');
+    assert.equal((await ws.run(['--once'])).code, 0);
+    const ok = parseProm(fs.readFileSync(metricsFile, 'utf8'));
+    assert.equal(ok.get('ipi_pull_last_run_success'), 1);
+    assert.equal(ok.get('ipi_pull_last_run_files_delivered'), 1);
+    assert.equal(ok.get('ipi_pull_last_run_bytes_delivered'), 2500);
+    assert.equal(ok.get('ipi_pull_files_pending'), 1);
+    const lastSuccess = ok.get('ipi_pull_last_success_timestamp_seconds')!;
+    assert.ok(Math.abs(lastSuccess - Date.now() / 1000) < 60);
+
+    const failed = await ws.run(['--sftp-dir', '/no/such/dir']);
+    assert.equal(failed.code, 1);
+    const bad = parseProm(fs.readFileSync(metricsFile, 'utf8'));
+    assert.equal(bad.get('ipi_pull_last_run_success'), 0);
+    assert.equal(bad.get('ipi_pull_last_run_exit_code'), 1);
+    assert.equal(bad.get('ipi_pull_last_success_timestamp_seconds'), lastSuccess);
+    assert.deepEqual(listDir(path.join(ws.dir, 'metrics')), ['ipi_pull.prom'], 'written atomically: no temp file left');
+  });
+
+  test('without a terminal, progress is a log line every 10 %, and each file ends with a summary line', async () => {
+    const { ws } = setup({ 'IPI_20250601.dat': testBytes(24 * 1024 * 1024, 6) }, { CHUNKS_IN_FLIGHT: '1' });
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stderr);
+    const progress = r.stdout.split('\n').filter((l) => /IPI_20250601\.dat: [\d.]+ MiB of 24\.0 MiB \(\d+%\), [\d.]+ MB\/s, ETA/.test(l));
+    assert.ok(progress.length >= 5 && progress.length <= 11, `progress lines:\n${progress.join('\n')}`);
+    const pcts = progress.map((l) => Number(/\((\d+)%\)/.exec(l)![1]));
+    for (let i = 1; i < pcts.length; i++) assert.ok(pcts[i]! - pcts[i - 1]! >= 8, `steps of about 10 %: ${pcts}`);
+    assert.match(r.stdout, /IPI_20250601\.dat: delivered 24\.0 MiB in [\d.]+ s \([\d.]+ MB\/s\); marker -> IPI_20250601\.dat/);
+  });
+
+  test('LOG_FILE rotates by size and keeps LOG_MAX_FILES files', async () => {
+    const { ws } = setup({ 'IPI_20250701.dat': testBytes(10, 7) }, { LOG_MAX_SIZE: '1KiB', LOG_MAX_FILES: '3', LOG_LEVEL: 'debug' });
+    for (let i = 0; i < 6; i++) assert.equal((await ws.run()).code, 0);
+    const logs = listDir(path.dirname(ws.logFile));
+    assert.ok(logs.length >= 2 && logs.length <= 3, `log files: ${logs}`);
+    for (const f of logs) assert.ok(fs.statSync(path.join(path.dirname(ws.logFile), f)).size < 4096, `${f} stays small`);
+  });
+});
