@@ -59,6 +59,13 @@ export class TransientError extends IpiError {
   }
 }
 
+/** The bytes do not match the server's checksum file. */
+export class IntegrityError extends IpiError {
+  constructor(message: string) {
+    super(message, 'permanent', EXIT.failed);
+  }
+}
+
 export class InterruptedError extends IpiError {
   constructor(signal: string) {
     super(`stopped by ${signal}; the partial download is kept and the next run resumes it`, 'permanent', EXIT.interrupted);

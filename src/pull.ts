@@ -4,7 +4,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import picomatch from 'picomatch';
 import type { Config } from './config/load.js';
-import { PermanentError } from './errors.js';
+import { expectedDigest } from './checksum.js';
+import { IntegrityError, PermanentError } from './errors.js';
 import { appendDelivery, historyFileFor, recentDeliveries } from './history.js';
 import { acquireLock, lockFileFor, type Lock } from './lock.js';
 import type { Logger } from './log.js';
@@ -16,7 +17,7 @@ import { publish } from './publish.js';
 import { withRetries, type Attempt } from './retry.js';
 import { MarkerPlacementError, selectNext, type RemoteEntry } from './select.js';
 import { SftpSession, type SessionOptions } from './sftp/session.js';
-import { downloadFile } from './transfer/download.js';
+import { downloadFile, type Downloaded } from './transfer/download.js';
 import { formatBytes } from './util/space.js';
 
 export interface PullOptions {
@@ -114,6 +115,7 @@ async function drain(
   summary: RunSummary, attempt: Attempt, warned: Set<string>,
 ): Promise<void> {
   const matches = picomatch(config.pattern, { dot: true });
+  const isCompanion = (name: string) => config.checksumSuffixes.some((c) => name.endsWith(c.suffix));
   const historyFile = historyFileFor(config.markerFile);
   // A listing gives the queue; after draining it we list once more for files that arrived meanwhile.
   for (;;) {
@@ -125,7 +127,7 @@ async function drain(
     try {
       selection = selectNext(entries, marker, {
         matches, orderBy: config.orderBy, minAgeMs: config.minAge, nowMs: Date.now(), markerMtimeMs,
-        latestOnly: opts.latest || (marker === null && config.startFrom === 'latest'),
+        latestOnly: opts.latest || (marker === null && config.startFrom === 'latest'), isCompanion,
       });
     } catch (err) {
       if (err instanceof MarkerPlacementError) throw new PermanentError(`${config.markerFile}: ${err.message}`);
@@ -154,7 +156,8 @@ async function drain(
         summary.waiting = { name: entry.name, reason: 'still being written' };
         return;
       }
-      await deliver(session, config, entry, ctx, summary, attempt, historyFile, opts.signal);
+      const companion = config.checksumSuffixes.find((c) => entries.some((e) => e.isFile && e.name === entry.name + c.suffix));
+      await deliver(session, config, entry, companion ?? null, ctx, summary, attempt, historyFile, opts.signal);
       summary.pending = summary.pending.filter((n) => n !== entry.name);
       if (opts.once) return;
     }
@@ -172,13 +175,63 @@ async function secondLook(session: SftpSession, config: Config, entry: RemoteEnt
 }
 
 async function deliver(
-  session: SftpSession, config: Config, entry: RemoteEntry, ctx: RunContext,
+  session: SftpSession, config: Config, entry: RemoteEntry, companion: Companion | null, ctx: RunContext,
   summary: RunSummary, attempt: Attempt, historyFile: string, signal?: AbortSignal,
 ): Promise<void> {
   const remotePath = remotePathOf(config.remoteDir, entry.name);
   ctx.log.info(`pulling ${entry.name} (${formatBytes(entry.size)})`);
+  let expected: string | null = null;
+  if (companion) {
+    const text = await session.readSmall(remotePathOf(config.remoteDir, entry.name + companion.suffix));
+    expected = expectedDigest(text, entry.name, companion.algo);
+    if (expected === null) ctx.log.warn(`${entry.name}${companion.suffix} holds no ${companion.algo} for ${entry.name}; checking size only`);
+  }
+  const download = () => fetchOne(session, config, entry, remotePath, ctx, attempt, signal, companion && expected ? { ...companion, expected } : null);
+  let got: Downloaded;
+  try {
+    got = await download();
+  } catch (err) {
+    if (!(err instanceof IntegrityError)) throw err;
+    // Once more from zero: a corrupt byte on the way is worth one retry, a wrong file is not.
+    ctx.log.warn(`${err.message}; discarded, fetching it once more from the start`);
+    try {
+      got = await download();
+    } catch (again) {
+      if (again instanceof IntegrityError) throw new IntegrityError(`${again.message} again: not published, marker not moved`);
+      throw again;
+    }
+  }
+  if (companion && expected) ctx.log.info(`${entry.name}: ${companion.algo} matches ${entry.name}${companion.suffix}`);
+  ctx.log.info(`${entry.name}: verified ${formatBytes(got.size)}, sha256 ${got.sha256}`);
+
+  const publishedTo = await publish(got.localPath, config.serverDir, entry.name, config.publishMode);
+  ctx.log.info(`${entry.name}: published to ${publishedTo}`);
+  const delivered: DeliveredFile = {
+    name: entry.name, size: got.size, sha256: got.sha256, durationMs: got.durationMs,
+    bytesTransferred: got.bytesTransferred, resumedFrom: got.resumedFrom, publishedTo,
+  };
+  await appendDelivery(historyFile, {
+    ...delivered,
+    remoteMtime: new Date(entry.mtimeMs).toISOString(),
+    deliveredAt: new Date().toISOString(),
+  });
+  // Last of all: the marker moves only once the file is whole in SERVER_DIR.
+  await writeMarker(config.markerFile, entry.name);
+  attempt.progressed = true;
+  await afterDelivery(session, config, remotePath, entry.name, ctx.log);
+  summary.delivered.push(delivered);
+  const resumed = got.resumedFrom > 0 ? `, resumed from byte ${got.resumedFrom}` : '';
+  ctx.log.info(`${entry.name}: delivered ${formatBytes(got.size)} in ${(got.durationMs / 1000).toFixed(1)} s (${rate(got.bytesTransferred, got.durationMs)})${resumed}; marker -> ${entry.name}`);
+}
+
+type Companion = Config['checksumSuffixes'][number];
+
+function fetchOne(
+  session: SftpSession, config: Config, entry: RemoteEntry, remotePath: string, ctx: RunContext,
+  attempt: Attempt, signal: AbortSignal | undefined, check: (Companion & { expected: string }) | null,
+): Promise<Downloaded> {
   let startedAt = -1;
-  const got = await downloadFile({
+  return downloadFile({
     session,
     remotePath,
     name: entry.name,
@@ -201,27 +254,13 @@ async function deliver(
       ctx.progress.update(done);
     },
     signal,
+    extraHashes: check ? [check.algo] : [],
+    accept: async (digests) => {
+      if (check && digests[check.algo] !== check.expected) {
+        throw new IntegrityError(`${entry.name}: ${check.algo} ${digests[check.algo]} does not match ${entry.name}${check.suffix} (${check.expected})`);
+      }
+    },
   }).finally(() => ctx.progress.end());
-  ctx.log.info(`${entry.name}: verified ${formatBytes(got.size)}, sha256 ${got.sha256}`);
-
-  const publishedTo = await publish(got.localPath, config.serverDir, entry.name, config.publishMode);
-  ctx.log.info(`${entry.name}: published to ${publishedTo}`);
-  const delivered: DeliveredFile = {
-    name: entry.name, size: got.size, sha256: got.sha256, durationMs: got.durationMs,
-    bytesTransferred: got.bytesTransferred, resumedFrom: got.resumedFrom, publishedTo,
-  };
-  await appendDelivery(historyFile, {
-    ...delivered,
-    remoteMtime: new Date(entry.mtimeMs).toISOString(),
-    deliveredAt: new Date().toISOString(),
-  });
-  // Last of all: the marker moves only once the file is whole in SERVER_DIR.
-  await writeMarker(config.markerFile, entry.name);
-  attempt.progressed = true;
-  await afterDelivery(session, config, remotePath, entry.name, ctx.log);
-  summary.delivered.push(delivered);
-  const resumed = got.resumedFrom > 0 ? `, resumed from byte ${got.resumedFrom}` : '';
-  ctx.log.info(`${entry.name}: delivered ${formatBytes(got.size)} in ${(got.durationMs / 1000).toFixed(1)} s (${rate(got.bytesTransferred, got.durationMs)})${resumed}; marker -> ${entry.name}`);
 }
 
 /** POST_ACTION, only once the delivery is recorded; a failure here never undoes it. */

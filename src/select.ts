@@ -20,6 +20,8 @@ export interface SelectOptions {
   markerMtimeMs?: number;
   /** Only the newest file after the marker (--latest, or START_FROM=latest on a first run). */
   latestOnly?: boolean;
+  /** Companion files (NAME.sha256 ...) travel with their data file and are never delivered themselves. */
+  isCompanion?: (name: string) => boolean;
 }
 
 export interface Skipped {
@@ -82,11 +84,11 @@ function compareKeys(a: SortKey, b: SortKey): number {
 }
 
 /** The order files would be delivered in, with the names that cannot take part and why. */
-export function orderCandidates(entries: readonly RemoteEntry[], opts: Pick<SelectOptions, 'matches' | 'orderBy'>): { ordered: RemoteEntry[]; skipped: Skipped[] } {
+export function orderCandidates(entries: readonly RemoteEntry[], opts: Pick<SelectOptions, 'matches' | 'orderBy' | 'isCompanion'>): { ordered: RemoteEntry[]; skipped: Skipped[] } {
   const skipped: Skipped[] = [];
   const keyed: Array<{ entry: RemoteEntry; key: SortKey }> = [];
   for (const entry of entries) {
-    if (!entry.isFile || !opts.matches(entry.name)) continue;
+    if (!entry.isFile || !opts.matches(entry.name) || opts.isCompanion?.(entry.name)) continue;
     const unsafe = unsafeNameReason(entry.name);
     if (unsafe) {
       skipped.push({ name: entry.name, reason: `unsafe name: ${unsafe}` });

@@ -2,6 +2,7 @@
 // The CLI flags, `--help`, `.env.example`, `ipi-pull init` and the README table are all
 // generated from (or tested against) this table, so they cannot disagree.
 import os from 'node:os';
+import { algoOfSuffix } from '../checksum.js';
 import path from 'node:path';
 import {
   ValueError, parseBoolean, parseChoice, parseDuration, parseFingerprints, parseInteger, parseList, parseSize,
@@ -162,6 +163,18 @@ export const SETTINGS = {
     env: 'SETTLE_TIME', section: 'Selection', default: '1', example: '1', advanced: true,
     help: 'Pause between the listing and the second look at the first file; a file whose size or mtime changed in between is still being written and waits for a later run.',
     parse: seconds,
+  }),
+  checksumSuffixes: setting({
+    env: 'CHECKSUM_SUFFIXES', section: 'Transfer', default: '.sha256,.md5', example: '.sha256,.md5',
+    help: 'Companion checksum files looked for beside each file on the server (NAME.sha256 ...; `HASH  NAME` or a bare hash). When one exists the download must match it or it is fetched once more from zero, then refused. "none" turns this off.',
+    parse: (raw) => {
+      if (raw.trim().toLowerCase() === 'none') return [];
+      return parseList(raw).map((suffix) => {
+        const algo = algoOfSuffix(suffix);
+        if (!suffix.startsWith('.') || !algo) throw new ValueError(`'${suffix}' is not a checksum suffix (.sha256, .sha512, .sha1 or .md5)`);
+        return { suffix, algo };
+      });
+    },
   }),
   chunkSize: setting({
     env: 'CHUNK_SIZE', section: 'Transfer', default: '2MiB', example: '2MiB',

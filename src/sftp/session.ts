@@ -197,6 +197,24 @@ export class SftpSession {
     });
   }
 
+  /** A small remote file's text (a checksum companion); refuses anything larger than `max`. */
+  async readSmall(remotePath: string, max = 64 * 1024): Promise<string> {
+    const handle = await this.openRead(remotePath);
+    try {
+      const buf = Buffer.alloc(max + 1);
+      let got = 0;
+      for (;;) {
+        const n = await this.read(handle, buf, got, Math.min(buf.length - got, this.maxReadLen), got);
+        if (n === 0) break;
+        got += n;
+        if (got > max) throw new PermanentError(`${remotePath} is larger than ${max} bytes: not a checksum file`);
+      }
+      return buf.subarray(0, got).toString('utf8');
+    } finally {
+      await this.close(handle).catch(() => {});
+    }
+  }
+
   remove(remotePath: string): Promise<void> {
     return this.call<void>(`deleting ${remotePath}`, (cb) => this.sftp.unlink(remotePath, (err) => cb(err, undefined)));
   }

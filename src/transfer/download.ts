@@ -3,6 +3,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
+import type { HashAlgo } from '../checksum.js';
 import { TransientError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RemoteStat, SftpSession } from '../sftp/session.js';
@@ -29,12 +30,20 @@ export interface DownloadRequest {
   log: Logger;
   onProgress: (done: number, total: number) => void;
   signal?: AbortSignal;
+  /** Digests to compute besides SHA-256 (for a companion checksum file). */
+  extraHashes?: readonly HashAlgo[];
+  /**
+   * Last check before the file takes its final name. If it throws, the downloaded bytes
+   * are discarded (partial and record removed) and the error is passed on.
+   */
+  accept?: (digests: Partial<Record<HashAlgo, string>>) => Promise<void>;
 }
 
 export interface Downloaded {
   localPath: string;
   size: number;
   sha256: string;
+  digests: Partial<Record<HashAlgo, string>>;
   /** Bytes read from the server by this attempt (the resume's whole point: only the rest). */
   bytesTransferred: number;
   resumedFrom: number;
@@ -64,8 +73,9 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
     bytesTransferred += check.bytesRead;
     const offset = check.offset;
     await local.truncate(offset);
-    const hash = createHash('sha256');
-    await hashPrefix(local, offset, hash);
+    const hashes = new Map<HashAlgo, Hash>([['sha256', createHash('sha256')]]);
+    for (const algo of req.extraHashes ?? []) if (!hashes.has(algo)) hashes.set(algo, createHash(algo));
+    await hashPrefix(local, offset, [...hashes.values()]);
     req.onProgress(offset, req.remote.size);
 
     const fetched = await fetchRange({
@@ -77,7 +87,7 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
       ...req.transfer,
       onStall: (why) => req.session.destroy(why),
       onChunk: (data, end) => {
-        hash.update(data);
+        for (const h of hashes.values()) h.update(data);
         req.onProgress(end, req.remote.size);
       },
       signal: req.signal,
@@ -94,6 +104,18 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
     if (localSize !== req.remote.size) {
       throw new TransientError(`${req.name}: local size ${localSize} differs from the remote size ${req.remote.size} after the download`);
     }
+    const digests: Partial<Record<HashAlgo, string>> = {};
+    for (const [algo, h] of hashes) digests[algo] = h.digest('hex');
+    if (req.accept) {
+      try {
+        await req.accept(digests);
+      } catch (err) {
+        await local.close().catch(() => {});
+        await fs.rm(paths.part, { force: true });
+        await fs.rm(paths.meta, { force: true });
+        throw err;
+      }
+    }
     await local.sync();
     await local.close();
     const mtime = new Date(req.remote.mtimeMs);
@@ -103,7 +125,8 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
     return {
       localPath: paths.final,
       size: req.remote.size,
-      sha256: hash.digest('hex'),
+      sha256: digests.sha256!,
+      digests,
       bytesTransferred,
       resumedFrom: offset,
       durationMs: Date.now() - started,
@@ -165,12 +188,12 @@ async function readExactly(session: SftpSession, handle: Buffer, buf: Buffer, po
   return got;
 }
 
-async function hashPrefix(local: FileHandle, length: number, hash: Hash): Promise<void> {
+async function hashPrefix(local: FileHandle, length: number, hashes: Hash[]): Promise<void> {
   const buf = Buffer.allocUnsafe(1024 * 1024);
   for (let pos = 0; pos < length;) {
     const { bytesRead } = await local.read(buf, 0, Math.min(buf.length, length - pos), pos);
     if (bytesRead === 0) break;
-    hash.update(buf.subarray(0, bytesRead));
+    for (const h of hashes) h.update(buf.subarray(0, bytesRead));
     pos += bytesRead;
   }
 }

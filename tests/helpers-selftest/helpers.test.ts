@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import type { Client as SshClient, ConnectConfig, FileEntry, SFTPWrapper, Stats } from 'ssh2';
 
-import { startEmbeddedServer } from '../e2e/helpers/embedded-server.js';
+import { generateValidEd25519, startEmbeddedServer } from '../e2e/helpers/embedded-server.js';
 import { startFaultProxy, type FaultProxy } from '../e2e/helpers/fault-proxy.js';
 import { chosenServerKind, startTestServer, writeRemoteFile } from '../e2e/helpers/server.js';
 import { parseSftpLog, sshdAvailable, startSshd, type SftpServerHandle } from '../e2e/helpers/sshd.js';
@@ -165,7 +165,7 @@ describe('sshd helper (real OpenSSH)', { skip: !sshdAvailable() && 'sshd not ins
   });
 
   test('unauthorized key is rejected', T, async () => {
-    const stranger = ssh2.utils.generateKeyPairSync('ed25519').private;
+    const stranger = generateValidEd25519('stranger').private;
     await assert.rejects(connect(server, { privateKey: stranger }), /authentication methods failed/);
   });
 
@@ -258,7 +258,7 @@ describe('embedded ssh2 SFTP server', () => {
       passphrase: server.passphrase,
     });
     ok.client.end();
-    const stranger = ssh2.utils.generateKeyPairSync('ed25519').private;
+    const stranger = generateValidEd25519('stranger').private;
     await assert.rejects(connect(server, { privateKey: stranger }), /authentication methods failed/);
   });
 

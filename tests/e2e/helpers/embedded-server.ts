@@ -87,10 +87,25 @@ function parseOrThrow(data: string, passphrase?: string): ParsedKey {
   return key;
 }
 
+/**
+ * ssh2's generateKeyPairSync('ed25519') strips leading zero bytes from the
+ * public key, so ~1 in 256 generated pairs is malformed and rejected by its
+ * own parseKey() (mscdex/ssh2#1390, still open in 1.17). Regenerate until
+ * both halves parse instead of failing a random test run.
+ */
+export function generateValidEd25519(comment: string, passphrase?: string): { private: string; public: string } {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const pair = passphrase
+      ? utils.generateKeyPairSync('ed25519', { comment, passphrase, cipher: 'aes256-ctr', rounds: 16 })
+      : utils.generateKeyPairSync('ed25519', { comment });
+    const pubOk = !(utils.parseKey(pair.public) instanceof Error);
+    if (pubOk && !(utils.parseKey(pair.private, passphrase) instanceof Error)) return pair;
+  }
+  throw new Error('could not generate a valid ed25519 key pair');
+}
+
 function writeKeyPair(dir: string, name: string, comment: string, passphrase?: string): KeyPair {
-  const pair = passphrase
-    ? utils.generateKeyPairSync('ed25519', { comment, passphrase, cipher: 'aes256-ctr', rounds: 16 })
-    : utils.generateKeyPairSync('ed25519', { comment });
+  const pair = generateValidEd25519(comment, passphrase);
   const privatePath = path.join(dir, name);
   fs.writeFileSync(privatePath, pair.private, { mode: 0o600 });
   fs.writeFileSync(privatePath + '.pub', pair.public + '\n');

@@ -1,0 +1,71 @@
+/**
+ * Integrity beyond size: companion checksum files on the server are honoured, a mismatch is
+ * fetched once more from zero and then refused, and nothing bad is ever published.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { listDir, makeWorkspace, sha256, testBytes, type Workspace } from './helpers/cli.js';
+import { startTestServer, writeRemoteFile, type SftpServerHandle } from './helpers/server.js';
+
+let server: SftpServerHandle;
+const workspaces: Workspace[] = [];
+let seq = 0;
+
+before(async () => {
+  server = await startTestServer();
+});
+after(async () => {
+  for (const ws of workspaces) ws.cleanup();
+  await server?.stop();
+});
+
+function setup(files: Record<string, Buffer | string>): { ws: Workspace; folder: string } {
+  const folder = `int${++seq}`;
+  fs.mkdirSync(path.join(server.root, folder), { recursive: true });
+  const old = new Date(Date.now() - 3600_000);
+  for (const [name, data] of Object.entries(files)) fs.utimesSync(writeRemoteFile(server, `${folder}/${name}`, data), old, old);
+  const ws = makeWorkspace(server, { extra: { SFTP_DIR: `${server.remoteDir}/${folder}` } });
+  workspaces.push(ws);
+  return { ws, folder };
+}
+
+describe('companion checksum files', () => {
+  test('NAME.sha256 (sha256sum format) and NAME.md5 (bare hash) are checked, and not delivered themselves', async () => {
+    const a = testBytes(3 * 1024 * 1024 + 5, 1);
+    const b = testBytes(777, 2);
+    const { ws } = setup({
+      'IPI_20260101.dat': a,
+      'IPI_20260101.dat.sha256': `${sha256(a)}  IPI_20260101.dat\n`,
+      'IPI_20260102.dat': b,
+      'IPI_20260102.dat.md5': createHash('md5').update(b).digest('hex'),
+    });
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(listDir(ws.serverDir), ['IPI_20260101.dat', 'IPI_20260102.dat']);
+    assert.match(r.stdout, /IPI_20260101\.dat: sha256 matches IPI_20260101\.dat\.sha256/);
+    assert.match(r.stdout, /IPI_20260102\.dat: md5 matches IPI_20260102\.dat\.md5/);
+  });
+
+  test('a mismatch is fetched once more from zero, then refused: exit 1, nothing published, marker unchanged', async () => {
+    const data = testBytes(2 * 1024 * 1024, 3);
+    const { ws } = setup({
+      'IPI_20260201.dat': data,
+      'IPI_20260201.dat.sha256': `${'0'.repeat(64)}  IPI_20260201.dat\n`,
+    });
+    fs.writeFileSync(ws.markerFile, 'IPI_20260131.dat');
+    const before = await server.bytesServed('IPI_20260201.dat');
+    const r = await ws.run();
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /does not match IPI_20260201\.dat\.sha256.*discarded, fetching it once more/);
+    assert.match(r.stderr, /again: not published, marker not moved/);
+    assert.equal((await server.bytesServed('IPI_20260201.dat')) - before, 2 * data.length, 'exactly two full downloads');
+    assert.deepEqual(listDir(ws.serverDir), []);
+    assert.deepEqual(listDir(ws.localDir), [], 'the rejected bytes are discarded, not kept under any name');
+    assert.equal(ws.marker(), 'IPI_20260131.dat');
+    assert.equal(ws.history().length, 0);
+  });
+});

@@ -1,0 +1,94 @@
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseMarker, readMarker, writeMarker } from '../../src/marker.js';
+
+describe('parseMarker', () => {
+  test('the bare name, as FTP_IPI.py writes it', () => {
+    assert.equal(parseMarker('IPI_20240115.csv'), 'IPI_20240115.csv');
+  });
+
+  test('a trailing newline, CRLF, or trailing spaces are tolerated', () => {
+    assert.equal(parseMarker('IPI_20240115.csv\n'), 'IPI_20240115.csv');
+    assert.equal(parseMarker('IPI_20240115.csv\r\n'), 'IPI_20240115.csv');
+    assert.equal(parseMarker('IPI_20240115.csv   \r\n'), 'IPI_20240115.csv');
+    assert.equal(parseMarker('  IPI_20240115.csv\t\n'), 'IPI_20240115.csv');
+  });
+
+  test('a BOM (Notepad) is ignored', () => {
+    assert.equal(parseMarker('\uFEFFIPI_20240115.csv\r\n'), 'IPI_20240115.csv');
+  });
+
+  test('only the first line counts', () => {
+    assert.equal(parseMarker('IPI_20240115.csv\nIPI_20240116.csv\n'), 'IPI_20240115.csv');
+  });
+
+  test('empty or blank content means no marker', () => {
+    for (const c of ['', '\n', '   ', '\r\n', '\uFEFF', '\uFEFF \r\n']) assert.equal(parseMarker(c), null, JSON.stringify(c));
+  });
+
+  test('spaces inside the name are kept', () => {
+    assert.equal(parseMarker('IPI data 2024-01-15.txt\n'), 'IPI data 2024-01-15.txt');
+  });
+});
+
+describe('readMarker / writeMarker', () => {
+  let dir: string;
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-marker-'));
+  });
+  after(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a missing marker file means first run (null)', async () => {
+    assert.equal(await readMarker(path.join(dir, 'nope.txt')), null);
+  });
+
+  test('round trip: the file holds exactly the bare name, no newline', async () => {
+    const file = path.join(dir, 'last_file.txt');
+    await writeMarker(file, 'IPI_20240115.csv');
+    assert.equal(fs.readFileSync(file, 'utf8'), 'IPI_20240115.csv');
+    assert.equal(await readMarker(file), 'IPI_20240115.csv');
+  });
+
+  test('overwrites the previous marker and leaves no temporary files', async () => {
+    const sub = fs.mkdtempSync(path.join(dir, 'sub-'));
+    const file = path.join(sub, 'last_file.txt');
+    await writeMarker(file, 'IPI_20240101.csv');
+    await writeMarker(file, 'IPI_20240102.csv');
+    await writeMarker(file, 'IPI_20240103.csv');
+    assert.equal(await readMarker(file), 'IPI_20240103.csv');
+    assert.deepEqual(fs.readdirSync(sub), ['last_file.txt']);
+  });
+
+  test('reads a marker written by the seed on Windows (BOM + CRLF)', async () => {
+    const file = path.join(dir, 'seed.txt');
+    fs.writeFileSync(file, '\uFEFFIPI_20231231.csv\r\n');
+    assert.equal(await readMarker(file), 'IPI_20231231.csv');
+  });
+
+  test('an empty marker file reads as no marker', async () => {
+    const file = path.join(dir, 'empty.txt');
+    fs.writeFileSync(file, '');
+    assert.equal(await readMarker(file), null);
+  });
+
+  test('non-ASCII names survive the round trip as UTF-8', async () => {
+    const file = path.join(dir, 'utf8.txt');
+    await writeMarker(file, 'IPI_été_20240115.csv');
+    assert.equal(fs.readFileSync(file).toString('utf8'), 'IPI_été_20240115.csv');
+    assert.equal(await readMarker(file), 'IPI_été_20240115.csv');
+  });
+
+  test('reading a folder is an error, not "no marker"', async () => {
+    await assert.rejects(readMarker(dir), (err: NodeJS.ErrnoException) => err.code === 'EISDIR');
+  });
+
+  test('writing into a missing folder fails and leaves nothing behind', async () => {
+    await assert.rejects(writeMarker(path.join(dir, 'no-such-dir', 'last.txt'), 'IPI_x'), (err: NodeJS.ErrnoException) => err.code === 'ENOENT');
+    assert.equal(fs.existsSync(path.join(dir, 'no-such-dir')), false);
+  });
+});
