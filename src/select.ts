@@ -50,7 +50,11 @@ export function dateKeyOf(name: string): string | null {
   const re = /(?<![0-9])((?:19|20)\d{2})([-_.]?)(\d{2})\2(\d{2})(?:[T_ -]?(\d{2})([:-]?)(\d{2})(?:\6(\d{2}))?)?(?![0-9])/g;
   for (let m = re.exec(name); m; m = re.exec(name)) {
     const [, y, , mo, d, hh, , mi, ss] = m;
-    if (!isCalendarDate(Number(y), Number(mo), Number(d))) continue;
+    if (!isCalendarDate(Number(y), Number(mo), Number(d))) {
+      // Not a date: look again from the next digit, so "20001234_20240115" still finds its date.
+      re.lastIndex = m.index + 1;
+      continue;
+    }
     const time = hh !== undefined && Number(hh) < 24 && Number(mi) < 60 && Number(ss ?? '0') < 60
       ? `${hh}${mi}${ss ?? '00'}`
       : '000000';

@@ -35,7 +35,8 @@ export function parseEnvFile(content: string, env: NodeJS.ProcessEnv = process.e
       continue;
     }
     const head = /^[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_.-]*)[ \t]*(=?)[ \t]*/.exec(rest);
-    if (!head) fail(`cannot read "${rest.split('\n')[0]}" (expected KEY=value)`);
+    // The line's text is not quoted back: it may hold a password.
+    if (!head) fail('cannot read this line (expected KEY=value, or a # comment)');
     const key = head![1]!;
     i += head![0].length;
     if (head![2] !== '=') {
@@ -51,10 +52,14 @@ export function parseEnvFile(content: string, env: NodeJS.ProcessEnv = process.e
     const q = src[i];
     if (q === "'" || q === '"') {
       quote = q === "'" ? 'single' : 'double';
+      const openedOn = line;
       let j = i + 1;
       let buf = '';
       for (;;) {
-        if (j >= src.length) fail(`${key}: the ${quote}-quoted value is not closed`);
+        if (j >= src.length) {
+          line = openedOn;
+          fail(`${key}: the ${quote}-quoted value is not closed`);
+        }
         const c = src[j]!;
         if (c === '\\' && j + 1 < src.length) {
           const n = src[j + 1]!;

@@ -215,13 +215,13 @@ describe('parseEnvFile: errors', () => {
   test('a line that is not KEY=value is an EnvFileError naming the line', () => {
     assert.throws(() => parse('A=1\n!!!\n'), (err: unknown) => {
       assert.ok(err instanceof EnvFileError);
-      assert.match(err.message, /^line 2: cannot read "!!!" \(expected KEY=value\)$/);
+      assert.match(err.message, /^line 2: cannot read this line \(expected KEY=value, or a # comment\)$/);
+      assert.ok(!err.message.includes("!!!"), "the line is not echoed: it may hold a password");
       return true;
     });
   });
 
   test('an unclosed quote names the line where the value starts, not the end of the file',
-    { todo: 'bug: src/config/envfile.ts:57 reports the line counter at end of file (here "line 4"), not the line where the unclosed quote opened (line 2)' },
     () => {
       assert.throws(() => parse('A=1\nB="abc\nC=2\n'), (err: unknown) => {
         assert.ok(err instanceof EnvFileError);

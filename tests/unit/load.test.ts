@@ -352,7 +352,6 @@ describe('loadConfig: secrets', () => {
   });
 
   test('a .env line that cannot be read does not echo the password in the error',
-    { todo: 'bug: src/config/envfile.ts:38 quotes the whole unreadable line in the error, so `\'SFTP_PASS\'=...` (a single-quoted key, valid for python-dotenv) or a line with a leading non-breaking space prints the password' },
     () => {
       for (const line of ["'SFTP_PASS'=hunter2-leak", '\u00a0SFTP_PASS=hunter2-leak']) {
         const cwd = dir(`SFTP_HOST=h\nSFTP_USER=u\nSFTP_DIR=/d\n${line}\n`);

@@ -36,7 +36,8 @@ describe('unsafeNameReason', () => {
 
   test('characters Windows does not allow', () => {
     for (const c of ['<', '>', ':', '"', '|', '?', '*']) {
-      assert.equal(unsafeNameReason(`IPI${c}x.csv`), 'contains a character Windows does not allow in file names', c);
+      assert.equal(unsafeNameReason(`IPI${c}x.csv`, 'win32'), 'contains a character Windows does not allow in file names', c);
+      assert.equal(unsafeNameReason(`IPI${c}x.csv`, 'linux'), null, `${c} is a legal name character on POSIX`);
     }
   });
 
@@ -54,7 +55,8 @@ describe('unsafeNameReason', () => {
 
   test('a trailing dot or space', () => {
     for (const n of ['IPI_20240115.csv.', 'IPI_20240115.csv ', 'IPI ', 'IPI...']) {
-      assert.equal(unsafeNameReason(n), 'ends with a dot or space (Windows would silently change it)', JSON.stringify(n));
+      assert.equal(unsafeNameReason(n, 'win32'), 'ends with a dot or space (Windows would silently change it)', JSON.stringify(n));
+      assert.equal(unsafeNameReason(n, 'linux'), null, `${JSON.stringify(n)} is a legal POSIX name`);
     }
   });
 

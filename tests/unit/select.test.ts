@@ -94,7 +94,6 @@ describe('dateKeyOf', () => {
   });
 
   test('an invalid 8-digit id directly before a date does not hide the date',
-    { todo: 'bug: src/select.ts:49 the regex match for the non-date "20001234" swallows "_2024" as its time, and the loop resumes after it, so the real date 2024-01-15 is never seen (returns null)' },
     () => {
       assert.equal(dateKeyOf('IPI_20001234_2024-01-15.csv'), '20240115000000');
     });
@@ -194,7 +193,7 @@ describe('selectNext: filtering and skipping', () => {
   });
 
   test('unsafe names are skipped with the reason, whatever the order', () => {
-    const bad = ['IPI_20240102.csv.part', 'IPI_20240103:x.csv', 'IPI_20240104.csv.', 'IPI_20240105\n.csv'];
+    const bad = ['IPI_20240102.csv.part', 'IPI_20240103\\x.csv', 'IPI_20240104\u0007.csv', 'IPI_20240105\n.csv'];
     for (const orderBy of ['date', 'mtime', 'name'] as const) {
       const s = selectNext([f('IPI_20240101.csv'), ...bad.map((n) => f(n))], null, opts({ orderBy }));
       assert.deepEqual(names(s.queue), ['IPI_20240101.csv'], orderBy);

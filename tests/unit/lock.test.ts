@@ -1,0 +1,264 @@
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  acquireLock, describeHolder, isStale, lockFileFor, pidAlive, readLock, type LockInfo,
+} from '../../src/lock.js';
+import { EXIT, LockHeldError } from '../../src/errors.js';
+
+let root: string;
+let n = 0;
+before(() => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-lock-'));
+});
+after(() => {
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+/** A fresh folder and the lock file path in it. */
+function lockPath(): { dir: string; file: string } {
+  const dir = path.join(root, `case-${++n}`);
+  fs.mkdirSync(dir);
+  return { dir, file: lockFileFor(path.join(dir, 'last_file.txt')) };
+}
+
+const host = os.hostname();
+const noTakeover = (msg: string) => assert.fail(`unexpected takeover: ${msg}`);
+
+function writeLock(file: string, info: Partial<LockInfo> | string, ageMs = 0): void {
+  fs.writeFileSync(file, typeof info === 'string' ? info : JSON.stringify(info));
+  if (ageMs > 0) {
+    const t = new Date(Date.now() - ageMs);
+    fs.utimesSync(file, t, t);
+  }
+}
+
+describe('lockFileFor', () => {
+  test('is the marker file with .lock appended', () => {
+    assert.equal(lockFileFor('/x/last_file.txt'), '/x/last_file.txt.lock');
+  });
+});
+
+describe('pidAlive', () => {
+  test('our own process is alive', () => {
+    assert.equal(pidAlive(process.pid), true);
+  });
+
+  test('a pid that cannot exist is not alive', () => {
+    assert.equal(pidAlive(2 ** 30), false);
+  });
+});
+
+describe('isStale (pure)', () => {
+  const here = { host: 'me', alive: (pid: number) => pid === 42 };
+
+  test('unreadable content younger than 10 s is held (a writer may still be busy)', () => {
+    assert.equal(isStale(null, 0, here), false);
+    assert.equal(isStale(null, 9_999, here), false);
+    assert.equal(isStale(null, 10_000, here), false);
+  });
+
+  test('unreadable content older than 10 s is stale', () => {
+    assert.equal(isStale(null, 10_001, here), true);
+    assert.equal(isStale(null, 3_600_000, here), true);
+  });
+
+  test('a lock from another host is never stale, however old or dead', () => {
+    const info: LockInfo = { pid: 1, host: 'other', since: 'x', token: 't' };
+    assert.equal(isStale(info, 365 * 86_400_000, { host: 'me', alive: () => false }), false);
+  });
+
+  test('a lock from this host is stale exactly when its pid is dead', () => {
+    assert.equal(isStale({ pid: 42, host: 'me', since: 'x', token: 't' }, 0, here), false);
+    assert.equal(isStale({ pid: 43, host: 'me', since: 'x', token: 't' }, 0, here), true);
+  });
+});
+
+describe('describeHolder', () => {
+  test('names pid, host, since and the file', () => {
+    assert.equal(
+      describeHolder({ pid: 7, host: 'box', since: '2024-01-01T00:00:00.000Z', token: 't' }, '/l.lock'),
+      'pid 7 on box since 2024-01-01T00:00:00.000Z (lock file /l.lock)',
+    );
+  });
+
+  test('an unreadable lock says so', () => {
+    assert.equal(describeHolder(null, '/l.lock'), 'an unreadable lock file /l.lock');
+  });
+});
+
+describe('acquireLock', () => {
+  test('creates the lock file with our pid, host, start time and a token', async () => {
+    const { file } = lockPath();
+    const before = Date.now();
+    const lock = await acquireLock(file, noTakeover);
+    assert.equal(lock.file, file);
+    const info = JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo;
+    assert.equal(info.pid, process.pid);
+    assert.equal(info.host, host);
+    assert.ok(Date.parse(info.since) >= before - 1000 && Date.parse(info.since) <= Date.now() + 1000);
+    assert.equal(typeof info.token, 'string');
+    assert.ok(info.token.length >= 16);
+    await lock.release();
+  });
+
+  test('a second acquire throws LockHeldError (exit 3) naming pid, host and since', async () => {
+    const { file } = lockPath();
+    const lock = await acquireLock(file, noTakeover);
+    const info = JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo;
+    await assert.rejects(acquireLock(file, noTakeover), (err: unknown) => {
+      assert.ok(err instanceof LockHeldError);
+      assert.equal(err.exitCode, EXIT.locked);
+      assert.equal(err.exitCode, 3);
+      assert.equal(err.kind, 'permanent');
+      assert.ok(err.message.includes(`pid ${process.pid}`), err.message);
+      assert.ok(err.message.includes(`on ${host}`), err.message);
+      assert.ok(err.message.includes(`since ${info.since}`), err.message);
+      assert.ok(err.message.includes(file), err.message);
+      assert.match(err.message, /delete the lock file/);
+      return true;
+    });
+    // The failed attempt left the holder's lock alone.
+    assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')), info);
+    await lock.release();
+  });
+
+  test('release removes the lock, and the lock can then be taken again', async () => {
+    const { dir, file } = lockPath();
+    const lock = await acquireLock(file, noTakeover);
+    await lock.release();
+    assert.equal(fs.existsSync(file), false);
+    assert.deepEqual(fs.readdirSync(dir), []);
+    const again = await acquireLock(file, noTakeover);
+    assert.equal(fs.existsSync(file), true);
+    await again.release();
+  });
+
+  test('release twice is harmless', async () => {
+    const { file } = lockPath();
+    const lock = await acquireLock(file, noTakeover);
+    await lock.release();
+    await lock.release();
+    assert.equal(fs.existsSync(file), false);
+  });
+
+  test('a lock left by a dead pid on this host is taken over, with a message', async () => {
+    const { dir, file } = lockPath();
+    writeLock(file, { pid: 999_999, host, since: '2024-01-01T00:00:00.000Z', token: 'old' });
+    const messages: string[] = [];
+    const lock = await acquireLock(file, (m) => messages.push(m), () => false);
+    assert.equal(messages.length, 1);
+    assert.equal(messages[0], `took over a stale lock left by pid 999999 on ${host} since 2024-01-01T00:00:00.000Z (lock file ${file}): that run is gone`);
+    const info = JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo;
+    assert.equal(info.pid, process.pid);
+    assert.notEqual(info.token, 'old');
+    assert.deepEqual(fs.readdirSync(dir), [path.basename(file)], 'no .stale-* file left behind');
+    await lock.release();
+    assert.equal(fs.existsSync(file), false);
+  });
+
+  test('the injected liveness check is asked about the holder\'s pid', async () => {
+    const { file } = lockPath();
+    writeLock(file, { pid: 4321, host, since: 's', token: 'old' });
+    const asked: number[] = [];
+    await assert.rejects(acquireLock(file, noTakeover, (pid) => {
+      asked.push(pid);
+      return true;
+    }), LockHeldError);
+    assert.deepEqual(asked, [4321]);
+  });
+
+  test('a lock from another host is never stolen, even if that pid is dead here', async () => {
+    const { file } = lockPath();
+    const theirs = { pid: 999_999, host: `not-${host}`, since: '2020-01-01T00:00:00.000Z', token: 'theirs' };
+    writeLock(file, theirs, 30 * 86_400_000);
+    await assert.rejects(acquireLock(file, noTakeover, () => false), (err: unknown) => {
+      assert.ok(err instanceof LockHeldError);
+      assert.ok(err.message.includes(`pid 999999 on not-${host} since 2020-01-01T00:00:00.000Z`), err.message);
+      return true;
+    });
+    assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')), theirs);
+  });
+
+  test('garbage lock content younger than 10 s is held', async () => {
+    const { file } = lockPath();
+    writeLock(file, '{"pid": 12');
+    await assert.rejects(acquireLock(file, noTakeover, () => false), (err: unknown) => {
+      assert.ok(err instanceof LockHeldError);
+      assert.ok(err.message.includes(`an unreadable lock file ${file}`), err.message);
+      return true;
+    });
+    assert.equal(fs.readFileSync(file, 'utf8'), '{"pid": 12');
+  });
+
+  test('garbage lock content older than 10 s is stale and taken over', async () => {
+    const { file } = lockPath();
+    writeLock(file, 'garbage', 60_000);
+    const messages: string[] = [];
+    const lock = await acquireLock(file, (m) => messages.push(m));
+    assert.deepEqual(messages, [`took over a stale lock left by an unreadable lock file ${file}: that run is gone`]);
+    assert.equal((JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo).pid, process.pid);
+    await lock.release();
+  });
+
+  test('JSON of the wrong shape counts as unreadable', async () => {
+    const { file } = lockPath();
+    writeLock(file, JSON.stringify({ pid: '12', host, since: 's', token: 't' }));
+    const held = await readLock(file);
+    assert.ok(held);
+    assert.equal(held.info, null);
+    assert.ok(held.ageMs >= 0 && held.ageMs < 10_000);
+  });
+
+  test('a lock that comes alive between our read and our rename is given back', async () => {
+    const { dir, file } = lockPath();
+    const content = { pid: 5555, host, since: 's', token: 'fresh' };
+    writeLock(file, content);
+    let calls = 0;
+    // First look: dead. Second look (after moving it aside): alive, i.e. a new run took it meanwhile.
+    await assert.rejects(acquireLock(file, noTakeover, () => ++calls > 1), LockHeldError);
+    assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')), content);
+    assert.deepEqual(fs.readdirSync(dir), [path.basename(file)]);
+  });
+
+  test('release does not delete a lock that someone else took over', async () => {
+    const { file } = lockPath();
+    const lock = await acquireLock(file, noTakeover);
+    const other = { pid: 777, host, since: 's', token: 'someone-else' };
+    writeLock(file, other);
+    await lock.release();
+    assert.equal(fs.existsSync(file), true);
+    assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')), other);
+  });
+
+  test('release does not delete garbage that replaced our lock', async () => {
+    const { file } = lockPath();
+    const lock = await acquireLock(file, noTakeover);
+    writeLock(file, 'not json');
+    await lock.release();
+    assert.equal(fs.readFileSync(file, 'utf8'), 'not json');
+  });
+
+  test('a missing folder is an error, not a held lock', async () => {
+    const file = path.join(root, 'no-such-dir', 'last_file.txt.lock');
+    await assert.rejects(acquireLock(file, noTakeover), (err: NodeJS.ErrnoException) => err.code === 'ENOENT' && !(err instanceof LockHeldError));
+  });
+});
+
+describe('readLock', () => {
+  test('null when there is no lock', async () => {
+    const { file } = lockPath();
+    assert.equal(await readLock(file), null);
+  });
+
+  test('the parsed content and its age', async () => {
+    const { file } = lockPath();
+    const info = { pid: 1, host: 'h', since: 's', token: 't' };
+    writeLock(file, info, 20_000);
+    const held = await readLock(file);
+    assert.deepEqual(held?.info, info);
+    assert.ok(held!.ageMs >= 19_000 && held!.ageMs < 60_000, String(held!.ageMs));
+  });
+});
