@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import os from 'node:os';
 import { test } from 'node:test';
 
 import { renderEnvTemplate, withSettingsTable } from '../../src/config/template.js';
@@ -17,4 +18,45 @@ test('.env.example is the rendered settings table', () => {
 test('README settings table is the rendered settings table', () => {
   const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
   assert.equal(readme, withSettingsTable(readme));
+});
+
+/** Every `ipi-pull ...` command line written in the docs, with its arguments. */
+function documentedCommands(): Array<{ file: string; args: string[] }> {
+  const files = ['README.md', 'docs/scheduling.md', 'docs/examples/ipi-pull.service', 'docs/examples/ipi-pull-task.xml', 'docs/examples/github-actions.yml'];
+  const out: Array<{ file: string; args: string[] }> = [];
+  for (const file of files) {
+    let inCode = !file.endsWith('.md');
+    for (const line of fs.readFileSync(path.join(root, file), 'utf8').split('\n')) {
+      // In Markdown only code blocks hold commands; prose mentions the name too.
+      if (file.endsWith('.md') && line.trimStart().startsWith('```')) {
+        inCode = !inCode;
+        continue;
+      }
+      if (!inCode) continue;
+      const m = /(?:^|[\s/])ipi-pull(?:\.cmd|\.js)?((?: +[^\s>"&|;#]+)*)/.exec(line.replace(/&gt;.*$/, ''));
+      if (!m || /npm (install|ci)|^#|\bipi-pull:|name:|Description=/.test(line)) continue;
+      out.push({ file, args: m[1]!.trim().split(/\s+/).filter(Boolean) });
+    }
+  }
+  return out;
+}
+
+test('every ipi-pull command line in the docs uses commands and flags that exist', async () => {
+  const commands = documentedCommands();
+  assert.ok(commands.length >= 8, `found ${commands.length} documented command lines`);
+  const { main } = await import('../../src/cli.js');
+  for (const { file, args } of commands) {
+    let stderr = '';
+    const sink = { write: (s: string) => ((stderr += s), true) } as unknown as NodeJS.WritableStream;
+    // An empty folder: settings are missing, so a run stops at validation, after argument parsing.
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-docs-'));
+    try {
+      await main([...args.filter((a) => a !== '--help'), '--dry-run'].filter((a, i, all) => !(a === '--dry-run' && (all[0] === 'init' || all[0] === 'status' || all[0] === 'mark'))), {
+        stdout: sink, stderr: sink, env: {}, cwd,
+      });
+    } finally {
+      fs.rmSync(cwd, { recursive: true, force: true });
+    }
+    assert.doesNotMatch(stderr, /Unknown argument|Unknown command|Not enough non-option|Missing required/i, `${file}: ipi-pull ${args.join(' ')}\n${stderr}`);
+  }
 });

@@ -1,0 +1,15 @@
+import { startEmbeddedServer } from '../../dist/tests/e2e/helpers/embedded-server.js';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+const s = await startEmbeddedServer();
+fs.writeFileSync(s.root + '/a.txt', 'hello world\n');
+const kh = s.tempDir + '/kh'; fs.writeFileSync(kh, s.knownHostsLine + '\n');
+const batch = `cd ${s.remoteDir}\nls -l\nget a.txt ${s.tempDir}/got.txt\nls\n`;
+const p = spawn('sftp', ['-b', '-', '-i', s.clientKeyPath, '-o', `UserKnownHostsFile=${kh}`, '-o', 'StrictHostKeyChecking=yes', '-P', String(s.port), `${s.user}@127.0.0.1`], { stdio: ['pipe', 'inherit', 'inherit'] });
+p.stdin.end(batch);
+process.on('exit', (c) => console.log('node exiting', c, p.exitCode));
+const iv = setInterval(() => console.log('alive', p.exitCode), 1000);
+await new Promise((r) => p.on('exit', (c) => { console.log('exit', c); r(); }));
+clearInterval(iv);
+console.log(fs.readFileSync(s.tempDir + '/got.txt', 'utf8'), await s.bytesServed('a.txt'));
+await s.stop();
