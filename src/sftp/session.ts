@@ -102,6 +102,8 @@ export class SftpSession {
       await new Promise<void>((resolve, reject) => {
         client.once('ready', resolve);
         client.once('error', reject);
+        // A link cut during the handshake ends with 'close' and no 'error'.
+        client.once('close', () => reject(new TransientError(`connection to ${opts.host}:${opts.port} closed during the SSH handshake`)));
         client.connect(config);
       });
     } catch (err) {
@@ -121,6 +123,7 @@ export class SftpSession {
     }
 
     const sftp = await new Promise<SFTPWrapper>((resolve, reject) => {
+      client.once('close', () => reject(new TransientError('connection closed while starting SFTP')));
       client.sftp((err, s) => (err ? reject(err) : resolve(s)));
     }).catch((err) => {
       client.end();
@@ -130,14 +133,6 @@ export class SftpSession {
     opts.log.info(`connected to ${opts.host}:${opts.port}`);
     opts.log.debug(`server accepts reads of up to ${session.maxReadLen} bytes`);
     return session;
-  }
-
-  /** Rejects as soon as the connection dies: races in-flight work so nothing waits forever. */
-  whenClosed(): Promise<never> {
-    return new Promise<never>((_resolve, reject) => {
-      if (this.closedBy) reject(this.closedBy);
-      else this.closeWaiters.add(reject);
-    });
   }
 
   get isClosed(): boolean {
@@ -151,11 +146,30 @@ export class SftpSession {
     this.closeWaiters.clear();
   }
 
-  private call<T>(doing: string, fn: (cb: (err: Error | null | undefined, v: T) => void) => void): Promise<T> {
+  /**
+   * Every request settles when the connection dies: ssh2 does not always call back then
+   * (a CLOSE sent on a dropped link never answers), and a cron run must always end.
+   */
+  private request<T>(start: (resolve: (v: T) => void, reject: (e: unknown) => void) => void): Promise<T> {
     if (this.closedBy) return Promise.reject(this.closedBy);
     return new Promise<T>((resolve, reject) => {
-      fn((err, v) => (err ? reject(classify(err, doing)) : resolve(v)));
+      const onClose = (err: Error) => reject(err);
+      this.closeWaiters.add(onClose);
+      start(
+        (v) => {
+          this.closeWaiters.delete(onClose);
+          resolve(v);
+        },
+        (e) => {
+          this.closeWaiters.delete(onClose);
+          reject(e);
+        },
+      );
     });
+  }
+
+  private call<T>(doing: string, fn: (cb: (err: Error | null | undefined, v: T) => void) => void): Promise<T> {
+    return this.request<T>((resolve, reject) => fn((err, v) => (err ? reject(classify(err, doing)) : resolve(v))));
   }
 
   async list(dir: string): Promise<RemoteEntry[]> {
@@ -183,8 +197,7 @@ export class SftpSession {
 
   /** Read into buf[off, off+len) from `position`; resolves the byte count, 0 at end of file. */
   read(handle: Buffer, buf: Buffer, off: number, len: number, position: number): Promise<number> {
-    if (this.closedBy) return Promise.reject(this.closedBy);
-    return new Promise<number>((resolve, reject) => {
+    return this.request<number>((resolve, reject) => {
       this.sftp.read(handle, buf, off, len, position, (err, bytesRead) => {
         if (err) {
           // SFTP status EOF: nothing at or after `position`.

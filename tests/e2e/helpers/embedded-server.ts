@@ -265,6 +265,9 @@ class SftpSession {
 
   constructor(private readonly st: ServerState, private readonly sftp: SFTPWrapper) {
     this.wire();
+    // OpenSSH's sftp client sends EOF and then waits for the server to close
+    // the channel; ssh2 does not do that by itself, so `sftp -b` would hang.
+    sftp.on('end', () => sftp.end());
     sftp.on('close', () => void this.closeAll());
   }
 

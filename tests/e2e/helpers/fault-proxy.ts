@@ -73,10 +73,6 @@ class ProxyState {
     this.lastRefill = Date.now();
   }
 
-  get throttled(): boolean {
-    return this.rate !== null;
-  }
-
   private burst(): number {
     return Math.max(1, Math.ceil((this.rate as number) / 20));
   }

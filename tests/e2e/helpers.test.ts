@@ -12,11 +12,11 @@ import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import type { Client as SshClient, ConnectConfig, FileEntry, SFTPWrapper, Stats } from 'ssh2';
 
-import { generateValidEd25519, startEmbeddedServer } from '../e2e/helpers/embedded-server.js';
-import { startFaultProxy, type FaultProxy } from '../e2e/helpers/fault-proxy.js';
-import { chosenServerKind, startTestServer, writeRemoteFile } from '../e2e/helpers/server.js';
-import { parseSftpLog, sshdAvailable, startSshd, type SftpServerHandle } from '../e2e/helpers/sshd.js';
-import { sha256Fingerprint } from '../e2e/helpers/util.js';
+import { generateValidEd25519, startEmbeddedServer } from './helpers/embedded-server.js';
+import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
+import { chosenServerKind, startTestServer, writeRemoteFile } from './helpers/server.js';
+import { parseSftpLog, sshdAvailable, startSshd, type SftpServerHandle } from './helpers/sshd.js';
+import { sha256Fingerprint } from './helpers/util.js';
 
 const T = { timeout: 30_000 };
 
