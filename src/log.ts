@@ -30,7 +30,8 @@ export interface ClosableLogger extends Logger {
 
 export function scrub(text: string, secrets: readonly string[]): string {
   let out = text;
-  for (const s of secrets) if (s.length > 0) out = out.split(s).join('***');
+  // Longest first: a short secret inside a longer one must not leave the longer one's rest.
+  for (const s of [...secrets].sort((a, b) => b.length - a.length)) if (s.length > 0) out = out.split(s).join('***');
   return out;
 }
 

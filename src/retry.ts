@@ -23,18 +23,44 @@ export interface Attempt {
   progressed: boolean;
 }
 
+/** Thrown out of p-retry to begin a fresh budget after an attempt that moved data. */
+class FreshBudget extends Error {
+  constructor(readonly wait: number) {
+    super('fresh retry budget');
+  }
+}
+
 export async function withRetries<T>(
   run: (attempt: Attempt, n: number) => Promise<T>,
   policy: RetryPolicy,
   log: Logger,
   signal?: AbortSignal,
 ): Promise<T> {
+  let attempts = 0;
+  // Attempts are numbered across budgets, so `n` keeps counting after a fresh start.
+  const numbered = (attempt: Attempt) => run(attempt, ++attempts);
+  for (;;) {
+    try {
+      return await withBudget(numbered, policy, log, signal);
+    } catch (err) {
+      if (!(err instanceof FreshBudget)) throw err;
+      await sleep(err.wait, signal);
+    }
+  }
+}
+
+async function withBudget<T>(
+  run: (attempt: Attempt) => Promise<T>,
+  policy: RetryPolicy,
+  log: Logger,
+  signal?: AbortSignal,
+): Promise<T> {
   let current: Attempt = { progressed: false };
   return pRetry(
-    async (n) => {
+    async () => {
       current = { progressed: false };
       try {
-        return await run(current, n);
+        return await run(current);
       } catch (err) {
         throw classify(err, 'the run');
       }
@@ -45,15 +71,22 @@ export async function withRetries<T>(
       factor: 1,
       randomize: false,
       signal,
-      shouldConsumeRetry: () => !current.progressed,
+      // Checked first of all (before p-retry looks at the budget left): data moved, so the
+      // budget starts again.
+      onFailedAttempt: ({ error }) => {
+        const e = error as IpiError;
+        if (e.kind !== 'transient' || !current.progressed) return;
+        const wait = retryDelay(0, policy.delaysMs, true);
+        log.warn(`${e.message}; data moved, so the retry count starts again; retrying in ${formatSeconds(wait)}`);
+        throw new FreshBudget(wait);
+      },
       // The wait happens here, not in p-retry's own backoff: our delays are a list, not a curve,
       // and p-retry calls this only for failures it would retry.
       shouldRetry: async ({ error, retriesConsumed, retriesLeft }) => {
         const e = error as IpiError;
         if (e.kind !== 'transient') return false;
-        const used = retriesConsumed + (current.progressed ? 0 : 1);
-        const wait = retryDelay(used, policy.delaysMs, current.progressed);
-        log.warn(`${e.message}; retrying in ${formatSeconds(wait)} (${current.progressed ? 'progress was made, ' : ''}${retriesLeft - (current.progressed ? 0 : 1)} retries left)`);
+        const wait = retryDelay(retriesConsumed + 1, policy.delaysMs, false);
+        log.warn(`${e.message}; retrying in ${formatSeconds(wait)} (${retriesLeft - 1} retries left)`);
         await sleep(wait, signal);
         return true;
       },

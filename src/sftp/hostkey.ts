@@ -66,7 +66,8 @@ function hashedMatch(pattern: string, token: string): boolean {
 
 /** OpenSSH's pattern-list rule: any negated match excludes, else any positive match includes. */
 export function hostMatches(patterns: string, host: string, port: number): boolean {
-  const token = hostToken(host, port);
+  // ssh lowercases the host name before looking it up (and before hashing it).
+  const token = hostToken(host.toLowerCase(), port);
   if (patterns.startsWith('|')) return hashedMatch(patterns, token);
   let matched = false;
   for (const p of patterns.split(',')) {
