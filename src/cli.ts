@@ -1,6 +1,7 @@
 // Commands and flags, and the one place where a command's outcome becomes the process's
 // exit code. Each command lives in src/commands/.
 import yargs, { type Argv } from 'yargs';
+import { demoCommand, type DemoArgs } from './commands/demo.js';
 import { initCommand } from './commands/init.js';
 import { markCommand, type MarkArgs } from './commands/mark.js';
 import { pullCommand, type PullArgs } from './commands/pull.js';
@@ -51,6 +52,14 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<ExitCo
         .example('$0 status', 'Everything, including the files waiting on the server')
         .example('$0 status --json --local', 'Local state only, as JSON (for monitoring)') as unknown as Argv<StatusArgs>,
       run(statusCommand),
+    )
+    .command<DemoArgs>(
+      'demo',
+      'See it work, with no configuration: a local SFTP server with sample files, pulled with every real step',
+      (y) => y.option('dir', { type: 'string', default: 'ipi-pull-demo', describe: 'Folder for the demo\'s downloads, marker, log and metrics' })
+        .example('$0 demo', 'Run the demo into ./ipi-pull-demo')
+        .example('$0 demo --dir /tmp/ipi-demo --json', 'Elsewhere, with a JSON summary') as unknown as Argv<DemoArgs>,
+      run(demoCommand),
     )
     .command<GlobalArgs>(
       'init',

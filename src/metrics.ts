@@ -39,6 +39,17 @@ export function previousSuccessMs(text: string): number | null {
   return m ? Number(m[1]) * 1000 : null;
 }
 
+/** The metrics of one finished run (delivered files, pending count), written to METRICS_FILE. */
+export async function recordRun(
+  file: string,
+  run: { delivered: ReadonlyArray<{ size: number }>; pending: number; exitCode: number; startedAtMs: number },
+): Promise<void> {
+  await writeMetrics(file, {
+    finishedAtMs: Date.now(), success: run.exitCode === 0, exitCode: run.exitCode, filesDelivered: run.delivered.length,
+    bytesDelivered: run.delivered.reduce((n, f) => n + f.size, 0), filesPending: run.pending, durationMs: Date.now() - run.startedAtMs,
+  });
+}
+
 export async function writeMetrics(file: string, run: Omit<RunMetrics, 'lastSuccessAtMs'>): Promise<void> {
   let previous: number | null = null;
   try {

@@ -75,7 +75,8 @@ async function withBudget<T>(
       // budget starts again.
       onFailedAttempt: ({ error }) => {
         const e = error as IpiError;
-        if (e.kind !== 'transient' || !current.progressed) return;
+        // RETRIES=0 means no retry at all, progress or not.
+        if (e.kind !== 'transient' || !current.progressed || policy.retries === 0) return;
         const wait = retryDelay(0, policy.delaysMs, true);
         log.warn(`${e.message}; data moved, so the retry count starts again; retrying in ${formatSeconds(wait)}`);
         throw new FreshBudget(wait);

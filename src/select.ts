@@ -122,7 +122,7 @@ export function selectNext(entries: readonly RemoteEntry[], marker: string | nul
   for (const entry of after) {
     const age = opts.nowMs - entry.mtimeMs;
     if (age < opts.minAgeMs) {
-      waiting = { name: entry.name, reason: `younger than MIN_AGE (${Math.max(0, Math.round(age / 1000))} s old)` };
+      waiting = { name: entry.name, reason: `younger than MIN_AGE: ${Math.max(0, Math.round(age / 1000))} s old` };
       break;
     }
     queue.push(entry);

@@ -2,7 +2,7 @@
 import type { Config } from '../config/load.js';
 import { EXIT, InterruptedError, classify, type ExitCode, type IpiError } from '../errors.js';
 import { scrub, type ClosableLogger } from '../log.js';
-import { writeMetrics } from '../metrics.js';
+import { recordRun } from '../metrics.js';
 import { createProgress, noProgress } from '../progress.js';
 import { runPull, type RunSummary } from '../pull.js';
 import { configFromArgs, loggerFor, warnIfSecretsExposed, writeJson, type GlobalArgs, type Io } from './shared.js';
@@ -53,10 +53,8 @@ export async function pullCommand(args: PullArgs, io: Io): Promise<ExitCode> {
   }
   const code = failure ? failure.exitCode : EXIT.ok;
   if (config.metricsFile && !args['dry-run']) {
-    const files = summary?.delivered ?? [];
-    await writeMetrics(config.metricsFile, {
-      finishedAtMs: Date.now(), success: code === EXIT.ok, exitCode: code, filesDelivered: files.length,
-      bytesDelivered: files.reduce((n, f) => n + f.size, 0), filesPending: summary?.pending.length ?? 0, durationMs: Date.now() - started,
+    await recordRun(config.metricsFile, {
+      delivered: summary?.delivered ?? [], pending: summary?.pending.length ?? 0, exitCode: code, startedAtMs: started,
     }).catch((err) => log.warn(`METRICS_FILE ${config.metricsFile}: could not write it (${err instanceof Error ? err.message : err})`));
   }
   await log.close();

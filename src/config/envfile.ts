@@ -34,12 +34,13 @@ export function parseEnvFile(content: string, env: NodeJS.ProcessEnv = process.e
       line += blank[2] === '\n' ? 1 : 0;
       continue;
     }
-    const head = /^[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_.-]*)[ \t]*(=?)[ \t]*/.exec(rest);
+    // python-dotenv also takes a single-quoted key: 'KEY'=value.
+    const head = /^[ \t]*(?:export[ \t]+)?(?:([A-Za-z_][A-Za-z0-9_.-]*)|'([^'\n]+)')[ \t]*(=?)[ \t]*/.exec(rest);
     // The line's text is not quoted back: it may hold a password.
     if (!head) fail('cannot read this line (expected KEY=value, or a # comment)');
-    const key = head![1]!;
+    const key = (head![1] ?? head![2])!;
     i += head![0].length;
-    if (head![2] !== '=') {
+    if (head![3] !== '=') {
       // python-dotenv reads a bare `KEY` as "no value": we leave it unset.
       const eol = src.indexOf('\n', i);
       i = eol === -1 ? src.length : eol + 1;
@@ -63,6 +64,7 @@ export function parseEnvFile(content: string, env: NodeJS.ProcessEnv = process.e
         const c = src[j]!;
         if (c === '\\' && j + 1 < src.length) {
           const n = src[j + 1]!;
+          if (n === '\n') line++;
           if (quote === 'single') buf += n === "'" || n === '\\' ? n : `\\${n}`;
           else buf += DOUBLE_ESCAPES[n] ?? `\\${n}`;
           j += 2;

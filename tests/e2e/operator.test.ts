@@ -3,6 +3,7 @@
  * metrics, --latest / START_FROM, POST_ACTION, progress lines and log rotation.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -193,5 +194,46 @@ describe('operator commands', () => {
     const logs = listDir(path.dirname(ws.logFile));
     assert.ok(logs.length >= 2 && logs.length <= 3, `log files: ${logs}`);
     for (const f of logs) assert.ok(fs.statSync(path.join(path.dirname(ws.logFile), f)).size < 4096, `${f} stays small`);
+  });
+});
+
+describe('ipi-pull demo', () => {
+  test('runs with no configuration at all and delivers the samples with every real step', async () => {
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-demo-'));
+    try {
+      const r = await runCli(['demo'], { cwd });
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      const dir = path.join(cwd, 'ipi-pull-demo');
+      const delivered = ['IPI_20250101.dat', 'IPI_20250102_a.dat', 'IPI_20250102_b.dat', 'IPI_20250103.dat'];
+      assert.deepEqual(listDir(path.join(dir, 'synced_server')), delivered);
+      assert.equal(fs.readFileSync(path.join(dir, 'last_file.txt'), 'utf8'), 'IPI_20250103.dat');
+      const history = fs.readFileSync(path.join(dir, 'last_file.history.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      assert.deepEqual(history.map((h) => h.name), delivered);
+      assert.ok(history[0].resumedFrom > 0, 'the first file resumed from the half left behind');
+      for (const h of history) {
+        const published = fs.readFileSync(path.join(dir, 'synced_server', h.name));
+        assert.equal(createHash('sha256').update(published).digest('hex'), h.sha256, h.name);
+      }
+      assert.match(r.stdout, /IPI_20250101\.dat: resuming at byte \d+/);
+      assert.match(r.stdout, /IPI_20250103\.dat: sha256 matches IPI_20250103\.dat\.sha256/);
+      assert.match(r.stdout, /waiting for a later run: +IPI_20250104\.dat \(younger than MIN_AGE/);
+      assert.match(r.stdout, /ipi-pull init/);
+      const metrics = fs.readFileSync(path.join(dir, 'metrics', 'ipi_pull.prom'), 'utf8');
+      assert.match(metrics, /^ipi_pull_last_run_files_delivered 4$/m);
+      assert.match(fs.readFileSync(path.join(dir, 'logs', 'sftp_transfer.log'), 'utf8'), /IPI_20250103\.dat: delivered/);
+
+      const again = await runCli(['demo', '--json'], { cwd });
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(JSON.parse(again.stdout).files.length, 4, 'a second demo starts afresh in its own folder');
+
+      fs.mkdirSync(path.join(cwd, 'precious'));
+      fs.writeFileSync(path.join(cwd, 'precious', 'keep.txt'), 'mine');
+      const refused = await runCli(['demo', '--dir', 'precious'], { cwd });
+      assert.equal(refused.code, 2);
+      assert.match(refused.stderr, /is not a demo folder/);
+      assert.equal(fs.readFileSync(path.join(cwd, 'precious', 'keep.txt'), 'utf8'), 'mine');
+    } finally {
+      fs.rmSync(cwd, { recursive: true, force: true });
+    }
   });
 });

@@ -229,4 +229,20 @@ describe('parseEnvFile: errors', () => {
         return true;
       });
     });
+
+  test('a backslash-newline inside a double-quoted value still counts as a line',
+    () => {
+      assert.throws(() => parse('A="x\\\ny"\nB="x" junk\n'), (err: unknown) => {
+        assert.ok(err instanceof EnvFileError);
+        assert.equal(err.message, 'line 3: B: unexpected text after the closing quote');
+        return true;
+      });
+    });
+});
+
+describe('parseEnvFile: python-dotenv forms', () => {
+  test("a single-quoted key ('KEY'=value) is read as python-dotenv reads it",
+    () => {
+      assert.deepEqual(parse("'SFTP_PASS'=abc#123\nB=2"), { SFTP_PASS: 'abc#123', B: '2' });
+    });
 });

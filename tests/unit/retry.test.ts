@@ -247,4 +247,64 @@ describe('withRetries', () => {
       assert.equal(v, 'finished');
       assert.equal(attempts, 3);
     });
+
+  test('after progress, the fresh budget is a full RETRIES again', async () => {
+    let attempts = 0;
+    await assert.rejects(withRetries(async (attempt) => {
+      attempts++;
+      if (attempts === 3) attempt.progressed = true; // after two plain failures (budget spent)
+      throw new TransientError(`fail ${attempts}`);
+    }, { retries: 2, delaysMs: [1] }, fakeLog()), /fail 6/);
+    // 1 + 2 retries, then the progressing attempt starts a new budget: 1 + 2 more.
+    assert.equal(attempts, 6);
+  });
+
+  test('attempt numbers keep counting across budgets', async () => {
+    const ns: number[] = [];
+    await withRetries(async (attempt, n) => {
+      ns.push(n);
+      if (n === 2) attempt.progressed = true;
+      if (n < 4) throw new TransientError('x');
+      return n;
+    }, { retries: 5, delaysMs: [1] }, fakeLog());
+    assert.deepEqual(ns, [1, 2, 3, 4]);
+  });
+
+  test('a permanent error ends the run even after an attempt that moved data', async () => {
+    let attempts = 0;
+    const denied = new AccessDeniedError('refused');
+    await assert.rejects(withRetries(async (attempt) => {
+      attempts++;
+      attempt.progressed = true;
+      throw attempts === 1 ? new TransientError('drop') : denied;
+    }, { retries: 3, delaysMs: [1] }, fakeLog()), (err: unknown) => err === denied);
+    assert.equal(attempts, 2);
+  });
+
+  test('an abort during the wait after progress ends the run with the abort reason', async () => {
+    const ac = new AbortController();
+    const reason = new Error('stopped by SIGTERM');
+    const started = Date.now();
+    setTimeout(() => ac.abort(reason), 20);
+    let attempts = 0;
+    await assert.rejects(withRetries(async (attempt) => {
+      attempts++;
+      attempt.progressed = true;
+      throw new TransientError('drop');
+    }, { retries: 3, delaysMs: [60_000] }, fakeLog(), ac.signal), (err: unknown) => err === reason);
+    assert.equal(attempts, 1);
+    assert.ok(Date.now() - started < 5000, 'did not wait the full delay');
+  });
+
+  test('RETRIES=0 means one attempt only, even when that attempt moved data',
+    async () => {
+      let attempts = 0;
+      await assert.rejects(withRetries(async (attempt) => {
+        attempts++;
+        attempt.progressed = true;
+        if (attempts > 3) return 'should not get here';
+        throw new TransientError('drop');
+      }, { retries: 0, delaysMs: [1] }, fakeLog()), TransientError);
+      assert.equal(attempts, 1);
+    });
 });

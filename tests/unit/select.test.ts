@@ -223,7 +223,7 @@ describe('selectNext: MIN_AGE', () => {
     ];
     const s = selectNext(entries, null, opts({ minAgeMs: 120_000 }));
     assert.deepEqual(names(s.queue), ['IPI_20240101.csv']);
-    assert.deepEqual(s.waiting, { name: 'IPI_20240102.csv', reason: 'younger than MIN_AGE (30 s old)' });
+    assert.deepEqual(s.waiting, { name: 'IPI_20240102.csv', reason: 'younger than MIN_AGE: 30 s old' });
   });
 
   test('a file exactly MIN_AGE old is taken', () => {
@@ -241,7 +241,7 @@ describe('selectNext: MIN_AGE', () => {
   test('a file dated in the future (clock skew) is waiting and reported as 0 s old', () => {
     const s = selectNext([f('IPI_20240101.csv', NOW + 5000)], null, opts({ minAgeMs: 1000 }));
     assert.deepEqual(s.queue, []);
-    assert.equal(s.waiting?.reason, 'younger than MIN_AGE (0 s old)');
+    assert.equal(s.waiting?.reason, 'younger than MIN_AGE: 0 s old');
   });
 
   test('files before the marker do not count, however young', () => {

@@ -7,27 +7,15 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 
-export const LOOPBACK = '127.0.0.1';
+import { LOOPBACK, pathMatches } from '../../../src/sftp-server/embedded.js';
+import { onProcessExit } from '../../../src/util/process-exit.js';
+import { delay, settleWithin } from '../../../src/util/time.js';
 
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+// Shared with the embedded server in src/; re-exported so the helpers keep one import.
+export { LOOPBACK, delay, onProcessExit, pathMatches, settleWithin };
 
-/**
- * Wait for `p` but at most `ms`; true if `p` settled first. The timer is
- * cleared afterwards so it never holds the process open by itself.
- */
-export async function settleWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([p.then(() => true, () => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+
+
 
 /**
  * Ask the kernel for a currently free loopback port. There is an unavoidable
@@ -100,39 +88,7 @@ export function knownHostsLine(port: number, pubLine: string): string {
   return `[${LOOPBACK}]:${port} ${type} ${b64}`;
 }
 
-/**
- * True when remote path `p` is `file` or ends with '/' + `file`, so that
- * bytesServed('a.bin') does not also count 'data.bin'.
- */
-export function pathMatches(p: string, file: string | undefined): boolean {
-  if (file === undefined) return true;
-  return p === file || p.endsWith('/' + file.replace(/^\/+/, ''));
-}
 
-/**
- * Synchronous "kill on exit" registry. process.on('exit') handlers cannot be
- * async, so each server registers a sync killer; one shared listener avoids
- * MaxListenersExceeded warnings when a test file starts many servers.
- */
-const exitKillers = new Set<() => void>();
-let exitHookInstalled = false;
-
-export function onProcessExit(kill: () => void): () => void {
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.on('exit', () => {
-      for (const k of exitKillers) {
-        try {
-          k();
-        } catch {
-          // best effort: the process is going away anyway
-        }
-      }
-    });
-  }
-  exitKillers.add(kill);
-  return () => exitKillers.delete(kill);
-}
 
 /** Parent pid of every process, read from /proc (Linux only; empty elsewhere). */
 function readParentMap(): Map<number, number[]> {
