@@ -7,7 +7,7 @@ import type { Config } from './config/load.js';
 import { expectedDigest } from './checksum.js';
 import { IntegrityError, PermanentError } from './errors.js';
 import { appendDelivery, historyFileFor, recentDeliveries } from './history.js';
-import { acquireLock, lockFileFor, type Lock } from './lock.js';
+import { acquireLock, lockFileFor, pidAlive, type Lock } from './lock.js';
 import type { Logger } from './log.js';
 import { readMarker, writeMarker } from './marker.js';
 import { printableName } from './names.js';
@@ -18,6 +18,7 @@ import { withRetries, type Attempt } from './retry.js';
 import { MarkerPlacementError, selectNext, type RemoteEntry } from './select.js';
 import { SftpSession, type SessionOptions } from './sftp/session.js';
 import { downloadFile, type Downloaded } from './transfer/download.js';
+import { sweepTemporaries } from './util/atomic.js';
 import { formatBytes } from './util/space.js';
 
 export interface PullOptions {
@@ -83,6 +84,9 @@ export async function runPull(config: Config, opts: PullOptions, ctx: RunContext
   if (!opts.dryRun) {
     await prepareFolders(config);
     lock = await acquireLock(lockFileFor(config.markerFile), (m) => ctx.log.warn(m));
+    for (const dir of new Set([config.localDir, config.serverDir, path.dirname(config.markerFile)])) {
+      for (const file of await sweepTemporaries(dir, pidAlive)) ctx.log.info(`removed ${file}, a temporary file left by a run that died`);
+    }
   }
   try {
     const warned = new Set<string>();

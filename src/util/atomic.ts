@@ -48,3 +48,38 @@ export async function fsyncDir(dir: string): Promise<void> {
     await fh.close();
   }
 }
+
+const TEMP_NAME = /^\..+\.(?:tmp|publishing)-(\d+)-[0-9a-z]+$/;
+
+/**
+ * Pure: is this one of our temporary names left by a run that died? Its writer must be gone
+ * from this machine, and it must be untouched for an hour (a writer on another machine
+ * sharing the folder keeps its file's mtime fresh while it writes).
+ */
+export function isOrphanTemp(name: string, mtimeMs: number, nowMs: number, alive: (pid: number) => boolean): boolean {
+  const m = TEMP_NAME.exec(name);
+  if (!m) return false;
+  return !alive(Number(m[1])) && nowMs - mtimeMs > 3_600_000;
+}
+
+/** Remove orphaned temporaries of ours from a folder; returns what was removed. */
+export async function sweepTemporaries(dir: string, alive: (pid: number) => boolean): Promise<string[]> {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch {
+    return removed;
+  }
+  const now = Date.now();
+  for (const name of names) {
+    if (!TEMP_NAME.test(name)) continue;
+    const file = path.join(dir, name);
+    const st = await fs.lstat(file).catch(() => null);
+    if (st?.isFile() && isOrphanTemp(name, st.mtimeMs, now, alive)) {
+      await fs.rm(file, { force: true });
+      removed.push(file);
+    }
+  }
+  return removed;
+}

@@ -172,6 +172,22 @@ describe('ipi-pull against a real SFTP server', () => {
     assert.equal(ws.history()[0]!.resumedFrom, 0);
   });
 
+  test('a temporary file left in SERVER_DIR by a run that died is cleaned up; a fresh one is left alone', async () => {
+    const { ws } = setup({ 'IPI_20240510.dat': testBytes(1000, 10) });
+    fs.mkdirSync(ws.serverDir, { recursive: true });
+    const orphan = path.join(ws.serverDir, `.IPI_20240509.dat.publishing-${2 ** 22 + 7}-abc`);
+    const fresh = path.join(ws.serverDir, `.IPI_20240508.dat.publishing-${2 ** 22 + 8}-def`);
+    fs.writeFileSync(orphan, 'half a file');
+    fs.writeFileSync(fresh, 'maybe another machine is writing this');
+    const old = new Date(Date.now() - 2 * 3600_000);
+    fs.utimesSync(orphan, old, old);
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!fs.existsSync(orphan));
+    assert.ok(fs.existsSync(fresh));
+    assert.match(r.stdout, /a temporary file left by a run that died/);
+  });
+
   test('--dry-run says what would be pulled and changes nothing', async () => {
     const { ws } = setup({ 'IPI_20240601.dat': testBytes(10, 1), 'IPI_20240602.dat': testBytes(10, 2) });
     const r = await ws.run(['--dry-run', '--json']);

@@ -1,0 +1,38 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+
+import { isOrphanTemp, sweepTemporaries, tempNameFor, writeFileAtomic } from '../../src/util/atomic.js';
+
+const HOUR = 3_600_000;
+
+test('isOrphanTemp: our temp names whose writer is gone and that are an hour old', () => {
+  const dead = () => false;
+  const alive = () => true;
+  const name = path.basename(tempNameFor('/x/IPI_20240101.dat', 'publishing'));
+  assert.equal(isOrphanTemp(name, 0, 2 * HOUR, dead), true);
+  assert.equal(isOrphanTemp(name, 0, 2 * HOUR, alive), false, 'writer still running');
+  assert.equal(isOrphanTemp(name, HOUR, HOUR + 60_000, dead), false, 'touched within the hour: maybe another machine');
+  assert.equal(isOrphanTemp('IPI_20240101.dat', 0, 2 * HOUR, dead), false, 'a delivered file is never a temp');
+  assert.equal(isOrphanTemp('.IPI_20240101.dat.part', 0, 2 * HOUR, dead), false);
+  assert.equal(isOrphanTemp(path.basename(tempNameFor('/x/last_file.txt')), 0, 2 * HOUR, dead), true);
+});
+
+test('sweepTemporaries removes only orphaned temporaries', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-sweep-'));
+  try {
+    const orphan = tempNameFor(path.join(dir, 'IPI_1.dat'), 'publishing');
+    fs.writeFileSync(orphan, 'half');
+    const old = new Date(Date.now() - 2 * HOUR);
+    fs.utimesSync(orphan, old, old);
+    fs.writeFileSync(path.join(dir, 'IPI_1.dat'), 'whole');
+    await writeFileAtomic(path.join(dir, 'last_file.txt'), 'IPI_1.dat');
+    const removed = await sweepTemporaries(dir, () => false);
+    assert.deepEqual(removed, [orphan]);
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['IPI_1.dat', 'last_file.txt']);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
