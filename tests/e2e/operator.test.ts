@@ -3,13 +3,15 @@
  * metrics, --latest / START_FROM, POST_ACTION, progress lines and log rotation.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { listDir, makeWorkspace, runCli, testBytes, type Workspace } from './helpers/cli.js';
+import { CLI, listDir, makeWorkspace, runCli, testBytes, type Workspace } from './helpers/cli.js';
+import { startFaultProxy } from './helpers/fault-proxy.js';
 import { startTestServer, writeRemoteFile, type SftpServerHandle } from './helpers/server.js';
 
 let server: SftpServerHandle;
@@ -234,6 +236,63 @@ describe('ipi-pull demo', () => {
       assert.equal(fs.readFileSync(path.join(cwd, 'precious', 'keep.txt'), 'utf8'), 'mine');
     } finally {
       fs.rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('progress on a terminal', () => {
+  test('a live bar with percent, speed and ETA, cleared when the file is done (driven in tmux)', async (t) => {
+    let hasTmux = true;
+    try {
+      execFileSync('tmux', ['-V'], { stdio: 'ignore' });
+    } catch {
+      hasTmux = false;
+    }
+    if (!hasTmux) {
+      t.skip('tmux is not installed: the terminal progress bar cannot be driven here (apt-get install tmux)');
+      return;
+    }
+    const { ws } = setup({ 'IPI_20250801.dat': testBytes(6 * 1024 * 1024, 8) });
+    const proxy = await startFaultProxy(server.port);
+    proxy.throttle(2 * 1024 * 1024); // about 3 s for the file: long enough to see the bar move
+    const session = `ipi-progress-${process.pid}`;
+    const script = path.join(ws.dir, 'run.sh');
+    fs.writeFileSync(script, [
+      '#!/bin/sh',
+      `cd '${ws.dir}'`,
+      `export HOME='${ws.dir}' PATH='${process.env.PATH}'`,
+      `'${process.execPath}' '${CLI}' --sftp-port ${proxy.port} --sftp-host-key '${server.hostKeyFingerprint}'`,
+      'echo "exit=$?"',
+      'sleep 30',
+    ].join('\n'), { mode: 0o755 });
+    try {
+      execFileSync('tmux', ['new-session', '-d', '-s', session, '-x', '160', '-y', '40', script]);
+      const screens: string[] = [];
+      const deadline = Date.now() + 30_000;
+      let final = '';
+      while (Date.now() < deadline) {
+        const screen = execFileSync('tmux', ['capture-pane', '-p', '-t', session]).toString();
+        screens.push(screen);
+        if (/exit=\d+/.test(screen)) {
+          final = screen;
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.match(final, /exit=0/, final);
+      const bars = screens.flatMap((s) => s.split('\n')).filter((l) => /IPI_20250801\.dat \[#*-*\] [\d.]+ MiB of 6\.0 MiB \(\d+%\), [\d.]+ MB\/s, ETA \d+:\d\d/.test(l));
+      assert.ok(bars.length >= 3, `saw the bar ${bars.length} times`);
+      const pcts = new Set(bars.map((l) => /\((\d+)%\)/.exec(l)![1]));
+      assert.ok(pcts.size >= 2, `the bar moved: ${[...pcts]}`);
+      assert.match(final, /IPI_20250801\.dat: delivered 6\.0 MiB/);
+      assert.doesNotMatch(final, /\[#+-*\]/, 'the bar is cleared once the file is done');
+    } finally {
+      try {
+        execFileSync('tmux', ['kill-session', '-t', session], { stdio: 'ignore' });
+      } catch {
+        /* already gone */
+      }
+      await proxy.stop();
     }
   });
 });
