@@ -92,9 +92,13 @@ export async function runPull(config: Config, opts: PullOptions, ctx: RunContext
     const warned = new Set<string>();
     await withRetries(async (attempt) => {
       const session = await SftpSession.open(sessionOptions(config, opts.acceptNewHostKey, ctx.log));
+      // A signal must not wait for a stalled read to time out: drop the link, keep the partial.
+      const onAbort = () => session.destroy('interrupted');
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
       try {
         await drain(session, config, opts, ctx, summary, attempt, warned);
       } finally {
+        opts.signal?.removeEventListener('abort', onAbort);
         await session.end();
       }
     }, { retries: config.retries, delaysMs: config.retryDelays }, ctx.log, opts.signal);

@@ -261,6 +261,11 @@ export class SftpSession {
 
   /** Polite close; the socket is destroyed if the server does not answer promptly. */
   async end(): Promise<void> {
+    if (this.closedBy) {
+      // Already dead (a drop or a stall): nothing to say goodbye to.
+      this.client.destroy();
+      return;
+    }
     this.markClosed(new TransientError('session closed'));
     await new Promise<void>((resolve) => {
       const t = setTimeout(() => {

@@ -9,7 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { listDir, makeWorkspace, sha256, sha256File, testBytes, type Workspace } from './helpers/cli.js';
+import { collect, listDir, makeWorkspace, sha256, sha256File, testBytes, type Workspace } from './helpers/cli.js';
+import { startFaultProxy } from './helpers/fault-proxy.js';
 import { startTestServer, writeRemoteFile, type SftpServerHandle } from './helpers/server.js';
 
 let server: SftpServerHandle;
@@ -337,5 +338,44 @@ describe('refusals: exit codes and nothing changed', () => {
     const [a, b] = await Promise.all([ws.run(), ws.run()]);
     assert.deepEqual([a.code, b.code].sort(), [0, 3], a.stderr + b.stderr);
     assert.equal(ws.history().length, 1);
+  });
+});
+
+describe('signals', () => {
+  test('SIGTERM during a stalled transfer ends the run at once (exit 130), keeps the partial and releases the lock; the next run resumes', async () => {
+    const size = 12 * 1024 * 1024;
+    const data = testBytes(size, 77);
+    const { ws } = setup({ 'IPI_20250901.dat': data });
+    const proxy = await startFaultProxy(server.port);
+    try {
+      proxy.throttle(3 * 1024 * 1024);
+      const child = ws.spawn(['--sftp-port', String(proxy.port), '--sftp-host-key', server.hostKeyFingerprint, '--data-timeout', '120']);
+      const done = collect(child, 60_000);
+      const part = path.join(ws.localDir, 'IPI_20250901.dat.part');
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline && (fs.statSync(part, { throwIfNoEntry: false })?.size ?? 0) < 2 * 1024 * 1024) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      proxy.stall();
+      await new Promise((r) => setTimeout(r, 300));
+      const stoppedAt = Date.now();
+      child.kill('SIGTERM');
+      const r = await done;
+      assert.equal(r.code, 130, r.stderr);
+      assert.ok(Date.now() - stoppedAt < 5000, 'did not wait for DATA_TIMEOUT');
+      assert.match(r.stderr, /SIGTERM received/);
+      const kept = fs.statSync(part).size;
+      assert.ok(kept > 0 && kept < size && kept % (2 * 1024 * 1024) === 0, `partial kept at a chunk boundary: ${kept}`);
+      assert.equal(ws.marker(), null);
+      assert.ok(!fs.existsSync(`${ws.markerFile}.lock`), 'lock released');
+      assert.deepEqual(listDir(ws.serverDir), []);
+
+      const again = await ws.run();
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(sha256File(path.join(ws.serverDir, 'IPI_20250901.dat')), sha256(data));
+      assert.equal(ws.history()[0]!.resumedFrom, kept);
+    } finally {
+      await proxy.stop();
+    }
   });
 });
