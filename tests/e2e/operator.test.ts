@@ -296,3 +296,30 @@ describe('progress on a terminal', () => {
     }
   });
 });
+
+describe('the README path for a newcomer', () => {
+  test('init, fill in the server, --dry-run, run, then status shows the delivery', async () => {
+    const { ws, folder } = setup({ 'IPI_20250901.dat': testBytes(100_000, 9), 'IPI_20250902.dat': testBytes(200_000, 10) });
+    fs.rmSync(path.join(ws.dir, '.env'));
+    assert.equal((await ws.run(['init'])).code, 0);
+    // What the README tells a person to do: set the server, the folder and a way to log in.
+    const edited = fs.readFileSync(path.join(ws.dir, '.env'), 'utf8')
+      .replace(/^SFTP_HOST=.*$/m, `SFTP_HOST=${server.host}`)
+      .replace(/^#SFTP_PORT=.*$/m, `SFTP_PORT=${server.port}`)
+      .replace(/^SFTP_USER=.*$/m, `SFTP_USER=${server.user}`)
+      .replace(/^SFTP_DIR=.*$/m, `SFTP_DIR=${server.remoteDir}/${folder}`)
+      .replace(server.kind === 'openssh' ? /^#SFTP_KEY=.*$/m : /^#SFTP_PASS=.*$/m,
+        server.kind === 'openssh' ? `SFTP_KEY=${server.clientKeyPath}` : `SFTP_PASS=${server.password}`);
+    fs.writeFileSync(path.join(ws.dir, '.env'), edited);
+    const dry = await ws.run(['--dry-run']);
+    assert.equal(dry.code, 0, dry.stderr + dry.stdout);
+    assert.match(dry.stdout, /would pull IPI_20250901\.dat/);
+    const run = await ws.run();
+    assert.equal(run.code, 0, run.stderr);
+    const st = await ws.run(['status']);
+    assert.equal(st.code, 0, st.stderr);
+    assert.match(st.stdout, /marker \(.*last_file\.txt\): IPI_20250902\.dat/);
+    assert.match(st.stdout, /last delivered: IPI_20250902\.dat, 195\.3 KiB/);
+    assert.match(st.stdout, /waiting on the server: nothing new/);
+  });
+});

@@ -1,18 +1,8 @@
 import { test, describe, mock, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createProgress, dueForLine, noProgress, rate } from '../../src/progress.js';
-import type { Logger } from '../../src/log.js';
+import { fakeLog } from './helpers/fake-log.js';
 
-function fakeLog(): Logger & { lines: Array<[string, string]> } {
-  const lines: Array<[string, string]> = [];
-  return {
-    lines,
-    error: (m) => lines.push(['error', m]),
-    warn: (m) => lines.push(['warn', m]),
-    info: (m) => lines.push(['info', m]),
-    debug: (m) => lines.push(['debug', m]),
-  };
-}
 
 /** A controllable clock for Date.now. */
 function clock(start: number) {

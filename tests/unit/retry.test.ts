@@ -2,18 +2,8 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { retryDelay, withRetries, type Attempt } from '../../src/retry.js';
 import { AccessDeniedError, PermanentError, TransientError } from '../../src/errors.js';
-import type { Logger } from '../../src/log.js';
+import { fakeLog } from './helpers/fake-log.js';
 
-function fakeLog(): Logger & { lines: Array<[string, string]> } {
-  const lines: Array<[string, string]> = [];
-  return {
-    lines,
-    error: (m) => lines.push(['error', m]),
-    warn: (m) => lines.push(['warn', m]),
-    info: (m) => lines.push(['info', m]),
-    debug: (m) => lines.push(['debug', m]),
-  };
-}
 
 describe('retryDelay (pure)', () => {
   const delays = [5000, 10000, 30000];
