@@ -619,3 +619,195 @@ describe('full or unwritable disks', () => {
     assert.equal(ws.marker(), 'IPI_20250630.dat');
   });
 });
+
+async function embedded(opts: EmbeddedServerOptions): Promise<SftpServerHandle> {
+  const s = await startEmbeddedServer(opts);
+  extraServers.push(s);
+  return s;
+}
+
+describe('hostile server (embedded ssh2 server)', () => {
+  test('evil names are refused with a warning, nothing lands outside LOCAL_DIR/SERVER_DIR, good files are delivered', async () => {
+    const evil = [
+      '../evil_IPI_20250801.dat', 'evil_IPI_20250802/../../x.dat', 'a/evil_IPI_20250803.dat', '..\\evil_IPI_20250804.dat',
+      'evil_IPI_20250805\u0000.dat', 'evil_IPI_20250806\n.dat', 'evil_IPI_20250807\u001b[2J.dat', '..', 'CON', 'NUL.20250808.txt', 'COM1',
+      `evil_IPI_20250809_${'x'.repeat(300)}.dat`, '.evil_IPI_20250810.dat', 'evil_IPI_20250811.dat.part',
+    ];
+    const srv = await embedded({ extraEntries: evil.map((name) => ({ name, size: 4096, content: 'E'.repeat(4096) })) });
+    const good = { 'IPI_20250801.dat': testBytes(700_000, 801), 'IPI_20250812.dat': testBytes(12345, 812) };
+    const ws = makeWorkspace(srv, { extra: { FILE_PATTERN: '*' } });
+    workspaces.push(ws);
+    const old = new Date(Date.now() - 3600_000);
+    for (const [n, d] of Object.entries(good)) fs.utimesSync(writeRemoteFile(srv, n, d), old, old);
+    const parent = path.dirname(ws.dir);
+    const strayBefore = new Set(fs.readdirSync(parent).filter((n) => n.includes('evil')));
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    for (const name of evil.filter((n) => n !== '..')) {
+      assert.ok(r.stderr.includes(`skipping ${JSON.stringify(name)}`), `no warning for ${JSON.stringify(name)}:\n${r.stderr}`);
+    }
+    assert.match(r.stderr, /unsafe name: contains a path separator/);
+    assert.match(r.stderr, /unsafe name: contains a control character/);
+    assert.match(r.stderr, /unsafe name: is a reserved device name on Windows/);
+    assert.match(r.stderr, /unsafe name: longer than \d+ bytes/);
+    assert.doesNotMatch(r.stdout + r.stderr, /\u001b\[2J/, 'a name cannot write control sequences into the log');
+    for (const [n, d] of Object.entries(good)) assert.equal(sha256File(path.join(ws.serverDir, n)), sha256(d), n);
+    assert.equal(ws.marker(), 'IPI_20250812.dat');
+    // Only what we expect exists in the workspace, and no 'evil' file appeared next to it.
+    const files = walk(ws.dir).filter((f) => !f.startsWith('.ssh/') && !f.startsWith('logs/'));
+    assert.deepEqual(files, ['.env', 'last_file.history.jsonl', 'last_file.txt', 'local_downloads/IPI_20250801.dat', 'local_downloads/IPI_20250812.dat',
+      'synced_server/IPI_20250801.dat', 'synced_server/IPI_20250812.dat']);
+    assert.deepEqual(fs.readdirSync(parent).filter((n) => n.includes('evil') && !strayBefore.has(n)), []);
+    assert.deepEqual(walk(path.dirname(srv.root)).filter((f) => f.includes('evil')), [], 'nothing written on the server side either');
+  });
+});
+
+/** Every file under the workspace except the .env itself: where a leaked secret could sit. */
+function producedText(ws: Workspace): string {
+  return walk(ws.dir).filter((f) => f !== '.env').map((f) => fs.readFileSync(path.join(ws.dir, f), 'latin1')).join('\n');
+}
+
+describe('secrets', () => {
+  const PASSWORD = 'pw-Marmot-4491-xylophone';
+
+  test('a password never reaches stdout, stderr, a log or any file produced: success, refused login, unreachable server', async () => {
+    const ok = await embedded({ password: PASSWORD });
+    const ws = makeWorkspace(ok, { auth: 'password', extra: { LOG_LEVEL: 'debug' } });
+    workspaces.push(ws);
+    writeRemoteFile(ok, 'IPI_20250901.dat', testBytes(100_000, 901));
+    fs.utimesSync(path.join(ok.root, 'IPI_20250901.dat'), new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
+    assert.equal(ws.env.SFTP_PASS, PASSWORD);
+    const outputs: string[] = [];
+    const good = await ws.run(['--json']);
+    assert.equal(good.code, 0, good.stdout + good.stderr);
+    outputs.push(good.stdout, good.stderr);
+
+    const refusing = await embedded({ password: PASSWORD, failAuthAlways: true });
+    ws.env.SFTP_PORT = String(refusing.port);
+    ws.env.SFTP_HOST_KEY = refusing.hostKeyFingerprint;
+    ws.writeEnv();
+    const refused = await ws.run(['--json']);
+    assert.equal(refused.code, 4, refused.stdout + refused.stderr);
+    outputs.push(refused.stdout, refused.stderr);
+
+    ws.env.SFTP_PORT = String(await getFreePort());
+    ws.env.RETRIES = '1';
+    ws.writeEnv();
+    const unreachable = await ws.run(['--json', '--sftp-pass', PASSWORD]);
+    assert.equal(unreachable.code, 1, unreachable.stdout + unreachable.stderr);
+    outputs.push(unreachable.stdout, unreachable.stderr);
+
+    const everything = outputs.join('\n') + producedText(ws);
+    assert.ok(everything.length > 1000, 'there was output to search');
+    assert.ok(!everything.includes(PASSWORD), 'the password appears in output or a produced file');
+  });
+
+  test('a key passphrase (real sshd) never appears, in success or failure; a wrong one is a config error', async () => {
+    assert.equal(server.passphrase, PASSPHRASE);
+    const { ws } = setup({ 'IPI_20250902.dat': testBytes(50_000, 902) }, { LOG_LEVEL: 'debug' });
+    delete ws.env.SFTP_PASS;
+    ws.env.SFTP_KEY = server.passphraseKeyPath!;
+    ws.env.SFTP_KEY_PASSPHRASE = PASSPHRASE;
+    ws.writeEnv();
+    const good = await ws.run();
+    assert.equal(good.code, 0, good.stdout + good.stderr);
+    const wrongPass = `${PASSPHRASE}-WRONG`;
+    const bad = await ws.run([], { SFTP_KEY_PASSPHRASE: wrongPass });
+    assert.equal(bad.code, 2, bad.stdout + bad.stderr);
+    assert.match(bad.stderr, /SFTP_KEY_PASSPHRASE does not decrypt it/);
+    const everything = [good.stdout, good.stderr, bad.stdout, bad.stderr, producedText(ws)].join('\n');
+    assert.ok(!everything.includes(PASSPHRASE), 'the passphrase appears in output or a produced file');
+  });
+
+  test('a .env holding a password that others can read is warned about, naming chmod 600', async () => {
+    const srv = await embedded({ password: PASSWORD });
+    const ws = makeWorkspace(srv, { auth: 'password' });
+    workspaces.push(ws);
+    fs.chmodSync(path.join(ws.dir, '.env'), 0o644);
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stderr, new RegExp(`WARN: .*\\.env holds a password or passphrase and is readable by others: chmod 600 .*\\.env`));
+    fs.chmodSync(path.join(ws.dir, '.env'), 0o600);
+    const quiet = await ws.run();
+    assert.doesNotMatch(quiet.stderr, /chmod 600/);
+  });
+});
+
+describe('retry classification through the CLI', () => {
+  test('connection refused is transient: retried with RETRY_DELAYS, then exit 1', async () => {
+    const { ws } = setup({ 'IPI_20251001.dat': 'x' }, { RETRIES: '3', RETRY_DELAYS: '0.1,0.3' });
+    ws.env.SFTP_PORT = String(await getFreePort());
+    ws.writeEnv();
+    const r = await ws.run();
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /ECONNREFUSED/);
+    const waits = [...r.stderr.matchAll(/retrying in ([\d.]+ s)/g)].map((m) => m[1]);
+    assert.deepEqual(waits, ['0.1 s', '0.3 s', '0.3 s'], 'the listed delays, the last one repeating');
+  });
+
+  test('a connection dropped during the handshake, and a handshake that times out, are transient', async () => {
+    const { ws } = setup({ 'IPI_20251002.dat': 'x' }, { RETRIES: '2', RETRY_DELAYS: '0.1', CONNECT_TIMEOUT: '1' });
+    const proxy = await proxied(ws);
+    proxy.cutEvery(0);
+    const dropped = await ws.run();
+    assert.equal(dropped.code, 1, dropped.stdout + dropped.stderr);
+    assert.equal(count(dropped.stderr, /retrying in 0\.1 s/), 2, dropped.stderr);
+    assert.match(dropped.stderr, /closed during the SSH handshake|connection (lost|failed)|ECONNRESET/);
+    assert.equal(proxy.connections, 3);
+
+    proxy.cutEvery(null);
+    proxy.stall();
+    const started = Date.now();
+    const timedOut = await ws.run();
+    assert.equal(timedOut.code, 1, timedOut.stdout + timedOut.stderr);
+    assert.equal(count(timedOut.stderr, /retrying in/), 2, timedOut.stderr);
+    assert.match(timedOut.stderr, /timed out/);
+    assert.ok(Date.now() - started < 15_000);
+    proxy.unstall();
+  });
+
+  test('permanent failures end at once with their exit code: refused login (4), wrong host key (4), missing folder (1), permission denied (1)', async () => {
+    const base = { RETRIES: '5', RETRY_DELAYS: '1' };
+    const refusing = await embedded({ failAuthAlways: true });
+    const wsAuth = makeWorkspace(refusing, { extra: base });
+    workspaces.push(wsAuth);
+    const cases: Array<{ what: string; ws: Workspace; code: number; re: RegExp }> = [
+      { what: 'login', ws: wsAuth, code: 4, re: /refused the login/ },
+    ];
+    const { ws: wsKey } = setup({ 'IPI_20251003.dat': 'x' }, { ...base, SFTP_HOST_KEY: 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' });
+    cases.push({ what: 'host key', ws: wsKey, code: 4, re: /host key refused/ });
+    const { ws: wsDir } = setup({}, { ...base, SFTP_DIR: `${server.remoteDir}/no-such-dir` });
+    cases.push({ what: 'missing folder', ws: wsDir, code: 1, re: /no-such-dir: no such folder/ });
+    // Root reads any file, so chmod 000 proves nothing: a second sshd whose sftp-server refuses
+    // OPEN (sftp-server -P open) answers SSH_FX_PERMISSION_DENIED, as for an unreadable file.
+    const denying = await startSshd({ extraConfig: ['Match all', '  ForceCommand internal-sftp -P open'] });
+    extraServers.push(denying);
+    fs.mkdirSync(path.join(denying.root, 'd'));
+    writeRemoteFile(denying, 'd/IPI_20251004.dat', 'locked');
+    fs.utimesSync(path.join(denying.root, 'd/IPI_20251004.dat'), new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
+    const wsPerm = makeWorkspace(denying, { extra: { ...base, SFTP_DIR: `${denying.remoteDir}/d` } });
+    workspaces.push(wsPerm);
+    cases.push({ what: 'permission denied', ws: wsPerm, code: 1, re: /denied permission/ });
+    for (const c of cases) {
+      const started = Date.now();
+      const r = await c.ws.run();
+      assert.equal(r.code, c.code, `${c.what}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, c.re, c.what);
+      assert.doesNotMatch(r.stderr, /retrying/, `${c.what} is not retried`);
+      assert.ok(Date.now() - started < 10_000, `${c.what} fails at once`);
+      assert.equal(errorLines(r.stderr).length, 1, r.stderr);
+    }
+  });
+
+  test('sshd restarted while a run waits to retry: the run then succeeds', async () => {
+    const data = testBytes(2 * MiB, 1005);
+    const { ws } = setup({ 'IPI_20251005.dat': data }, { RETRIES: '10', RETRY_DELAYS: '0.5' });
+    const restarting = server.restart(2500);
+    await delay(200);
+    const r = await ws.run([], {}, 60_000);
+    await restarting;
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.ok(count(r.stderr, /retrying in 0\.5 s/) >= 2, r.stderr);
+    assert.equal(sha256File(path.join(ws.serverDir, 'IPI_20251005.dat')), sha256(data));
+  });
+});
