@@ -94,6 +94,19 @@ const LOCAL_PERMANENT_CODES: Record<string, string> = {
   ENAMETOOLONG: 'name too long',
 };
 
+/**
+ * Local I/O through a file handle (write, sync, truncate) reports no path, and copyFile reports
+ * its source: attach the file we were writing, so the one error line names where the disk is
+ * full or read-only. Only errno-style errors are touched; anything else passes unchanged.
+ */
+export function withPath(err: unknown, file: string, override = false): unknown {
+  const e = err as RawError | null;
+  if (e && typeof e === 'object' && !(err instanceof IpiError) && typeof e.code === 'string' && (override || typeof e.path !== 'string')) {
+    e.path = file;
+  }
+  return err;
+}
+
 interface RawError {
   message?: string;
   code?: unknown;

@@ -2,6 +2,7 @@
 // its SHA-256, and what the transfer cost. Appended (and fsynced) before the marker moves.
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { withPath } from './errors.js';
 
 export interface Delivery {
   name: string;
@@ -25,6 +26,8 @@ export async function appendDelivery(file: string, d: Delivery): Promise<void> {
   try {
     await fh.write(`${JSON.stringify(d)}\n`);
     await fh.sync();
+  } catch (err) {
+    throw withPath(err, file);
   } finally {
     await fh.close();
   }

@@ -3,7 +3,7 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { LockHeldError } from './errors.js';
+import { LockHeldError, withPath } from './errors.js';
 
 export interface LockInfo {
   pid: number;
@@ -80,8 +80,13 @@ export async function acquireLock(
       try {
         await fh.writeFile(JSON.stringify(me));
         await fh.sync();
+      } catch (err) {
+        // Ours and unreadable (a full disk): leave no empty lock for the next run to puzzle over.
+        await fh.close().catch(() => {});
+        await fs.rm(file, { force: true }).catch(() => {});
+        throw withPath(err, file);
       } finally {
-        await fh.close();
+        await fh.close().catch(() => {});
       }
       return { file, release: () => releaseLock(file, me.token) };
     } catch (err) {

@@ -3,6 +3,7 @@
 // atomic), are made durable, and only then take the final name.
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { withPath } from './errors.js';
 import { fsyncDir, renameDurably, tempNameFor } from './util/atomic.js';
 
 export type PublishMode = 'copy' | 'hardlink' | 'move';
@@ -21,7 +22,8 @@ export async function publish(localPath: string, serverDir: string, name: string
     await renameDurably(tmp, target);
   } catch (err) {
     await fs.rm(tmp, { force: true }).catch(() => {});
-    throw err;
+    // copyFile names its source; what failed is writing into SERVER_DIR.
+    throw withPath(err, target, (err as NodeJS.ErrnoException).syscall === 'copyfile');
   }
   if (mode === 'move') await fsyncDir(path.dirname(localPath)).catch(() => {});
   return target;

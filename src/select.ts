@@ -92,7 +92,10 @@ export function orderCandidates(entries: readonly RemoteEntry[], opts: Pick<Sele
   const skipped: Skipped[] = [];
   const keyed: Array<{ entry: RemoteEntry; key: SortKey }> = [];
   for (const entry of entries) {
-    if (!entry.isFile || !opts.matches(entry.name) || opts.isCompanion?.(entry.name)) continue;
+    // A '/' never belongs in a listed name, and a glob cannot judge such a name (`*` stops at
+    // '/'): it would be dropped in silence. It is reported as unsafe whatever FILE_PATTERN says.
+    const hasSlash = entry.name.includes('/');
+    if (!entry.isFile || (!hasSlash && !opts.matches(entry.name)) || opts.isCompanion?.(entry.name)) continue;
     const unsafe = unsafeNameReason(entry.name);
     if (unsafe) {
       skipped.push({ name: entry.name, reason: `unsafe name: ${unsafe}` });

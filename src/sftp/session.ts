@@ -52,6 +52,8 @@ export class SftpSession {
   readonly maxReadLen: number;
   private bytesSinceRekey = 0;
   private closedBy: Error | null = null;
+  /** The client emitted 'close': it will never emit it again. */
+  private clientClosed = false;
   private readonly closeWaiters = new Set<(err: Error) => void>();
 
   private constructor(
@@ -63,7 +65,10 @@ export class SftpSession {
     const announced = (sftp as unknown as { _maxReadLen?: number })._maxReadLen;
     this.maxReadLen = typeof announced === 'number' && announced > 0 ? announced : 32_768 - 13;
     const onGone = (why: string) => this.markClosed(new TransientError(`connection to ${opts.host}:${opts.port} lost (${why})`));
-    client.on('close', () => onGone('closed'));
+    client.on('close', () => {
+      this.clientClosed = true;
+      onGone('closed');
+    });
     client.on('end', () => onGone('ended by server'));
     client.on('error', (err) => onGone(err.message));
     sftp.on('close', () => onGone('SFTP channel closed'));
@@ -76,6 +81,9 @@ export class SftpSession {
     let presented: Buffer | null = null;
 
     const client = new Client();
+    // ssh2 can emit a second 'error' after the first failed the login (a timeout, then "Connection
+    // lost before handshake" when we destroy it); unheard, it would crash the process uncaught.
+    client.on('error', () => {});
     const sock = await connectSocket(opts);
     const preferred = preferredHostKeyAlgorithms(known, opts.host, opts.port);
     const config: ConnectConfig = {
@@ -267,12 +275,15 @@ export class SftpSession {
       return;
     }
     this.markClosed(new TransientError('session closed'));
+    // Already gone (the link dropped): waiting for a second 'close' would wait forever.
+    if (this.clientClosed) return;
     await new Promise<void>((resolve) => {
+      // Not unref'd: while this is the only thing pending, it must keep the process alive, or
+      // node exits with status 0 in the middle of a run.
       const t = setTimeout(() => {
         this.client.destroy();
         resolve();
       }, 2000);
-      t.unref();
       this.client.once('close', () => {
         clearTimeout(t);
         resolve();

@@ -4,7 +4,7 @@ import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import type { HashAlgo } from '../checksum.js';
-import { TransientError } from '../errors.js';
+import { TransientError, withPath } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RemoteStat, SftpSession } from '../sftp/session.js';
 import { renameDurably } from '../util/atomic.js';
@@ -72,7 +72,8 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
     const check = await verifiedOffset(req, handle, local, decision.offset);
     bytesTransferred += check.bytesRead;
     const offset = check.offset;
-    await local.truncate(offset);
+    // Only when the tail check stepped back: a partial is otherwise already exactly `offset` long.
+    if ((await local.stat()).size !== offset) await local.truncate(offset);
     const hashes = new Map<HashAlgo, Hash>([['sha256', createHash('sha256')]]);
     for (const algo of req.extraHashes ?? []) if (!hashes.has(algo)) hashes.set(algo, createHash(algo));
     await hashPrefix(local, offset, [...hashes.values()]);
@@ -131,6 +132,8 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
       resumedFrom: offset,
       durationMs: Date.now() - started,
     };
+  } catch (err) {
+    throw withPath(err, paths.part);
   } finally {
     await local.close().catch(() => {});
   }

@@ -1,7 +1,9 @@
 // The pipelined fetch: a file as CHUNK_SIZE chunks, each filled by several READ requests
 // sized to what the server accepts, with CHUNKS_IN_FLIGHT chunks requested at once.
 // Chunks are written strictly in order, one write each, so the local file is always a
-// correct prefix of the remote one and its length is the resume point. Memory is
+// correct prefix of the remote one and its length is the resume point. When the link dies
+// mid-chunk, the part of the received data that is contiguous from the last written byte
+// is written too, so the next attempt resumes where the data stopped, not at the chunk's start. Memory is
 // CHUNK_SIZE x (CHUNKS_IN_FLIGHT + 1) whatever the file size.
 import type { FileHandle } from 'node:fs/promises';
 import { InterruptedError, TransientError } from '../errors.js';
@@ -38,6 +40,8 @@ interface Pending {
   len: number;
   buf: Buffer;
   done: Promise<void>;
+  /** The READ spans filling buf, in order; `complete` once all of a span's bytes arrived. */
+  spans: Array<{ len: number; complete: boolean }>;
 }
 
 export async function fetchRange(opts: FetchOptions): Promise<{ bytesRead: number }> {
@@ -73,16 +77,39 @@ export async function fetchRange(opts: FetchOptions): Promise<{ bytesRead: numbe
   const startChunk = (start: number): Pending => {
     const len = Math.min(opts.chunkSize, opts.size - start);
     const buf = take();
-    const spans: Promise<void>[] = [];
-    for (let off = 0; off < len; off += readLen) spans.push(readSpan(buf, off, Math.min(readLen, len - off), start + off));
-    const done = Promise.all(spans).then(() => undefined);
+    const reads: Promise<void>[] = [];
+    const spans: Pending['spans'] = [];
+    for (let off = 0; off < len; off += readLen) {
+      const span = { len: Math.min(readLen, len - off), complete: false };
+      spans.push(span);
+      reads.push(readSpan(buf, off, span.len, start + off).then(() => void (span.complete = true)));
+    }
+    const done = Promise.all(reads).then(() => undefined);
     // A later chunk may fail while we still await an earlier one; its rejection is seen
     // when its turn comes, and must not count as unhandled before that.
     done.catch(() => {});
-    return { start, len, buf, done };
+    return { start, len, buf, done, spans };
+  };
+
+  /** After a failure: write what arrived contiguously after the last written byte (best effort). */
+  const salvage = async (pending: Pending[]): Promise<void> => {
+    for (const p of pending) {
+      let prefix = 0;
+      for (const span of p.spans) {
+        if (!span.complete) break;
+        prefix += span.len;
+      }
+      if (prefix > 0) {
+        await writeFully(opts.local, p.buf, prefix, p.start);
+        opts.onChunk(p.buf.subarray(0, prefix), p.start + prefix);
+      }
+      if (prefix < p.len) return;
+    }
   };
 
   const queue: Pending[] = [];
+  /** The chunk taken off the queue and not yet written. */
+  let current: Pending | null = null;
   let next = opts.from;
   try {
     while (next < opts.size || queue.length > 0) {
@@ -91,14 +118,18 @@ export async function fetchRange(opts: FetchOptions): Promise<{ bytesRead: numbe
         next += Math.min(opts.chunkSize, opts.size - next);
       }
       const head = queue.shift()!;
+      current = head;
       await head.done;
       if (stalled) throw stalled;
       await writeFully(opts.local, head.buf, head.len, head.start);
+      current = null;
       opts.onChunk(head.buf.subarray(0, head.len), head.start + head.len);
       pool.push(head.buf);
       if (opts.signal?.aborted) throw new InterruptedError(String(opts.signal.reason ?? 'a signal'));
     }
   } catch (err) {
+    // A failed local write cannot be helped by writing more: the salvage is best effort.
+    await salvage(current ? [current, ...queue] : queue).catch(() => {});
     throw stalled ?? err;
   } finally {
     clearInterval(watchdog);

@@ -2,6 +2,7 @@
 // rename over the target, fsync the folder. A reader sees the old content or the new, never half.
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { withPath } from '../errors.js';
 
 /** Temporary names are dot-names with our pid: never mistaken for a delivered file, and traceable. */
 export function tempNameFor(target: string, tag = 'tmp'): string {
@@ -17,7 +18,7 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array,
   } catch (err) {
     await fh.close().catch(() => {});
     await fs.rm(tmp, { force: true });
-    throw err;
+    throw withPath(err, target);
   }
   await fh.close();
   await renameDurably(tmp, target);

@@ -1,0 +1,813 @@
+/**
+ * Faults: the built CLI against the real OpenSSH sshd (through the fault proxy where the
+ * network must misbehave), and against the embedded ssh2 server only where the server itself
+ * must be hostile. Every wait is bounded; a variant this machine cannot produce is skipped
+ * with its reason, never passed.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test, type TestContext } from 'node:test';
+
+import { collect, listDir, makeWorkspace, sha256, sha256File, testBytes, type Workspace } from './helpers/cli.js';
+import { startEmbeddedServer, type EmbeddedServerOptions } from './helpers/embedded-server.js';
+import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
+import { startTestServer, writeRemoteFile, type SftpServerHandle } from './helpers/server.js';
+import { startSshd } from './helpers/sshd.js';
+import { delay, getFreePort } from './helpers/util.js';
+
+const MiB = 1024 * 1024;
+const PASSPHRASE = 'pp-Zebra-7731-quokka';
+let server: SftpServerHandle;
+const workspaces: Workspace[] = [];
+const proxies: FaultProxy[] = [];
+const extraServers: SftpServerHandle[] = [];
+const children = new Set<ChildProcess>();
+let seq = 0;
+
+before(async () => {
+  server = await startTestServer({ passphrase: PASSPHRASE });
+  process.stderr.write(`e2e faults: using ${server.kind} server on port ${server.port}\n`);
+});
+after(async () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  for (const p of proxies) await p.stop();
+  for (const s of extraServers) await s.stop();
+  for (const ws of workspaces) ws.cleanup();
+  await server?.stop();
+});
+
+/** A fresh remote folder with the given files (an hour old), and a workspace pointed at it. */
+function setup(files: Record<string, Buffer | string>, extra: Record<string, string> = {}, on: SftpServerHandle = server): { ws: Workspace; folder: string } {
+  const folder = `f${++seq}`;
+  fs.mkdirSync(path.join(on.root, folder), { recursive: true });
+  const old = new Date(Math.floor(Date.now() / 1000) * 1000 - 3600_000);
+  for (const [name, data] of Object.entries(files)) fs.utimesSync(writeRemoteFile(on, `${folder}/${name}`, data), old, old);
+  const ws = makeWorkspace(on, { extra: { SFTP_DIR: `${on.remoteDir}/${folder}`, ...extra } });
+  workspaces.push(ws);
+  return { ws, folder };
+}
+
+/** Route the workspace through a new fault proxy; the host key is pinned (known_hosts names sshd's port). */
+async function proxied(ws: Workspace): Promise<FaultProxy> {
+  const proxy = await startFaultProxy(server.port);
+  proxies.push(proxy);
+  ws.env.SFTP_PORT = String(proxy.port);
+  ws.env.SFTP_HOST_KEY = server.hostKeyFingerprint;
+  ws.writeEnv();
+  return proxy;
+}
+
+function remote(folder: string, name: string, on: SftpServerHandle = server): string {
+  return path.join(on.root, folder, name);
+}
+
+function spawnTracked(ws: Workspace, args: string[] = [], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<Awaited<ReturnType<typeof collect>>> } {
+  const child = ws.spawn(args, env);
+  children.add(child);
+  const done = collect(child, 120_000);
+  done.finally(() => children.delete(child)).catch(() => {});
+  return { child, done };
+}
+
+async function waitFor(what: string, cond: () => boolean, timeoutMs: number, stepMs = 20): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await delay(stepMs);
+  }
+}
+
+function sizeOr(file: string, dflt = -1): number {
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return dflt;
+  }
+}
+
+function count(text: string, re: RegExp): number {
+  return (text.match(new RegExp(re.source, re.flags.includes('g') ? re.flags : `${re.flags}g`)) ?? []).length;
+}
+
+/** Every file under a folder (relative paths), following no symlinks. */
+function walk(dir: string, base = dir): string[] {
+  let out: string[] = [];
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out = out.concat(walk(p, base));
+    else out.push(path.relative(base, p));
+  }
+  return out.sort();
+}
+
+function assertNoLeftovers(ws: Workspace): void {
+  for (const dir of [ws.localDir, ws.serverDir, ws.dir]) {
+    const stray = listDir(dir).filter((n) => n.endsWith('.part') || n.endsWith('.part.json') || /\.(tmp|publishing)-\d+/.test(n) || n.endsWith('.lock'));
+    assert.deepEqual(stray, [], `leftover files in ${dir}`);
+  }
+}
+
+/**
+ * Watches SERVER_DIR, LOCAL_DIR and the marker while a run is going on: a final name in
+ * SERVER_DIR is always the whole file, and the marker never names a file SERVER_DIR lacks.
+ */
+function watchInvariants(ws: Workspace, expected: Record<string, Buffer>): { stop: () => string[]; samples: () => number } {
+  const problems: string[] = [];
+  let samples = 0;
+  const sizes = new Map(Object.entries(expected).map(([n, b]) => [n, b.length]));
+  const timer = setInterval(() => {
+    samples++;
+    for (const n of listDir(ws.serverDir)) {
+      if (n.startsWith('.')) continue;
+      const want = sizes.get(n);
+      const got = sizeOr(path.join(ws.serverDir, n));
+      if (want === undefined) problems.push(`unexpected ${n} in SERVER_DIR`);
+      else if (got !== -1 && got !== want) problems.push(`SERVER_DIR/${n} seen with ${got} of ${want} bytes`);
+    }
+    const m = ws.marker()?.trim();
+    if (m && sizeOr(path.join(ws.serverDir, m)) !== sizes.get(m)) problems.push(`marker says ${m} but SERVER_DIR does not hold it whole`);
+  }, 5);
+  return { stop: () => (clearInterval(timer), problems), samples: () => samples };
+}
+
+describe('link faults (real sshd through the fault proxy)', () => {
+  test('link cut every 9 MiB: each reconnect resumes where the data stopped; about one file\'s worth crosses the link', async () => {
+    const size = 40 * MiB + 12345;
+    const data = testBytes(size, 101);
+    const name = 'IPI_20250101_cut.dat';
+    const { ws } = setup({ [name]: data }, { RETRY_DELAYS: '0.1' });
+    const proxy = await proxied(ws);
+    proxy.cutEvery(9 * MiB);
+    const r = await ws.run([], {}, 120_000);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.equal(sha256File(path.join(ws.serverDir, name)), sha256(data));
+    assert.equal(ws.marker(), name);
+    const resumes = [...r.stdout.matchAll(/resuming at byte (\d+)/g)].map((m) => Number(m[1]));
+    assert.ok(resumes.length >= 4, `expected a resume per cut, saw ${resumes.length}:\n${r.stdout}`);
+    for (let i = 1; i < resumes.length; i++) assert.ok(resumes[i]! > resumes[i - 1]!, `resume points move forward: ${resumes}`);
+    assert.equal(proxy.connections, resumes.length + 1);
+    // sshd kills sftp-server when a connection drops, before it logs the handle's byte count, so
+    // what was served is measured on the wire: every byte sshd sent that reached the client
+    // (SSH framing and handshakes included).
+    const wire = proxy.bytesToClient;
+    const overhead = (wire - size) / size;
+    process.stderr.write(`  cut every 9 MiB: ${proxy.connections} connections, resumes at ${resumes.join(', ')}; ${wire} bytes on the wire for ${size} (${(overhead * 100).toFixed(1)} % over)\n`);
+    assert.ok(overhead < 0.08, `${wire} bytes crossed the link for a ${size}-byte file (${(overhead * 100).toFixed(1)} % more): a resume must start where the data stopped`);
+    // Each connection moves the resume point by most of its 9 MiB (less the handshake, the 64 KiB
+    // tail check, and what the dropped socket discarded): never back to a chunk boundary, never to 0.
+    for (let i = 0; i < resumes.length; i++) {
+      const gained = resumes[i]! - (i === 0 ? 0 : resumes[i - 1]!);
+      assert.ok(gained > 7.5 * MiB, `connection ${i + 1} advanced the partial by only ${gained} bytes`);
+    }
+    assertNoLeftovers(ws);
+  });
+
+  test('stall: no data for DATA_TIMEOUT abandons the connection and resumes once the link is back', async () => {
+    const size = 12 * MiB;
+    const data = testBytes(size, 102);
+    const name = 'IPI_20250102_stall.dat';
+    const { ws } = setup({ [name]: data }, { DATA_TIMEOUT: '2', CONNECT_TIMEOUT: '2', KEEPALIVE_INTERVAL: '0', RETRY_DELAYS: '0.5', RETRIES: '20' });
+    const proxy = await proxied(ws);
+    proxy.throttle(4 * MiB);
+    const started = Date.now();
+    const { done } = spawnTracked(ws);
+    await proxy.waitForBytesToClient(3 * MiB, 20_000);
+    proxy.stall();
+    await delay(5000); // DATA_TIMEOUT passes, and a reconnect attempt times out on the stalled link
+    proxy.unstall();
+    proxy.throttle(null);
+    const r = await done;
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stderr, /no data for \d+ s \(DATA_TIMEOUT\)/);
+    assert.match(r.stdout, /resuming at byte [1-9]/);
+    assert.equal(sha256File(path.join(ws.serverDir, name)), sha256(data));
+    assert.ok(Date.now() - started < 60_000);
+  });
+
+  test('keepalive: a peer that goes silent is declared dead by SSH keepalive, and a run that cannot finish still ends', async () => {
+    const name = 'IPI_20250103_dead.dat';
+    const { ws } = setup({ [name]: testBytes(16 * MiB, 103) }, {
+      // DATA_TIMEOUT far away: only the keepalive can notice the dead peer.
+      DATA_TIMEOUT: '120', KEEPALIVE_INTERVAL: '1', KEEPALIVE_COUNT_MAX: '2', CONNECT_TIMEOUT: '2', RETRIES: '1', RETRY_DELAYS: '0.2',
+    });
+    const proxy = await proxied(ws);
+    proxy.throttle(2 * MiB);
+    const started = Date.now();
+    const { done } = spawnTracked(ws);
+    await proxy.waitForBytesToClient(1 * MiB, 20_000);
+    proxy.stall(); // and never unstalled: the run must give up by itself
+    const r = await done;
+    const took = Date.now() - started;
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /lost \(Keepalive timeout\); data moved/);
+    // One retry for the attempt that moved data (a fresh budget), then RETRIES=1 more, then exit 1.
+    assert.equal(count(r.stderr, /retrying in/), 2, r.stderr);
+    assert.ok(took < 30_000, `took ${took} ms`);
+    assert.equal(ws.marker(), null);
+    assert.deepEqual(listDir(ws.serverDir), []);
+    assert.ok(sizeOr(path.join(ws.localDir, `${name}.part`)) > 0, 'the partial is kept for the next run');
+    proxy.unstall();
+  });
+});
+
+describe('crashes', () => {
+  test('SIGKILL mid-transfer: the next run resumes; no half file under a final name, marker never ahead', async () => {
+    const size = 24 * MiB + 7;
+    const data = testBytes(size, 201);
+    const name = 'IPI_20250201_kill.dat';
+    const { ws } = setup({ [name]: data });
+    const proxy = await proxied(ws);
+    proxy.throttle(6 * MiB);
+    const watch = watchInvariants(ws, { [name]: data });
+    const part = path.join(ws.localDir, `${name}.part`);
+    const { child, done } = spawnTracked(ws);
+    await waitFor('the partial to grow past 6 MiB', () => sizeOr(part, 0) >= 6 * MiB, 30_000);
+    child.kill('SIGKILL');
+    const killed = await done;
+    assert.equal(killed.signal, 'SIGKILL');
+    const kept = sizeOr(part);
+    assert.ok(kept >= 6 * MiB && kept < size, `partial kept at ${kept}`);
+    assert.equal(fs.existsSync(path.join(ws.localDir, name)), false, 'no final name in LOCAL_DIR');
+    assert.deepEqual(listDir(ws.serverDir).filter((n) => !n.startsWith('.')), []);
+    assert.equal(ws.marker(), null);
+
+    proxy.throttle(null);
+    const before = await server.bytesServed(name);
+    const r = await ws.run();
+    const problems = watch.stop();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout + r.stderr, /took over|lock/i, 'the dead run\'s lock is taken over');
+    const resumedAt = Number(/resuming at byte (\d+)/.exec(r.stdout)?.[1]);
+    assert.ok(resumedAt > 0 && resumedAt <= kept, `resumed at ${resumedAt}, partial was ${kept}`);
+    const served = (await server.bytesServed(name)) - before;
+    assert.ok(served <= size - resumedAt + 2 * MiB, `second run served ${served}, expected about ${size - resumedAt}`);
+    assert.equal(sha256File(path.join(ws.serverDir, name)), sha256(data));
+    assert.equal(ws.marker(), name);
+    assert.ok(watch.samples() > 50);
+    assert.deepEqual(problems, []);
+    assertNoLeftovers(ws);
+  });
+
+  test('SIGKILL right as a file appears in SERVER_DIR (before the marker): the next run neither loses nor corrupts it', async () => {
+    const files: Record<string, Buffer> = {};
+    for (let i = 1; i <= 6; i++) files[`IPI_2025020${i}_k.dat`] = testBytes(256 * 1024 + i, 210 + i);
+    const names = Object.keys(files);
+    const { ws } = setup(files);
+    const watch = watchInvariants(ws, files);
+    const { child, done } = spawnTracked(ws);
+    // Kill as soon as the third file has been published; the marker is written right after.
+    await waitFor('the third file in SERVER_DIR', () => fs.existsSync(path.join(ws.serverDir, names[2]!)), 30_000, 1);
+    child.kill('SIGKILL');
+    await done;
+    const markerAtKill = ws.marker();
+    assert.ok(markerAtKill === names[1] || markerAtKill === names[2], `marker ${markerAtKill} is the last or the one before`);
+    const r = await ws.run();
+    const problems = watch.stop();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.deepEqual(problems, []);
+    for (const n of names) assert.equal(sha256File(path.join(ws.serverDir, n)), sha256(files[n]!), n);
+    assert.equal(ws.marker(), names.at(-1));
+    assertNoLeftovers(ws);
+  });
+
+  test('published + history line but the old marker (killed before the marker write): the next run completes it', async () => {
+    const a = testBytes(3 * MiB, 221);
+    const b = testBytes(1 * MiB, 222);
+    const { ws } = setup({ 'IPI_20250210.dat': a, 'IPI_20250211.dat': b });
+    // First run delivers both; then put the state back to "b published and recorded, marker still at a".
+    assert.equal((await ws.run()).code, 0);
+    fs.writeFileSync(ws.markerFile, 'IPI_20250210.dat');
+    assert.equal(ws.history().at(-1)!.name, 'IPI_20250211.dat');
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.equal(sha256File(path.join(ws.serverDir, 'IPI_20250210.dat')), sha256(a));
+    assert.equal(sha256File(path.join(ws.serverDir, 'IPI_20250211.dat')), sha256(b));
+    assert.equal(ws.marker(), 'IPI_20250211.dat');
+    assert.match(r.stdout, /IPI_20250211\.dat exists without a completion record/);
+    assertNoLeftovers(ws);
+  });
+});
+
+/** A partial as left by an earlier run: prefix bytes, a matching NAME.part.json. */
+function plantPartial(ws: Workspace, folder: string, name: string, bytes: Buffer): void {
+  fs.mkdirSync(ws.localDir, { recursive: true });
+  const st = fs.statSync(remote(folder, name));
+  fs.writeFileSync(path.join(ws.localDir, `${name}.part`), bytes);
+  fs.writeFileSync(path.join(ws.localDir, `${name}.part.json`), JSON.stringify({
+    name, remoteSize: st.size, remoteMtimeMs: Math.floor(st.mtimeMs / 1000) * 1000, startedAt: new Date().toISOString(),
+  }));
+}
+
+describe('torn partials', () => {
+  test('a torn tail (wrong last bytes after a power cut) is found and re-fetched from a good point', async () => {
+    const data = testBytes(12 * MiB, 301);
+    const name = 'IPI_20250301_torn.dat';
+    const { ws, folder } = setup({ [name]: data });
+    const partial = Buffer.from(data.subarray(0, 10 * MiB));
+    partial.fill(0, partial.length - 8192); // zeros where the last writes never reached the disk
+    plantPartial(ws, folder, name, partial);
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stderr, /did not match the server \(torn write\?\); resuming at byte (\d+)/);
+    const at = Number(/resuming at byte (\d+)/.exec(r.stderr)![1]);
+    assert.ok(at > 0 && at <= 10 * MiB - 8192, `stepped back to ${at}`);
+    assert.equal(sha256File(path.join(ws.serverDir, name)), sha256(data));
+  });
+
+  test('a bad region deeper than the tail window is caught by a companion checksum and fetched again from zero', async () => {
+    const data = testBytes(12 * MiB, 302);
+    const name = 'IPI_20250302_deep.dat';
+    const { ws, folder } = setup({ [name]: data, [`${name}.sha256`]: `${sha256(data)}  ${name}\n` });
+    const partial = Buffer.from(data.subarray(0, 10 * MiB));
+    partial.fill(0xee, 3 * MiB, 3 * MiB + 4096);
+    plantPartial(ws, folder, name, partial);
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stderr, /does not match IPI_20250302_deep\.dat\.sha256.*discarded, fetching it once more from the start/);
+    assert.equal(sha256File(path.join(ws.serverDir, name)), sha256(data));
+  });
+
+  test('documented limit: without a companion checksum a bad region deeper than the tail window is not detected', async (t) => {
+    // README "Guarantees" states this limit; this test keeps the statement true. If the engine
+    // learns to detect it, change this test and the README together.
+    const data = testBytes(12 * MiB, 303);
+    const name = 'IPI_20250303_deep.dat';
+    const { ws, folder } = setup({ [name]: data });
+    const partial = Buffer.from(data.subarray(0, 10 * MiB));
+    partial.fill(0xee, 3 * MiB, 3 * MiB + 4096);
+    plantPartial(ws, folder, name, partial);
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const got = fs.readFileSync(path.join(ws.serverDir, name));
+    t.diagnostic('a corrupt region in the middle of a partial is published when no NAME.sha256/.md5 exists');
+    assert.notEqual(sha256(got), sha256(data));
+    assert.ok(got.subarray(0, 3 * MiB).equals(data.subarray(0, 3 * MiB)) && got.subarray(3 * MiB + 4096).equals(data.subarray(3 * MiB + 4096)),
+      'only the planted region differs');
+  });
+});
+
+describe('the remote file changes during the download', () => {
+  test('replaced (new inode, new mtime): detected at the end, not published as a mix, fetched again from zero', async () => {
+    const size = 16 * MiB;
+    const oldData = testBytes(size, 401);
+    const newData = testBytes(size, 402);
+    const name = 'IPI_20250401_repl.dat';
+    const { ws, folder } = setup({ [name]: oldData });
+    const proxy = await proxied(ws);
+    proxy.throttle(6 * MiB);
+    const watch = watchInvariants(ws, { [name]: newData });
+    const { done } = spawnTracked(ws);
+    await waitFor('the partial to grow', () => sizeOr(path.join(ws.localDir, `${name}.part`), 0) >= 2 * MiB, 30_000);
+    const file = remote(folder, name);
+    fs.writeFileSync(`${file}.new`, newData);
+    const newTime = new Date(Math.floor(Date.now() / 1000) * 1000 - 600_000);
+    fs.utimesSync(`${file}.new`, newTime, newTime);
+    fs.renameSync(`${file}.new`, file);
+    proxy.throttle(null);
+    const r = await done;
+    const problems = watch.stop();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stderr, /changed on the server during the download/);
+    assert.match(r.stdout, /the remote file changed since the partial was started: starting over/);
+    assert.equal(sha256File(path.join(ws.serverDir, name)), sha256(newData), 'the new version, whole');
+    assert.deepEqual(problems, []);
+    assertNoLeftovers(ws);
+  });
+
+  test('still growing (appended to during the download): detected, then the whole grown file is delivered', async () => {
+    const first = testBytes(10 * MiB, 403);
+    const more = testBytes(3 * MiB, 404);
+    const name = 'IPI_20250402_grow.dat';
+    const { ws, folder } = setup({ [name]: first });
+    const proxy = await proxied(ws);
+    proxy.throttle(5 * MiB);
+    const { done } = spawnTracked(ws);
+    await waitFor('the partial to grow', () => sizeOr(path.join(ws.localDir, `${name}.part`), 0) >= 2 * MiB, 30_000);
+    fs.appendFileSync(remote(folder, name), more);
+    const later = new Date(Math.floor(Date.now() / 1000) * 1000 - 300_000);
+    fs.utimesSync(remote(folder, name), later, later);
+    proxy.throttle(null);
+    const r = await done;
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stderr, new RegExp(`${name} changed on the server during the download \\(size ${first.length} -> ${first.length + more.length}\\)`));
+    assert.equal(sha256File(path.join(ws.serverDir, name)), sha256(Buffer.concat([first, more])));
+  });
+});
+
+describe('rekey', () => {
+  test('REKEY_BYTES=1MiB over a 24 MiB file: many rekeys, data intact, no stall', async () => {
+    const size = 24 * MiB;
+    const data = testBytes(size, 501);
+    const name = 'IPI_20250501_rekey.dat';
+    const { ws } = setup({ [name]: data }, { REKEY_BYTES: '1MiB', LOG_LEVEL: 'debug', DATA_TIMEOUT: '10', RETRIES: '0' });
+    const started = Date.now();
+    const r = await ws.run([], {}, 90_000);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const rekeys = count(r.stdout, /rekeying after 1048576 bytes/);
+    assert.ok(rekeys >= 20, `saw ${rekeys} rekeys`);
+    assert.doesNotMatch(r.stderr, /DATA_TIMEOUT|retrying/);
+    assert.equal(sha256File(path.join(ws.serverDir, name)), sha256(data));
+    process.stderr.write(`  rekey: ${rekeys} rekeys in ${Date.now() - started} ms\n`);
+  });
+});
+
+/** A tmpfs of `size` at `dir`, or null when this sandbox refuses mounts. */
+function mountTmpfs(dir: string, size: string): (() => void) | null {
+  fs.mkdirSync(dir, { recursive: true });
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'pipe' });
+  } catch {
+    return null;
+  }
+  return () => {
+    try {
+      execFileSync('umount', ['-l', dir], { stdio: 'pipe' });
+    } catch {
+      /* already gone */
+    }
+  };
+}
+
+function chattr(flag: '+i' | '-i', target: string): boolean {
+  try {
+    execFileSync('chattr', [flag, target], { stdio: 'pipe' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const errorLines = (text: string) => text.split('\n').filter((l) => /ERROR:/.test(l));
+
+describe('full or unwritable disks', () => {
+  test('LOCAL_DIR too small: the early free-space check fails with one line naming the folder; exit 1', async (t) => {
+    const name = 'IPI_20250701_big.dat';
+    const { ws } = setup({ [name]: testBytes(8 * MiB, 701) });
+    fs.writeFileSync(ws.markerFile, 'IPI_20250630.dat');
+    const unmount = mountTmpfs(ws.localDir, '4m');
+    if (!unmount) return t.skip('mount -t tmpfs refused in this sandbox: no small filesystem to fill');
+    try {
+      const r = await ws.run();
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      const errs = errorLines(r.stderr);
+      assert.equal(errs.length, 1, r.stderr);
+      assert.match(errs[0]!, new RegExp(`downloading ${name}: ${ws.localDir} has [\\d.]+ \\w?i?B free, 8\\.0 MiB needed`));
+      assert.doesNotMatch(r.stderr, /retrying/);
+      assert.equal(ws.marker(), 'IPI_20250630.dat');
+      assert.deepEqual(listDir(ws.serverDir), []);
+    } finally {
+      unmount();
+    }
+  });
+
+  test('LOCAL_DIR fills up mid-file (real ENOSPC): one error naming it and the path, exit 1, partial kept, next run resumes', async (t) => {
+    const size = 10 * MiB;
+    const data = testBytes(size, 702);
+    const name = 'IPI_20250702_fill.dat';
+    const { ws } = setup({ [name]: data });
+    fs.writeFileSync(ws.markerFile, 'IPI_20250630.dat');
+    const unmount = mountTmpfs(ws.localDir, '12m');
+    if (!unmount) return t.skip('mount -t tmpfs refused in this sandbox: no small filesystem to fill');
+    try {
+      const proxy = await proxied(ws);
+      proxy.throttle(4 * MiB);
+      const part = path.join(ws.localDir, `${name}.part`);
+      const { done } = spawnTracked(ws);
+      await waitFor('the partial to start', () => sizeOr(part, 0) >= 2 * MiB, 20_000);
+      // Someone else fills the disk after our free-space check passed.
+      const filler = path.join(ws.localDir, 'filler');
+      try {
+        fs.writeFileSync(filler, Buffer.alloc(9 * MiB));
+      } catch {
+        /* filled to the last byte: that is the point */
+      }
+      proxy.throttle(null);
+      const r = await done;
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      const errs = errorLines(r.stderr);
+      assert.equal(errs.length, 1, r.stderr);
+      assert.match(errs[0]!, /no space left on device/);
+      assert.ok(errs[0]!.includes(part), `the error names ${part}: ${errs[0]}`);
+      assert.doesNotMatch(r.stderr, /retrying in/);
+      assert.equal(ws.marker(), 'IPI_20250630.dat');
+      assert.deepEqual(listDir(ws.serverDir), []);
+      const kept = sizeOr(part);
+      assert.ok(kept >= 2 * MiB, `partial kept (${kept} bytes)`);
+      fs.rmSync(filler, { force: true });
+      const again = await ws.run();
+      assert.equal(again.code, 0, again.stdout + again.stderr);
+      assert.match(again.stdout, /resuming at byte [1-9]/);
+      assert.equal(sha256File(path.join(ws.serverDir, name)), sha256(data));
+      assert.equal(ws.marker(), name);
+    } finally {
+      unmount();
+    }
+  });
+
+  test('LOCAL_DIR/NAME.part on /dev/full: ENOSPC from the kernel is one clear error, exit 1', async () => {
+    const name = 'IPI_20250703_devfull.dat';
+    const { ws } = setup({ [name]: testBytes(3 * MiB, 703) });
+    fs.mkdirSync(ws.localDir, { recursive: true });
+    fs.symlinkSync('/dev/full', path.join(ws.localDir, `${name}.part`));
+    const r = await ws.run();
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    const errs = errorLines(r.stderr);
+    assert.equal(errs.length, 1, r.stderr);
+    assert.match(errs[0]!, /no space left on device/);
+    assert.ok(errs[0]!.includes(`${name}.part`), errs[0]);
+    assert.doesNotMatch(r.stderr, /retrying in/);
+    assert.equal(ws.marker(), null);
+    assert.deepEqual(listDir(ws.serverDir), []);
+  });
+
+  test('SERVER_DIR full: not published, nothing stray in SERVER_DIR, marker kept; with room the next run publishes', async (t) => {
+    const size = 3 * MiB;
+    const data = testBytes(size, 704);
+    const name = 'IPI_20250704_srv.dat';
+    const { ws } = setup({ [name]: data });
+    fs.writeFileSync(ws.markerFile, 'IPI_20250630.dat');
+    const unmount = mountTmpfs(ws.serverDir, '2m');
+    if (!unmount) return t.skip('mount -t tmpfs refused in this sandbox: no small filesystem to fill');
+    let mounted = true;
+    try {
+      const r = await ws.run();
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      const errs = errorLines(r.stderr);
+      assert.equal(errs.length, 1, r.stderr);
+      assert.match(errs[0]!, /no space left on device/);
+      assert.ok(errs[0]!.includes(ws.serverDir), errs[0]);
+      assert.equal(ws.marker(), 'IPI_20250630.dat');
+      assert.deepEqual(listDir(ws.serverDir), [], 'no temporary or half file left in SERVER_DIR');
+      unmount();
+      mounted = false;
+      const again = await ws.run();
+      assert.equal(again.code, 0, again.stdout + again.stderr);
+      assert.equal(sha256File(path.join(ws.serverDir, name)), sha256(data));
+      assert.equal(ws.marker(), name);
+    } finally {
+      if (mounted) unmount();
+    }
+  });
+
+  test('the marker\'s folder full: one error naming it, exit 1, marker unchanged, no empty lock left behind; with room the next run delivers', async (t) => {
+    const data = testBytes(1 * MiB, 705);
+    const name = 'IPI_20250705_mk.dat';
+    const { ws } = setup({ [name]: data }, { LAST_FILE_RECORD: './state/last_file.txt' });
+    const stateDir = path.join(ws.dir, 'state');
+    const unmount = mountTmpfs(stateDir, '64k');
+    if (!unmount) return t.skip('mount -t tmpfs refused in this sandbox: no small filesystem to fill');
+    let mounted = true;
+    try {
+      fs.writeFileSync(path.join(stateDir, 'last_file.txt'), 'IPI_20250630.dat');
+      try {
+        fs.writeFileSync(path.join(stateDir, 'filler'), Buffer.alloc(1 * MiB));
+      } catch {
+        /* full now */
+      }
+      const r = await ws.run();
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      const errs = errorLines(r.stderr);
+      assert.equal(errs.length, 1, r.stderr);
+      assert.match(errs[0]!, /no space left on device/);
+      assert.ok(errs[0]!.includes(stateDir), errs[0]);
+      assert.equal(fs.readFileSync(path.join(stateDir, 'last_file.txt'), 'utf8'), 'IPI_20250630.dat');
+      assert.deepEqual(listDir(stateDir).filter((n) => n.includes('lock') || n.startsWith('.')), [], 'no lock or temporary left');
+      for (const n of listDir(ws.serverDir)) assert.equal(sha256File(path.join(ws.serverDir, n)), sha256(data), `SERVER_DIR/${n} is whole`);
+      fs.rmSync(path.join(stateDir, 'filler'));
+      const again = await ws.run();
+      assert.equal(again.code, 0, again.stdout + again.stderr);
+      assert.equal(sha256File(path.join(ws.serverDir, name)), sha256(data));
+      assert.equal(fs.readFileSync(path.join(stateDir, 'last_file.txt'), 'utf8').trim(), name);
+    } finally {
+      if (mounted) unmount();
+    }
+  });
+
+  test('unwritable as root: an immutable LOCAL_DIR (chattr +i), SERVER_DIR under a regular file (ENOTDIR)', async (t) => {
+    const name = 'IPI_20250706_ro.dat';
+    const { ws } = setup({ [name]: testBytes(1 * MiB, 706) });
+    fs.writeFileSync(ws.markerFile, 'IPI_20250630.dat');
+    fs.mkdirSync(ws.localDir, { recursive: true });
+    if (!chattr('+i', ws.localDir)) {
+      t.skip('chattr +i refused on this filesystem: the immutable variant cannot be produced');
+    } else {
+      try {
+        const r = await ws.run();
+        assert.equal(r.code, 1, r.stdout + r.stderr);
+        const errs = errorLines(r.stderr);
+        assert.equal(errs.length, 1, r.stderr);
+        assert.match(errs[0]!, /operation not permitted|permission denied/);
+        assert.ok(errs[0]!.includes(ws.localDir), errs[0]);
+        assert.doesNotMatch(r.stderr, /retrying in/);
+        assert.equal(ws.marker(), 'IPI_20250630.dat');
+      } finally {
+        chattr('-i', ws.localDir);
+      }
+    }
+    fs.writeFileSync(path.join(ws.dir, 'plainfile'), 'not a folder');
+    ws.env.SERVER_DIR = './plainfile/synced';
+    ws.writeEnv();
+    const r = await ws.run();
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    const errs = errorLines(r.stderr);
+    assert.equal(errs.length, 1, r.stderr);
+    assert.match(errs[0]!, /SERVER_DIR .*plainfile\/synced: cannot create it \(ENOTDIR\)/);
+    assert.equal(ws.marker(), 'IPI_20250630.dat');
+  });
+});
+
+async function embedded(opts: EmbeddedServerOptions): Promise<SftpServerHandle> {
+  const s = await startEmbeddedServer(opts);
+  extraServers.push(s);
+  return s;
+}
+
+describe('hostile server (embedded ssh2 server)', () => {
+  test('evil names are refused with a warning, nothing lands outside LOCAL_DIR/SERVER_DIR, good files are delivered', async () => {
+    const evil = [
+      '../evil_IPI_20250801.dat', 'evil_IPI_20250802/../../x.dat', 'a/evil_IPI_20250803.dat', '..\\evil_IPI_20250804.dat',
+      'evil_IPI_20250805\u0000.dat', 'evil_IPI_20250806\n.dat', 'evil_IPI_20250807\u001b[2J.dat', '..', 'CON', 'NUL.20250808.txt', 'COM1',
+      `evil_IPI_20250809_${'x'.repeat(300)}.dat`, '.evil_IPI_20250810.dat', 'evil_IPI_20250811.dat.part',
+    ];
+    const srv = await embedded({ extraEntries: evil.map((name) => ({ name, size: 4096, content: 'E'.repeat(4096) })) });
+    const good = { 'IPI_20250801.dat': testBytes(700_000, 801), 'IPI_20250812.dat': testBytes(12345, 812) };
+    const ws = makeWorkspace(srv, { extra: { FILE_PATTERN: '*' } });
+    workspaces.push(ws);
+    const old = new Date(Date.now() - 3600_000);
+    for (const [n, d] of Object.entries(good)) fs.utimesSync(writeRemoteFile(srv, n, d), old, old);
+    const parent = path.dirname(ws.dir);
+    const strayBefore = new Set(fs.readdirSync(parent).filter((n) => n.includes('evil')));
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    for (const name of evil.filter((n) => n !== '..')) {
+      assert.ok(r.stderr.includes(`skipping ${JSON.stringify(name)}`), `no warning for ${JSON.stringify(name)}:\n${r.stderr}`);
+    }
+    assert.match(r.stderr, /unsafe name: contains a path separator/);
+    assert.match(r.stderr, /unsafe name: contains a control character/);
+    assert.match(r.stderr, /unsafe name: is a reserved device name on Windows/);
+    assert.match(r.stderr, /unsafe name: longer than \d+ bytes/);
+    assert.doesNotMatch(r.stdout + r.stderr, /\u001b\[2J/, 'a name cannot write control sequences into the log');
+    for (const [n, d] of Object.entries(good)) assert.equal(sha256File(path.join(ws.serverDir, n)), sha256(d), n);
+    assert.equal(ws.marker(), 'IPI_20250812.dat');
+    // Only what we expect exists in the workspace, and no 'evil' file appeared next to it.
+    const files = walk(ws.dir).filter((f) => !f.startsWith('.ssh/') && !f.startsWith('logs/'));
+    assert.deepEqual(files, ['.env', 'last_file.history.jsonl', 'last_file.txt', 'local_downloads/IPI_20250801.dat', 'local_downloads/IPI_20250812.dat',
+      'synced_server/IPI_20250801.dat', 'synced_server/IPI_20250812.dat']);
+    assert.deepEqual(fs.readdirSync(parent).filter((n) => n.includes('evil') && !strayBefore.has(n)), []);
+    assert.deepEqual(walk(path.dirname(srv.root)).filter((f) => f.includes('evil')), [], 'nothing written on the server side either');
+  });
+});
+
+/** Every file under the workspace except the .env itself: where a leaked secret could sit. */
+function producedText(ws: Workspace): string {
+  return walk(ws.dir).filter((f) => f !== '.env').map((f) => fs.readFileSync(path.join(ws.dir, f), 'latin1')).join('\n');
+}
+
+describe('secrets', () => {
+  const PASSWORD = 'pw-Marmot-4491-xylophone';
+
+  test('a password never reaches stdout, stderr, a log or any file produced: success, refused login, unreachable server', async () => {
+    const ok = await embedded({ password: PASSWORD });
+    const ws = makeWorkspace(ok, { auth: 'password', extra: { LOG_LEVEL: 'debug' } });
+    workspaces.push(ws);
+    writeRemoteFile(ok, 'IPI_20250901.dat', testBytes(100_000, 901));
+    fs.utimesSync(path.join(ok.root, 'IPI_20250901.dat'), new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
+    assert.equal(ws.env.SFTP_PASS, PASSWORD);
+    const outputs: string[] = [];
+    const good = await ws.run(['--json']);
+    assert.equal(good.code, 0, good.stdout + good.stderr);
+    outputs.push(good.stdout, good.stderr);
+
+    const refusing = await embedded({ password: PASSWORD, failAuthAlways: true });
+    ws.env.SFTP_PORT = String(refusing.port);
+    ws.env.SFTP_HOST_KEY = refusing.hostKeyFingerprint;
+    ws.writeEnv();
+    const refused = await ws.run(['--json']);
+    assert.equal(refused.code, 4, refused.stdout + refused.stderr);
+    outputs.push(refused.stdout, refused.stderr);
+
+    ws.env.SFTP_PORT = String(await getFreePort());
+    ws.env.RETRIES = '1';
+    ws.writeEnv();
+    const unreachable = await ws.run(['--json', '--sftp-pass', PASSWORD]);
+    assert.equal(unreachable.code, 1, unreachable.stdout + unreachable.stderr);
+    outputs.push(unreachable.stdout, unreachable.stderr);
+
+    const everything = outputs.join('\n') + producedText(ws);
+    assert.ok(everything.length > 1000, 'there was output to search');
+    assert.ok(!everything.includes(PASSWORD), 'the password appears in output or a produced file');
+  });
+
+  test('a key passphrase (real sshd) never appears, in success or failure; a wrong one is a config error', async () => {
+    assert.equal(server.passphrase, PASSPHRASE);
+    const { ws } = setup({ 'IPI_20250902.dat': testBytes(50_000, 902) }, { LOG_LEVEL: 'debug' });
+    delete ws.env.SFTP_PASS;
+    ws.env.SFTP_KEY = server.passphraseKeyPath!;
+    ws.env.SFTP_KEY_PASSPHRASE = PASSPHRASE;
+    ws.writeEnv();
+    const good = await ws.run();
+    assert.equal(good.code, 0, good.stdout + good.stderr);
+    const wrongPass = `${PASSPHRASE}-WRONG`;
+    const bad = await ws.run([], { SFTP_KEY_PASSPHRASE: wrongPass });
+    assert.equal(bad.code, 2, bad.stdout + bad.stderr);
+    assert.match(bad.stderr, /SFTP_KEY_PASSPHRASE does not decrypt it/);
+    const everything = [good.stdout, good.stderr, bad.stdout, bad.stderr, producedText(ws)].join('\n');
+    assert.ok(!everything.includes(PASSPHRASE), 'the passphrase appears in output or a produced file');
+  });
+
+  test('a .env holding a password that others can read is warned about, naming chmod 600', async () => {
+    const srv = await embedded({ password: PASSWORD });
+    const ws = makeWorkspace(srv, { auth: 'password' });
+    workspaces.push(ws);
+    fs.chmodSync(path.join(ws.dir, '.env'), 0o644);
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stderr, new RegExp(`WARN: .*\\.env holds a password or passphrase and is readable by others: chmod 600 .*\\.env`));
+    fs.chmodSync(path.join(ws.dir, '.env'), 0o600);
+    const quiet = await ws.run();
+    assert.doesNotMatch(quiet.stderr, /chmod 600/);
+  });
+});
+
+describe('retry classification through the CLI', () => {
+  test('connection refused is transient: retried with RETRY_DELAYS, then exit 1', async () => {
+    const { ws } = setup({ 'IPI_20251001.dat': 'x' }, { RETRIES: '3', RETRY_DELAYS: '0.1,0.3' });
+    ws.env.SFTP_PORT = String(await getFreePort());
+    ws.writeEnv();
+    const r = await ws.run();
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /ECONNREFUSED/);
+    const waits = [...r.stderr.matchAll(/retrying in ([\d.]+ s)/g)].map((m) => m[1]);
+    assert.deepEqual(waits, ['0.1 s', '0.3 s', '0.3 s'], 'the listed delays, the last one repeating');
+  });
+
+  test('a connection dropped during the handshake, and a handshake that times out, are transient', async () => {
+    const { ws } = setup({ 'IPI_20251002.dat': 'x' }, { RETRIES: '2', RETRY_DELAYS: '0.1', CONNECT_TIMEOUT: '1' });
+    const proxy = await proxied(ws);
+    proxy.cutEvery(0);
+    const dropped = await ws.run();
+    assert.equal(dropped.code, 1, dropped.stdout + dropped.stderr);
+    assert.equal(count(dropped.stderr, /retrying in 0\.1 s/), 2, dropped.stderr);
+    assert.match(dropped.stderr, /closed during the SSH handshake|connection (lost|failed)|ECONNRESET/);
+    assert.equal(proxy.connections, 3);
+
+    proxy.cutEvery(null);
+    proxy.stall();
+    const started = Date.now();
+    const timedOut = await ws.run();
+    assert.equal(timedOut.code, 1, timedOut.stdout + timedOut.stderr);
+    assert.equal(count(timedOut.stderr, /retrying in/), 2, timedOut.stderr);
+    assert.match(timedOut.stderr, /timed out/);
+    assert.ok(Date.now() - started < 15_000);
+    proxy.unstall();
+  });
+
+  test('permanent failures end at once with their exit code: refused login (4), wrong host key (4), missing folder (1), permission denied (1)', async () => {
+    const base = { RETRIES: '5', RETRY_DELAYS: '1' };
+    const refusing = await embedded({ failAuthAlways: true });
+    const wsAuth = makeWorkspace(refusing, { extra: base });
+    workspaces.push(wsAuth);
+    const cases: Array<{ what: string; ws: Workspace; code: number; re: RegExp }> = [
+      { what: 'login', ws: wsAuth, code: 4, re: /refused the login/ },
+    ];
+    const { ws: wsKey } = setup({ 'IPI_20251003.dat': 'x' }, { ...base, SFTP_HOST_KEY: 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' });
+    cases.push({ what: 'host key', ws: wsKey, code: 4, re: /host key refused/ });
+    const { ws: wsDir } = setup({}, { ...base, SFTP_DIR: `${server.remoteDir}/no-such-dir` });
+    cases.push({ what: 'missing folder', ws: wsDir, code: 1, re: /no-such-dir: no such folder/ });
+    // Root reads any file, so chmod 000 proves nothing: a second sshd whose sftp-server refuses
+    // OPEN (sftp-server -P open) answers SSH_FX_PERMISSION_DENIED, as for an unreadable file.
+    const denying = await startSshd({ extraConfig: ['Match all', '  ForceCommand internal-sftp -P open'] });
+    extraServers.push(denying);
+    fs.mkdirSync(path.join(denying.root, 'd'));
+    writeRemoteFile(denying, 'd/IPI_20251004.dat', 'locked');
+    fs.utimesSync(path.join(denying.root, 'd/IPI_20251004.dat'), new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
+    const wsPerm = makeWorkspace(denying, { extra: { ...base, SFTP_DIR: `${denying.remoteDir}/d` } });
+    workspaces.push(wsPerm);
+    cases.push({ what: 'permission denied', ws: wsPerm, code: 1, re: /denied permission/ });
+    for (const c of cases) {
+      const started = Date.now();
+      const r = await c.ws.run();
+      assert.equal(r.code, c.code, `${c.what}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, c.re, c.what);
+      assert.doesNotMatch(r.stderr, /retrying/, `${c.what} is not retried`);
+      assert.ok(Date.now() - started < 10_000, `${c.what} fails at once`);
+      assert.equal(errorLines(r.stderr).length, 1, r.stderr);
+    }
+  });
+
+  test('sshd restarted while a run waits to retry: the run then succeeds', async () => {
+    const data = testBytes(2 * MiB, 1005);
+    const { ws } = setup({ 'IPI_20251005.dat': data }, { RETRIES: '10', RETRY_DELAYS: '0.5' });
+    const restarting = server.restart(2500);
+    await delay(200);
+    const r = await ws.run([], {}, 60_000);
+    await restarting;
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.ok(count(r.stderr, /retrying in 0\.5 s/) >= 2, r.stderr);
+    assert.equal(sha256File(path.join(ws.serverDir, 'IPI_20251005.dat')), sha256(data));
+  });
+});
