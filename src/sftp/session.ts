@@ -80,6 +80,9 @@ export class SftpSession {
     let presented: Buffer | null = null;
 
     const client = new Client();
+    // ssh2 can emit a second 'error' after the first failed the login (a timeout, then "Connection
+    // lost before handshake" when we destroy it); unheard, it would crash the process uncaught.
+    client.on('error', () => {});
     const sock = await connectSocket(opts);
     const preferred = preferredHostKeyAlgorithms(known, opts.host, opts.port);
     const config: ConnectConfig = {
