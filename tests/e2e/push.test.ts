@@ -323,6 +323,38 @@ describe('ipi-push --watch', () => {
     assert.deepEqual(tree(p.remoteRoot), ['dropped.dat', 'new/deeper/nested.dat', 'slow.dat']);
   });
 
+  test('SIGTERM mid-upload: no new file taken, the upload checkpointed on the server, state saved, exit 0; the next run resumes it', async () => {
+    const proxy = await startFaultProxy(server.port);
+    cleanups.push(() => proxy.stop());
+    const p = setup({ SFTP_PORT: String(proxy.port), CHUNK_SIZE: '256KiB', CHUNKS_IN_FLIGHT: '2' });
+    const data = testBytes(16 * 1024 * 1024 + 3, 11);
+    p.put('a-big.dat', data);
+    const temp = path.join(p.remoteRoot, '.a-big.dat.ipi-push-part');
+    proxy.throttle(6000);
+    const w = watchProcess(p);
+    await waitFor(() => exists(temp) && fs.statSync(temp).size >= 1024 * 1024, 40_000, () => 'the upload to be under way');
+    p.put('b-later.dat', 'arrives during the upload');
+    const t0 = Date.now();
+    const r = await w.stop();
+    proxy.throttle(null);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(Date.now() - t0 < 15_000, 'stops promptly');
+    assert.match(r.stderr + r.stdout, /SIGTERM received: taking no new file/);
+    assert.ok(!exists(path.join(p.remoteRoot, 'a-big.dat')), 'half a file is never published');
+    assert.ok(!exists(path.join(p.remoteRoot, 'b-later.dat')), 'no new file taken');
+    const st = p.state();
+    assert.equal((st.inProgress as { rel: string }).rel, 'a-big.dat', 'the state says what to resume');
+    const have = fs.statSync(temp).size;
+    assert.ok(have > 0 && have < data.length);
+
+    const again = await p.run(['--once', '--json']);
+    assert.equal(again.code, 0, again.stderr);
+    const files = JSON.parse(again.stdout).files as Array<{ path: string; resumedFrom: number }>;
+    assert.equal(files.find((f) => f.path === 'a-big.dat')!.resumedFrom, have, 'resumed exactly where the checkpoint left it');
+    assert.equal(sha256File(path.join(p.remoteRoot, 'a-big.dat')), sha256(data));
+    assert.equal(fs.readFileSync(path.join(p.remoteRoot, 'b-later.dat'), 'utf8'), 'arrives during the upload');
+  });
+
   test('the server goes away (link stalled, then sshd restarted) and comes back: the queue drains, nothing lost or duplicated', async () => {
     const proxy = await startFaultProxy(server.port);
     cleanups.push(() => proxy.stop());
