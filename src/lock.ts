@@ -72,6 +72,8 @@ export async function acquireLock(
   file: string,
   onTakeover: (message: string) => void,
   alive: Liveness = pidAlive,
+  /** Named in the "held by another run" message. */
+  program = 'ipi-pull',
 ): Promise<Lock> {
   const me: LockInfo = { pid: process.pid, host: os.hostname(), since: new Date().toISOString(), token: randomUUID() };
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -95,7 +97,7 @@ export async function acquireLock(
     const held = await readLock(file);
     if (!held) continue; // released between our open and our read: try again
     if (!isStale(held.info, held.ageMs, { host: me.host, alive })) {
-      throw new LockHeldError(`another ipi-pull run holds the lock: ${describeHolder(held.info, file)}. If no such process exists, delete the lock file.`);
+      throw new LockHeldError(`another ${program} run holds the lock: ${describeHolder(held.info, file)}. If no such process exists, delete the lock file.`);
     }
     // Rename is atomic: of two runs taking over the same stale lock, only one moves it away.
     const aside = `${file}.stale-${process.pid}`;
@@ -109,7 +111,7 @@ export async function acquireLock(
     if (still && !isStale(still.info, still.ageMs, { host: me.host, alive })) {
       // What we moved aside was a fresh lock taken between our read and our rename: give it back.
       await fs.rename(aside, file).catch(() => {});
-      throw new LockHeldError(`another ipi-pull run holds the lock: ${describeHolder(still.info, file)}`);
+      throw new LockHeldError(`another ${program} run holds the lock: ${describeHolder(still.info, file)}`);
     }
     await fs.rm(aside, { force: true });
     onTakeover(`took over a stale lock left by ${describeHolder(held.info, file)}: that run is gone`);

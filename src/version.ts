@@ -16,7 +16,7 @@ export function nativeCryptoAvailable(): boolean {
   }
 }
 
-export function versionLine(): string {
+export function versionLine(program = 'ipi-pull'): string {
   const crypto = nativeCryptoAvailable() ? 'native crypto binding in use' : 'WARNING: ssh2 native crypto binding NOT built (slow); reinstall with build tools';
-  return `ipi-pull ${packageVersion()} (node ${process.versions.node}; ssh2 ${crypto})`;
+  return `${program} ${packageVersion()} (node ${process.versions.node}; ssh2 ${crypto})`;
 }

@@ -3,28 +3,37 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { renderEnvTemplate } from '../config/template.js';
 import { EXIT, type ExitCode } from '../errors.js';
+import type { Tool } from '../config/settings.js';
 import type { GlobalArgs, Io } from './shared.js';
 
-export async function initCommand(args: GlobalArgs, io: Io): Promise<ExitCode> {
+export async function initCommand(args: GlobalArgs, io: Io, tool: Tool = 'pull'): Promise<ExitCode> {
+  const me = tool === 'push' ? 'ipi-push' : 'ipi-pull';
   const target = path.resolve(io.cwd, args['env-file'] ?? '.env');
   try {
     // 'wx' fails if the file exists, even if it appears between a check and the write.
-    await fs.writeFile(target, renderEnvTemplate(), { flag: 'wx', mode: 0o600 });
+    await fs.writeFile(target, renderEnvTemplate(tool), { flag: 'wx', mode: 0o600 });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') {
-      io.stderr.write(`ipi-pull: ${target} already exists; left unchanged (init never overwrites settings)\n`);
+      io.stderr.write(`${me}: ${target} already exists; left unchanged (init never overwrites settings)\n`);
       return EXIT.ok;
     }
-    io.stderr.write(`ipi-pull: cannot write ${target} (${code ?? String(err)})\n`);
+    io.stderr.write(`${me}: cannot write ${target} (${code ?? String(err)})\n`);
     return EXIT.failed;
   }
-  io.stdout.write([
+  io.stdout.write((tool === 'push' ? [
+    `wrote ${target} (readable only by you).`,
+    'Next: set SFTP_HOST, SFTP_USER, WATCH_DIR, SFTP_UPLOAD_DIR and a way to log in (SFTP_KEY or SFTP_PASS), then',
+    '  ipi-push --dry-run        # see what would be uploaded',
+    '  ipi-push --once           # upload what is new, then exit',
+    '  ipi-push --watch          # run as a service',
+    '',
+  ] : [
     `wrote ${target} (readable only by you).`,
     'Next: set SFTP_HOST, SFTP_USER, SFTP_DIR and a way to log in (SFTP_KEY or SFTP_PASS), then',
     '  ipi-pull --dry-run        # check the connection and see what would be pulled',
     '  ipi-pull --once           # pull the next file',
     '',
-  ].join('\n'));
+  ]).join('\n'));
   return EXIT.ok;
 }

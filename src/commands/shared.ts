@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import type { Argv } from 'yargs';
 import { loadConfig, type Config } from '../config/load.js';
-import { SETTINGS, SETTING_NAMES, flagOf, type SettingName } from '../config/settings.js';
+import { SETTINGS, SETTING_NAMES, appliesTo, flagOf, type SettingName, type Tool } from '../config/settings.js';
 import { createLogger, type ClosableLogger, type Logger } from '../log.js';
 
 export interface Io {
@@ -19,10 +19,11 @@ export interface GlobalArgs {
   [flag: string]: unknown;
 }
 
-/** One --flag per setting, grouped by the table's sections in --help. */
-export function withSettingFlags<T>(y: Argv<T>): Argv<T> {
+/** One --flag per setting the command reads, grouped by the table's sections in --help. */
+export function withSettingFlags<T>(y: Argv<T>, tool: Tool = 'pull'): Argv<T> {
   let out = y;
   for (const name of SETTING_NAMES) {
+    if (!appliesTo(name, tool)) continue;
     const s = SETTINGS[name];
     const dflt = 'default' in s ? ` [default: ${s.default}]` : '';
     out = out.option(flagOf(name), { type: 'string', describe: `${s.env}: ${s.help}${dflt}`, group: `${s.section} (flag or .env key):` });
@@ -39,8 +40,8 @@ export function flagValues(argv: Record<string, unknown>): Partial<Record<Settin
   return out;
 }
 
-export function configFromArgs(args: GlobalArgs, io: Io, serverOptional = false): Config {
-  return loadConfig({ envFile: args['env-file'], flags: flagValues(args), env: io.env, cwd: io.cwd, serverOptional });
+export function configFromArgs(args: GlobalArgs, io: Io, serverOptional = false, tool: Tool = 'pull'): Config {
+  return loadConfig({ envFile: args['env-file'], flags: flagValues(args), env: io.env, cwd: io.cwd, serverOptional, tool });
 }
 
 export function loggerFor(config: Config, args: GlobalArgs, opts: { quietConsole?: boolean; noFile?: boolean } = {}): ClosableLogger {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import { EnvFileError, parseEnvFile } from './envfile.js';
 import { ValueError } from './parse.js';
-import { SETTINGS, SETTING_NAMES, type SettingName, type Settings, flagOf } from './settings.js';
+import { SETTINGS, SETTING_NAMES, appliesTo, type SettingName, type Settings, type Tool, flagOf } from './settings.js';
 
 export interface LoadOptions {
   /** Path given with --env-file; default ./.env, which may be absent. */
@@ -17,6 +17,8 @@ export interface LoadOptions {
   cwd?: string;
   /** Skip the check for settings needed to connect (init, status without a server). */
   serverOptional?: boolean;
+  /** Which command loads them: a setting required by one command only is checked for that one. Default pull. */
+  tool?: Tool;
 }
 
 export interface Config extends Settings {
@@ -43,14 +45,15 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     const v = given(opts.flags?.[name]) ?? given(env[key]) ?? given(fileValues[key]);
     if (v !== undefined) raw[name] = v;
   }
-  return buildConfig(raw, { envFile, baseDir, serverOptional: opts.serverOptional ?? false, env });
+  return buildConfig(raw, { envFile, baseDir, serverOptional: opts.serverOptional ?? false, env, tool: opts.tool });
 }
 
 /** Validate raw strings by setting name into a Config. Also used by the demo, which has no .env. */
 export function buildConfig(
   raw: Partial<Record<SettingName, string>>,
-  ctx: { envFile: string | null; baseDir: string; serverOptional?: boolean; env?: NodeJS.ProcessEnv },
+  ctx: { envFile: string | null; baseDir: string; serverOptional?: boolean; env?: NodeJS.ProcessEnv; tool?: Tool },
 ): Config {
+  const tool = ctx.tool ?? 'pull';
   const values: Record<string, unknown> = {};
   const secrets: string[] = [];
   const explicit = new Set<SettingName>();
@@ -60,7 +63,8 @@ export function buildConfig(
     const input = given ?? ('default' in spec ? spec.default : undefined);
     if (given !== undefined) explicit.add(name);
     if (input === undefined) {
-      if ('required' in spec && !ctx.serverOptional) {
+      // Typed as always present: absent only for a command that never reads it, or with serverOptional.
+      if ('required' in spec && !ctx.serverOptional && appliesTo(name, tool)) {
         throw new ConfigError(`${spec.env} is not set: ${spec.help} Example: ${spec.env}=${spec.example}`);
       }
       values[name] = undefined;
@@ -88,7 +92,26 @@ export function buildConfig(
   if (settings.rekeyBytes !== 0 && settings.rekeyBytes < 1024 * 1024) {
     throw new ConfigError(`REKEY_BYTES: ${settings.rekeyBytes} bytes is too small to be useful (at least 1MiB, or 0 to leave rekeying to the server). Example: REKEY_BYTES=512MiB`);
   }
+  if (tool === 'push') checkPushSettings(settings);
   return { ...settings, agent, envFile: ctx.envFile, baseDir: ctx.baseDir, secrets, explicit };
+}
+
+/** Cross-setting rules of ipi-push: where files may be moved after upload. */
+function checkPushSettings(s: Settings): void {
+  if (s.afterUpload === 'archive' && s.archiveDir === undefined) {
+    throw new ConfigError('AFTER_UPLOAD=archive needs ARCHIVE_DIR, the folder uploaded files are moved to. Example: ARCHIVE_DIR=./archive');
+  }
+  if (s.archiveDir !== undefined && s.watchDir !== undefined && isInsideOrSame(s.archiveDir, s.watchDir)) {
+    throw new ConfigError(`ARCHIVE_DIR ${s.archiveDir} is inside WATCH_DIR ${s.watchDir}: archived files would be uploaded again. Example: ARCHIVE_DIR=./archive`);
+  }
+  if (s.watchDir !== undefined && isInsideOrSame(s.stateFile, s.watchDir)) {
+    throw new ConfigError(`STATE_FILE ${s.stateFile} is inside WATCH_DIR ${s.watchDir}: keep it outside the watched folder. Example: STATE_FILE=./ipi-push-state.json`);
+  }
+}
+
+function isInsideOrSame(p: string, dir: string): boolean {
+  const rel = path.relative(dir, p);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
 }
 
 /** ssh's default identities count as a way to log in, as they do for `sftp`. */

@@ -14,7 +14,11 @@ export interface ParseContext {
 }
 
 export type Section =
-  | 'Server' | 'Authentication' | 'Host key' | 'Folders and files' | 'Selection' | 'Transfer' | 'Retry' | 'Logging';
+  | 'Server' | 'Authentication' | 'Host key' | 'Folders and files' | 'Selection' | 'Transfer' | 'Retry' | 'Logging'
+  | 'Upload (ipi-push)';
+
+/** The two commands of the package. A setting without `tools` belongs to both. */
+export type Tool = 'pull' | 'push';
 
 export interface SettingSpec<T> {
   env: string;
@@ -23,8 +27,10 @@ export interface SettingSpec<T> {
   /** Raw default, parsed exactly like user input. Absent: the setting is unset unless given. */
   default?: string;
   example: string;
-  /** Needed before anything can connect. */
+  /** Needed before anything can connect (by the commands in `tools`, when given). */
   required?: true;
+  /** Only these commands read it (flags, --help, required check); absent: every command. */
+  tools?: readonly Tool[];
   /** Never logged, never echoed in an error. */
   secret?: true;
   /** Shown in .env.example commented out, as a tuning knob most people leave alone. */
@@ -82,7 +88,7 @@ export const SETTINGS = {
     help: 'User name to log in as.', parse: (raw) => text(raw).trim(),
   }),
   remoteDir: setting({
-    env: 'SFTP_DIR', section: 'Server', required: true, example: '/outgoing/ipi',
+    env: 'SFTP_DIR', section: 'Server', required: true, tools: ['pull'], example: '/outgoing/ipi',
     help: 'Remote folder that holds the IPI files.',
     parse: (raw) => text(raw).trim(),
   }),
@@ -116,56 +122,56 @@ export const SETTINGS = {
     parse: resolvePath,
   }),
   localDir: setting({
-    env: 'LOCAL_DIR', section: 'Folders and files', default: './local_downloads', example: './local_downloads',
+    env: 'LOCAL_DIR', section: 'Folders and files', tools: ['pull'], default: './local_downloads', example: './local_downloads',
     help: 'Where files are downloaded (as NAME.part until verified).', parse: resolvePath,
   }),
   serverDir: setting({
-    env: 'SERVER_DIR', section: 'Folders and files', default: './synced_server', example: './synced_server',
+    env: 'SERVER_DIR', section: 'Folders and files', tools: ['pull'], default: './synced_server', example: './synced_server',
     help: 'Where verified files are published for consumers; a file appears there whole or not at all.',
     parse: resolvePath,
   }),
   markerFile: setting({
-    env: 'LAST_FILE_RECORD', section: 'Folders and files', default: './last_file.txt', example: './last_file.txt',
+    env: 'LAST_FILE_RECORD', section: 'Folders and files', tools: ['pull'], default: './last_file.txt', example: './last_file.txt',
     help: 'Marker: one line, the name of the last file fully delivered. The lock and history files live beside it.',
     parse: resolvePath,
   }),
   publishMode: setting({
-    env: 'PUBLISH_MODE', section: 'Folders and files', default: 'copy', example: 'copy', advanced: true,
+    env: 'PUBLISH_MODE', section: 'Folders and files', tools: ['pull'], default: 'copy', example: 'copy', advanced: true,
     help: 'How a verified file reaches SERVER_DIR: copy (keeps LOCAL_DIR copy; a copy-on-write clone where the filesystem can), hardlink (same filesystem only), move.',
     parse: (raw) => parseChoice(raw, ['copy', 'hardlink', 'move'] as const),
   }),
   postAction: setting({
-    env: 'POST_ACTION', section: 'Folders and files', default: 'none', example: 'move:/outgoing/ipi/done',
+    env: 'POST_ACTION', section: 'Folders and files', tools: ['pull'], default: 'none', example: 'move:/outgoing/ipi/done',
     help: 'What to do with a file on the server once it is delivered and the marker written: none, delete, or move:DIR (a remote folder). A failure here is logged and never undoes a delivery.',
     parse: parsePostAction,
   }),
   pattern: setting({
-    env: 'FILE_PATTERN', section: 'Selection', default: 'IPI*', example: 'IPI*',
+    env: 'FILE_PATTERN', section: 'Selection', tools: ['pull'], default: 'IPI*', example: 'IPI*',
     help: 'Glob the remote file names must match (case-sensitive). `*IPI*` reproduces FTP_IPI.py\'s substring filter.',
     parse: (raw) => text(raw).trim(),
   }),
   orderBy: setting({
-    env: 'ORDER_BY', section: 'Selection', default: 'date', example: 'date',
+    env: 'ORDER_BY', section: 'Selection', tools: ['pull'], default: 'date', example: 'date',
     help: 'Chronological order of files: date (the date in the name: YYYYMMDD or YYYY-MM-DD, optional time; ties by name), mtime (server modification time), name.',
     parse: (raw) => parseChoice(raw, ['date', 'mtime', 'name'] as const),
   }),
   startFrom: setting({
-    env: 'START_FROM', section: 'Selection', default: 'earliest', example: 'earliest',
+    env: 'START_FROM', section: 'Selection', tools: ['pull'], default: 'earliest', example: 'earliest',
     help: 'First run without a marker: earliest (every file on the server, oldest first) or latest (only the newest file).',
     parse: (raw) => parseChoice(raw, ['earliest', 'latest'] as const),
   }),
   minAge: setting({
-    env: 'MIN_AGE', section: 'Selection', default: '0', example: '2m',
+    env: 'MIN_AGE', section: 'Selection', tools: ['pull'], default: '0', example: '2m',
     help: 'Leave files younger than this (by server mtime) for a later run. Seconds, or with a unit.',
     parse: seconds,
   }),
   settleTime: setting({
-    env: 'SETTLE_TIME', section: 'Selection', default: '1', example: '1', advanced: true,
+    env: 'SETTLE_TIME', section: 'Selection', tools: ['pull'], default: '1', example: '1', advanced: true,
     help: 'Pause between the listing and the second look at the first file; a file whose size or mtime changed in between is still being written and waits for a later run.',
     parse: seconds,
   }),
   checksumSuffixes: setting({
-    env: 'CHECKSUM_SUFFIXES', section: 'Transfer', default: '.sha256,.md5', example: '.sha256,.md5',
+    env: 'CHECKSUM_SUFFIXES', section: 'Transfer', tools: ['pull'], default: '.sha256,.md5', example: '.sha256,.md5',
     help: 'Companion checksum files looked for beside each file on the server (NAME.sha256 ...; `HASH  NAME` or a bare hash). When one exists the download must match it or it is fetched once more from zero, then refused. "none" turns this off.',
     parse: (raw) => {
       if (raw.trim().toLowerCase() === 'none') return [];
@@ -178,7 +184,7 @@ export const SETTINGS = {
   }),
   chunkSize: setting({
     env: 'CHUNK_SIZE', section: 'Transfer', default: '2MiB', example: '2MiB',
-    help: 'Download chunk size: each chunk is written with one write, and the resume point advances chunk by chunk.',
+    help: 'Transfer chunk size. Download: each chunk is written locally with one write, and the resume point advances chunk by chunk. Upload: each chunk is read locally with one read and sent as several WRITE requests.',
     parse: (raw) => {
       const n = parseSize(raw);
       if (n < 32 * 1024 || n > 256 * 1024 * 1024) throw new ValueError(`${raw} is out of range (32KiB to 256MiB)`);
@@ -187,11 +193,11 @@ export const SETTINGS = {
   }),
   chunksInFlight: setting({
     env: 'CHUNKS_IN_FLIGHT', section: 'Transfer', default: '8', example: '8', advanced: true,
-    help: 'Chunks requested at once. Memory used is about CHUNK_SIZE x CHUNKS_IN_FLIGHT.',
+    help: 'Chunks requested (download) or being written (upload) at once. Memory used is about CHUNK_SIZE x CHUNKS_IN_FLIGHT.',
     parse: (raw) => parseInteger(raw, 1, 64),
   }),
   readSize: setting({
-    env: 'READ_SIZE', section: 'Transfer', default: '255KiB', example: '255KiB', advanced: true,
+    env: 'READ_SIZE', section: 'Transfer', tools: ['pull'], default: '255KiB', example: '255KiB', advanced: true,
     help: 'Largest single SFTP read request; lowered automatically to what the server announces (limits@openssh.com).',
     parse: (raw) => {
       const n = parseSize(raw);
@@ -205,7 +211,7 @@ export const SETTINGS = {
   }),
   dataTimeout: setting({
     env: 'DATA_TIMEOUT', section: 'Transfer', default: '60', example: '60',
-    help: 'A transfer that receives no data for this long is abandoned and retried (resuming).', parse: seconds,
+    help: 'A transfer that receives no data (download) or no acknowledgement (upload) for this long is abandoned and retried (resuming).', parse: seconds,
   }),
   keepaliveInterval: setting({
     env: 'KEEPALIVE_INTERVAL', section: 'Transfer', default: '15', example: '15',
@@ -222,13 +228,60 @@ export const SETTINGS = {
   }),
   retries: setting({
     env: 'RETRIES', section: 'Retry', default: '7', example: '7',
-    help: 'Retries after a failed connection or transfer before the run gives up (exit 1). The count starts again after an attempt that moved data.',
+    help: 'Retries after a failed connection or transfer before the run gives up (exit 1). The count starts again after an attempt that moved data. ipi-push --watch never gives up on an unreachable server: its queue waits and drains when the server is back.',
     parse: (raw) => parseInteger(raw, 0, 1000),
   }),
   retryDelays: setting({
     env: 'RETRY_DELAYS', section: 'Retry', default: '5,10,30,60,120,300,600', example: '5,10,30,60,120,300,600',
     help: 'Wait before each retry, comma-separated; the last one repeats.',
     parse: (raw) => parseList(raw).map(parseDuration),
+  }),
+  watchDir: setting({
+    env: 'WATCH_DIR', section: 'Upload (ipi-push)', required: true, tools: ['push'], example: './outgoing',
+    help: 'Local folder whose files (and subfolders) ipi-push uploads. Symbolic links leading outside it are never followed.',
+    parse: resolvePath,
+  }),
+  uploadDir: setting({
+    env: 'SFTP_UPLOAD_DIR', section: 'Upload (ipi-push)', required: true, tools: ['push'], example: '/incoming/ipi',
+    help: 'Remote folder the files go to, keeping their path relative to WATCH_DIR (folders are created as needed).',
+    parse: (raw) => text(raw).trim(),
+  }),
+  stateFile: setting({
+    env: 'STATE_FILE', section: 'Upload (ipi-push)', default: './ipi-push-state.json', tools: ['push'], example: './ipi-push-state.json',
+    help: 'JSON record of uploaded files (size, mtime, sha256, when) and failed ones (error, attempts, next retry), rewritten atomically. Its lock file lives beside it.',
+    parse: resolvePath,
+  }),
+  pushSettle: setting({
+    env: 'PUSH_SETTLE', section: 'Upload (ipi-push)', default: '3', tools: ['push'], example: '3',
+    help: 'A local file is taken only once its size and mtime have not changed for this long (files still being written wait).',
+    parse: seconds,
+  }),
+  ignore: setting({
+    env: 'IGNORE', section: 'Upload (ipi-push)', tools: ['push'],
+    default: '.*,*.tmp,*.temp,*.part,*.partial,*.crdownload,*.download,*.swp,*~,~$*',
+    example: '.*,*.tmp,*.part,*.swp,*~',
+    help: 'Globs of local names never uploaded, comma-separated; matched against each file or folder name, or against the path relative to WATCH_DIR when the glob holds a "/". The default skips hidden, temporary and partial names. "none" uploads everything.',
+    parse: (raw) => (raw.trim().toLowerCase() === 'none' ? [] : parseList(raw)),
+  }),
+  verify: setting({
+    env: 'VERIFY', section: 'Upload (ipi-push)', default: 'sha256', tools: ['push'], example: 'sha256',
+    help: 'After an upload: size (the remote size must equal the local size) or sha256 (also runs `sha256sum` on the server over SSH; where the server does not allow that, the log says so and only the size is checked).',
+    parse: (raw) => parseChoice(raw, ['size', 'sha256'] as const),
+  }),
+  afterUpload: setting({
+    env: 'AFTER_UPLOAD', section: 'Upload (ipi-push)', default: 'keep', tools: ['push'], example: 'archive',
+    help: 'What happens to the local file once its upload is verified and recorded: keep, delete, or archive (moved to ARCHIVE_DIR, keeping its relative path).',
+    parse: (raw) => parseChoice(raw, ['keep', 'delete', 'archive'] as const),
+  }),
+  archiveDir: setting({
+    env: 'ARCHIVE_DIR', section: 'Upload (ipi-push)', tools: ['push'], example: './archive',
+    help: 'Where AFTER_UPLOAD=archive moves uploaded files. Must be outside WATCH_DIR.',
+    parse: resolvePath,
+  }),
+  rescanInterval: setting({
+    env: 'RESCAN_INTERVAL', section: 'Upload (ipi-push)', default: '5m', tools: ['push'], example: '5m', advanced: true,
+    help: 'ipi-push --watch also walks WATCH_DIR this often, for changes the file watcher missed (network shares). 0 turns it off.',
+    parse: seconds,
   }),
   logFile: setting({
     env: 'LOG_FILE', section: 'Logging', default: './logs/sftp_transfer.log', example: './logs/sftp_transfer.log',
@@ -268,6 +321,12 @@ export type Settings = {
 export const SETTING_NAMES = Object.keys(SETTINGS) as SettingName[];
 
 /** `SFTP_HOST` -> `--sftp-host`: flags are derived from env keys so one name is all a user learns. */
+/** Does this command read the setting? */
+export function appliesTo(name: SettingName, tool: Tool): boolean {
+  const tools = (SETTINGS[name] as SettingSpec<unknown>).tools;
+  return tools === undefined || tools.includes(tool);
+}
+
 export function flagOf(name: SettingName): string {
   return SETTINGS[name].env.toLowerCase().replace(/_/g, '-');
 }

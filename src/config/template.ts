@@ -1,11 +1,21 @@
 // Renders the settings table as a commented .env (for .env.example and `ipi-pull init`)
 // and as the README's Markdown table. Tests compare the committed files with these, so the
 // docs cannot drift from the code.
-import { SETTINGS, SETTING_NAMES, flagOf, type Section } from './settings.js';
+import { SETTINGS, SETTING_NAMES, appliesTo, flagOf, type Section, type SettingName, type Tool } from './settings.js';
 
-export function renderEnvTemplate(): string {
+/** 'ipi-pull only' / 'ipi-push only', or '' for a setting both commands read. */
+export function onlyFor(name: SettingName): string {
+  if (appliesTo(name, 'pull') && appliesTo(name, 'push')) return '';
+  return appliesTo(name, 'pull') ? 'ipi-pull only' : 'ipi-push only';
+}
+
+/**
+ * The commented .env. Required keys of `tool` are written live with their example; those of the
+ * other command are commented out, so an ipi-pull .env does not demand ipi-push keys and back.
+ */
+export function renderEnvTemplate(tool: Tool = 'pull'): string {
   const out: string[] = [
-    '# ipi-pull settings. Every key may also be set in the environment or as a --flag.',
+    '# ipi-pull / ipi-push settings. Every key may also be set in the environment or as a --flag.',
     '# Later wins: this file, then the environment, then flags. Relative paths are taken from',
     "# this file's folder. Durations are seconds (15) or with a unit (500ms, 5m); sizes are",
     '# bytes (2097152) or with a unit (2MiB). Keys written for FTP_IPI.py work unchanged.',
@@ -17,10 +27,12 @@ export function renderEnvTemplate(): string {
     if (s.section !== section) {
       section = s.section;
       out.push('', `# --- ${section} ---`);
+      if (section === 'Upload (ipi-push)' && tool === 'pull') out.push('# ipi-push needs WATCH_DIR and SFTP_UPLOAD_DIR (`ipi-push init` writes a .env with them set).');
     }
-    out.push(`# ${s.help}`);
+    const only = onlyFor(name);
+    out.push(`# ${only ? `(${only}) ` : ''}${s.help}`);
     const dflt = 'default' in s ? s.default : undefined;
-    const required = 'required' in s;
+    const required = 'required' in s && appliesTo(name, tool);
     // Required keys are written live with their example; the rest commented, showing the default.
     if (required) out.push(`${s.env}=${s.example}`);
     else out.push(`#${s.env}=${dflt ?? s.example}`);
@@ -32,8 +44,10 @@ export function renderSettingsMarkdown(): string {
   const rows = ['| Key (.env / environment) | Flag | Default | Meaning |', '|---|---|---|---|'];
   for (const name of SETTING_NAMES) {
     const s = SETTINGS[name];
-    const dflt = 'default' in s ? `\`${s.default}\`` : 'required' in s ? '**required**' : '';
-    rows.push(`| \`${s.env}\` | \`--${flagOf(name)}\` | ${dflt} | ${s.help.replace(/\|/g, '\\|')} |`);
+    const only = onlyFor(name);
+    const dflt = 'default' in s ? `\`${s.default}\`` : 'required' in s ? `**required**${only ? ` (${only.replace(' only', '')})` : ''}` : '';
+    const help = `${only ? `*${only}.* ` : ''}${s.help}`;
+    rows.push(`| \`${s.env}\` | \`--${flagOf(name)}\` | ${dflt} | ${help.replace(/\|/g, '\\|')} |`);
   }
   return rows.join('\n');
 }

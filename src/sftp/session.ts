@@ -50,6 +50,8 @@ function toStat(a: Stats): RemoteStat {
 export class SftpSession {
   /** Largest READ the server accepts (limits@openssh.com, else the SFTP draft's safe 32 KiB-ish default). */
   readonly maxReadLen: number;
+  /** Largest WRITE payload the server accepts (limits@openssh.com, else ssh2's conservative default). */
+  readonly maxWriteLen: number;
   private bytesSinceRekey = 0;
   private closedBy: Error | null = null;
   /** The client emitted 'close': it will never emit it again. */
@@ -64,6 +66,8 @@ export class SftpSession {
     // ssh2 reads limits@openssh.com right after the channel opens and keeps it privately.
     const announced = (sftp as unknown as { _maxReadLen?: number })._maxReadLen;
     this.maxReadLen = typeof announced === 'number' && announced > 0 ? announced : 32_768 - 13;
+    const announcedWrite = (sftp as unknown as { _maxWriteLen?: number })._maxWriteLen;
+    this.maxWriteLen = typeof announcedWrite === 'number' && announcedWrite > 0 ? announcedWrite : 32_768 - 13;
     const onGone = (why: string) => this.markClosed(new TransientError(`connection to ${opts.host}:${opts.port} lost (${why})`));
     client.on('close', () => {
       this.clientClosed = true;
@@ -236,6 +240,115 @@ export class SftpSession {
     }
   }
 
+  /** stat, or null when nothing is there (any other failure is thrown). */
+  async statOrNull(remotePath: string): Promise<RemoteStat | null> {
+    try {
+      return await this.stat(remotePath);
+    } catch (err) {
+      if (isNoSuchFile(err)) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * Open for writing: 'w' creates or truncates; 'r+' keeps the content (resuming an upload).
+   * Mode 0644 on creation, as `sftp put` leaves files.
+   */
+  openWrite(remotePath: string, flags: 'w' | 'r+'): Promise<Buffer> {
+    return this.call<Buffer>(`opening ${remotePath} for writing`, (cb) => this.sftp.open(remotePath, flags, { mode: 0o644 }, cb));
+  }
+
+  /** One WRITE request (len <= maxWriteLen); resolves when the server acknowledged it. */
+  write(handle: Buffer, buf: Buffer, off: number, len: number, position: number): Promise<void> {
+    return this.request<void>((resolve, reject) => {
+      this.sftp.write(handle, buf, off, len, position, (err) => {
+        if (err) return reject(classify(err, 'writing remote data'));
+        this.countBytes(len);
+        resolve();
+      });
+    });
+  }
+
+  /** Set a remote file's times through its open handle (SSH_FXP_FSETSTAT). */
+  setTimes(handle: Buffer, atimeMs: number, mtimeMs: number): Promise<void> {
+    return this.call<void>('setting the remote modification time', (cb) =>
+      this.sftp.futimes(handle, Math.floor(atimeMs / 1000), Math.floor(mtimeMs / 1000), (err) => cb(err, undefined)));
+  }
+
+  /** mkdir -p: each missing folder of `dir` is created; folders that exist are fine. */
+  async mkdirp(dir: string): Promise<void> {
+    const parts = dir.split('/').filter(Boolean);
+    // Walk from the deepest existing folder: usually only the last one or two are missing.
+    const missing: string[] = [];
+    for (let i = parts.length; i > 0; i--) {
+      const p = (dir.startsWith('/') ? '/' : '') + parts.slice(0, i).join('/');
+      const st = await this.statOrNull(p);
+      if (st) {
+        if (st.isFile) throw new PermanentError(`creating remote folder ${dir}: ${p} is a file`);
+        break;
+      }
+      missing.unshift(p);
+    }
+    for (const p of missing) {
+      await this.call<void>(`creating remote folder ${p}`, (cb) => this.sftp.mkdir(p, { mode: 0o755 }, (err) => cb(err, undefined)))
+        .catch(async (err) => {
+          // Created meanwhile by another client: fine.
+          if ((await this.statOrNull(p).catch(() => null)) === null) throw err;
+        });
+    }
+  }
+
+  /** The server offers posix-rename@openssh.com (rename that replaces the target atomically). */
+  get hasPosixRename(): boolean {
+    const ext = (this.sftp as unknown as { _extensions?: Record<string, string> })._extensions;
+    return ext?.['posix-rename@openssh.com'] !== undefined;
+  }
+
+  /**
+   * Give `from` the name `to`, replacing a file already there. Atomic with posix-rename@openssh.com;
+   * otherwise (SFTPv3 rename fails when the target exists) the old file is removed first and
+   * there is a moment without it: `replacedAtomically` says which happened.
+   */
+  async renameReplacing(from: string, to: string): Promise<{ replacedAtomically: boolean }> {
+    if (this.hasPosixRename) {
+      await this.call<void>(`renaming ${from} to ${to}`, (cb) => this.sftp.ext_openssh_rename(from, to, (err) => cb(err, undefined)));
+      return { replacedAtomically: true };
+    }
+    const existing = await this.statOrNull(to);
+    if (existing) await this.remove(to);
+    await this.rename(from, to);
+    return { replacedAtomically: existing === null };
+  }
+
+  /**
+   * Run a command over the same SSH connection (an exec channel), for `sha256sum`. Servers that
+   * allow SFTP only refuse it or answer with something else: the caller checks the output.
+   */
+  exec(command: string, timeoutMs: number, maxOutput = 64 * 1024): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return this.request((resolve, reject) => {
+      this.client.exec(command, (err, stream) => {
+        if (err) return reject(new PermanentError(`running \`${command}\` on the server: refused (${err.message})`));
+        let stdout = '';
+        let stderr = '';
+        const timer = setTimeout(() => {
+          stream.close();
+          reject(new PermanentError(`running \`${command}\` on the server: no answer within ${Math.round(timeoutMs / 1000)} s`));
+        }, timeoutMs);
+        stream.on('data', (d: Buffer) => {
+          if (stdout.length < maxOutput) stdout += d.toString('utf8');
+        });
+        stream.stderr.on('data', (d: Buffer) => {
+          if (stderr.length < maxOutput) stderr += d.toString('utf8');
+        });
+        stream.on('close', (code: number | null) => {
+          clearTimeout(timer);
+          resolve({ code: typeof code === 'number' ? code : null, stdout, stderr });
+        });
+        stream.end();
+      });
+    });
+  }
+
   remove(remotePath: string): Promise<void> {
     return this.call<void>(`deleting ${remotePath}`, (cb) => this.sftp.unlink(remotePath, (err) => cb(err, undefined)));
   }
@@ -297,6 +410,11 @@ export class SftpSession {
     this.markClosed(new TransientError(reason));
     this.client.destroy();
   }
+}
+
+function isNoSuchFile(err: unknown): boolean {
+  const cause = (err as { cause?: { code?: unknown } }).cause;
+  return (err as { code?: unknown }).code === 2 || cause?.code === 2;
 }
 
 function hostKeyError(v: Verdict & { trusted: false }, key: Buffer, opts: SessionOptions): AccessDeniedError {

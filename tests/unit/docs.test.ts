@@ -20,9 +20,9 @@ test('README settings table is the rendered settings table', () => {
   assert.equal(readme, withSettingsTable(readme));
 });
 
-/** Every `ipi-pull ...` command line written in the docs, with its arguments. */
-function documentedCommands(): Array<{ file: string; args: string[] }> {
-  const files = ['README.md', 'docs/scheduling.md', 'docs/examples/ipi-pull.service', 'docs/examples/ipi-pull-task.xml', 'docs/examples/github-actions.yml'];
+/** Every `ipi-pull ...` (or `ipi-push ...`) command line written in the docs, with its arguments. */
+function documentedCommands(program = 'ipi-pull'): Array<{ file: string; args: string[] }> {
+  const files = ['README.md', 'docs/scheduling.md', 'docs/examples/ipi-pull.service', 'docs/examples/ipi-pull-task.xml', 'docs/examples/github-actions.yml', 'docs/examples/ipi-push.service'];
   const out: Array<{ file: string; args: string[] }> = [];
   for (const file of files) {
     let inCode = !file.endsWith('.md');
@@ -33,8 +33,8 @@ function documentedCommands(): Array<{ file: string; args: string[] }> {
         continue;
       }
       if (!inCode) continue;
-      const m = /(?:^|[\s/])ipi-pull(?:\.cmd|\.js)?((?: +[^\s>"&|;#]+)*)/.exec(line.replace(/&gt;.*$/, ''));
-      if (!m || /npm (install|ci)|^#|\bipi-pull:|name:|Description=/.test(line)) continue;
+      const m = new RegExp(`(?:^|[\\s/])${program}(?:\\.cmd|\\.js)?((?: +[^\\s>"&|;#]+)*)`).exec(line.replace(/&gt;.*$/, ''));
+      if (!m || /npm (install|ci)|^#|\bipi-pu(ll|sh):|name:|Description=|systemctl|journalctl|nssm (set|start)|\.service\b/.test(line)) continue;
       out.push({ file, args: m[1]!.trim().split(/\s+/).filter(Boolean) });
     }
   }
@@ -58,5 +58,25 @@ test('every ipi-pull command line in the docs uses commands and flags that exist
       fs.rmSync(cwd, { recursive: true, force: true });
     }
     assert.doesNotMatch(stderr, /Unknown argument|Unknown command|Not enough non-option|Missing required/i, `${file}: ipi-pull ${args.join(' ')}\n${stderr}`);
+  }
+});
+
+test('every ipi-push command line in the docs uses commands and flags that exist', async () => {
+  const commands = documentedCommands('ipi-push');
+  assert.ok(commands.length >= 8, `found ${commands.length} documented command lines`);
+  const { pushMain } = await import('../../src/push-cli.js');
+  for (const { file, args } of commands) {
+    let stderr = '';
+    const sink = { write: (s: string) => ((stderr += s), true) } as unknown as NodeJS.WritableStream;
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-docs-'));
+    try {
+      // --dry-run on a run: it stops at validation (no settings here) after argument parsing.
+      const cmd = args.filter((a) => a !== '--help');
+      const run = cmd[0] === 'init' || cmd[0] === 'status' ? cmd : [...cmd.filter((a) => a !== '--once' && a !== '--watch'), '--dry-run'];
+      await pushMain(run, { stdout: sink, stderr: sink, env: {}, cwd });
+    } finally {
+      fs.rmSync(cwd, { recursive: true, force: true });
+    }
+    assert.doesNotMatch(stderr, /Unknown argument|Unknown command|Not enough non-option|Missing required|mutually exclusive/i, `${file}: ipi-push ${args.join(' ')}\n${stderr}`);
   }
 });

@@ -5,12 +5,12 @@ import path from 'node:path';
 import { SETTINGS, SETTING_NAMES, type SettingName, flagOf, resolvePath } from '../../src/config/settings.js';
 import { ValueError } from '../../src/config/parse.js';
 
-const SECTIONS = new Set(['Server', 'Authentication', 'Host key', 'Folders and files', 'Selection', 'Transfer', 'Retry', 'Logging']);
+const SECTIONS = new Set(['Server', 'Authentication', 'Host key', 'Folders and files', 'Selection', 'Transfer', 'Retry', 'Logging', 'Upload (ipi-push)']);
 const ctx = { baseDir: path.join(os.tmpdir(), 'ipi-settings-base') };
 
 type AnySpec = {
   env: string; section: string; help: string; example: string; default?: string;
-  required?: true; secret?: true; advanced?: true; parse: (raw: string, c: typeof ctx) => unknown;
+  required?: true; secret?: true; advanced?: true; tools?: readonly string[]; parse: (raw: string, c: typeof ctx) => unknown;
 };
 const spec = (name: SettingName) => SETTINGS[name] as unknown as AnySpec;
 
@@ -58,8 +58,22 @@ describe('the settings table', () => {
     }
   });
 
-  test('the required settings are host, user and remote folder', () => {
-    assert.deepEqual(SETTING_NAMES.filter((n) => spec(n).required).sort(), ['host', 'remoteDir', 'user']);
+  test('the required settings are host, user and remote folder for ipi-pull', () => {
+    const forPull = SETTING_NAMES.filter((n) => spec(n).required && (!spec(n).tools || spec(n).tools!.includes('pull')));
+    assert.deepEqual(forPull.sort(), ['host', 'remoteDir', 'user']);
+  });
+
+  test('the required settings are host, user, watched folder and upload folder for ipi-push', () => {
+    const forPush = SETTING_NAMES.filter((n) => spec(n).required && (!spec(n).tools || spec(n).tools!.includes('push')));
+    assert.deepEqual(forPush.sort(), ['host', 'uploadDir', 'user', 'watchDir']);
+  });
+
+  test('a setting read by one command only says which, and only that command has its flag', async () => {
+    const { appliesTo } = await import('../../src/config/settings.js');
+    assert.equal(appliesTo('remoteDir', 'push'), false);
+    assert.equal(appliesTo('watchDir', 'pull'), false);
+    assert.equal(appliesTo('host', 'push'), true);
+    assert.equal(appliesTo('host', 'pull'), true);
   });
 
   test('the secret settings are the password and the key passphrase', () => {

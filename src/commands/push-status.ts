@@ -1,0 +1,96 @@
+// `ipi-push status`: the state file, the lock, an upload cut short, and what waits in
+// WATCH_DIR, without connecting and without changing anything.
+import type { Config } from '../config/load.js';
+import { EXIT, classify, type ExitCode } from '../errors.js';
+import { describeHolder, lockFileFor, readLock, type LockInfo } from '../lock.js';
+import { ignoreMatcher, needsUpload, queueOrder, type FailedRecord, type UploadedRecord } from '../push/decide.js';
+import { scanDir } from '../push/scan.js';
+import { readState, type InProgressRecord } from '../push/state.js';
+import { formatBytes } from '../util/space.js';
+import { configFromArgs, writeJson, type GlobalArgs, type Io } from './shared.js';
+
+export interface PushStatus {
+  stateFile: string;
+  uploadedCount: number;
+  lastUploaded: (UploadedRecord & { path: string }) | null;
+  failed: Array<FailedRecord & { path: string }>;
+  inProgress: InProgressRecord | null;
+  lock: { held: boolean; holder: LockInfo | null; description: string | null };
+  /** Local files that need an upload, in queue order. */
+  pending: string[];
+  skipped: Array<{ path: string; reason: string }>;
+  error: string | null;
+}
+
+export async function pushStatusCommand(args: GlobalArgs, io: Io): Promise<ExitCode> {
+  let config: Config;
+  try {
+    config = configFromArgs(args, io, true, 'push');
+  } catch (err) {
+    const e = classify(err, 'reading the settings');
+    io.stderr.write(`ipi-push: ${e.message}\n`);
+    return e.exitCode;
+  }
+  let status: PushStatus;
+  try {
+    status = await gatherPushStatus(config);
+  } catch (err) {
+    const e = classify(err, 'reading the state');
+    io.stderr.write(`ipi-push: ${e.message}\n`);
+    return e.exitCode;
+  }
+  if (args.json) writeJson(io, status);
+  else io.stdout.write(renderStatus(status));
+  return status.error ? EXIT.failed : EXIT.ok;
+}
+
+export async function gatherPushStatus(config: Config): Promise<PushStatus> {
+  const state = await readState(config.stateFile);
+  const lockFile = lockFileFor(config.stateFile);
+  const lock = await readLock(lockFile);
+  const uploaded = Object.entries(state.uploaded).map(([p, r]) => ({ path: p, ...r }));
+  uploaded.sort((a, b) => (a.uploadedAt < b.uploadedAt ? -1 : a.uploadedAt > b.uploadedAt ? 1 : 0));
+  const status: PushStatus = {
+    stateFile: config.stateFile,
+    uploadedCount: uploaded.length,
+    lastUploaded: uploaded[uploaded.length - 1] ?? null,
+    failed: Object.entries(state.failed).map(([p, r]) => ({ path: p, ...r })),
+    inProgress: state.inProgress,
+    lock: { held: lock !== null, holder: lock?.info ?? null, description: lock ? describeHolder(lock.info, lockFile) : null },
+    pending: [],
+    skipped: [],
+    error: null,
+  };
+  if (!config.watchDir) {
+    status.error = 'WATCH_DIR is not set: cannot say what waits to be uploaded';
+    return status;
+  }
+  try {
+    const scan = await scanDir(config.watchDir, ignoreMatcher(config.ignore));
+    const now = Date.now();
+    status.pending = scan.files.filter((f) => needsUpload(f, state, now).upload).sort(queueOrder).map((f) => f.rel);
+    status.skipped = scan.skipped.map((s) => ({ path: s.rel, reason: s.reason }));
+  } catch (err) {
+    status.error = classify(err, `reading WATCH_DIR ${config.watchDir}`).message;
+  }
+  return status;
+}
+
+function renderStatus(s: PushStatus): string {
+  const lines: string[] = [];
+  lines.push(`state (${s.stateFile}): ${s.uploadedCount} file(s) uploaded`);
+  if (s.lastUploaded) {
+    const u = s.lastUploaded;
+    lines.push(`last uploaded: ${u.path} -> ${u.remotePath}, ${formatBytes(u.size)}, at ${u.uploadedAt}, sha256 ${u.sha256} (verified by ${u.verified})`);
+  }
+  if (s.inProgress) lines.push(`cut short: ${s.inProgress.rel} (${formatBytes(s.inProgress.size)}), resumes from what ${s.inProgress.remoteTemp} holds`);
+  for (const f of s.failed) {
+    const when = f.permanent ? 'not retried until it changes (or --retry-failed)' : `next try ${f.nextRetryAt}`;
+    lines.push(`failed: ${f.path}: ${f.error} (${f.attempts} attempt(s); ${when})`);
+  }
+  lines.push(`waiting to be uploaded: ${s.pending.length === 0 ? 'nothing' : `${s.pending.length} file(s), in order: ${s.pending.join(', ')}`}`);
+  for (const k of s.skipped) lines.push(`skipped: ${k.path}: ${k.reason}`);
+  lines.push(`lock: ${s.lock.held ? `held by ${s.lock.description}` : 'free'}`);
+  if (s.error) lines.push(`error: ${s.error}`);
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,116 @@
+// `ipi-push` / `ipi-push --once` / `ipi-push --watch`: one upload run, or the service.
+import type { Config } from '../config/load.js';
+import { EXIT, classify, type ExitCode, type IpiError } from '../errors.js';
+import { scrub, type ClosableLogger } from '../log.js';
+import { writeMetrics } from '../metrics.js';
+import { createProgress, noProgress } from '../progress.js';
+import { runPush, type PushSummary } from '../push/run.js';
+import { configFromArgs, loggerFor, warnIfSecretsExposed, writeJson, type GlobalArgs, type Io } from './shared.js';
+
+export interface PushArgs extends GlobalArgs {
+  once?: boolean;
+  watch?: boolean;
+  'dry-run': boolean;
+  'retry-failed': boolean;
+  'accept-new-host-key': boolean;
+}
+
+export async function pushCommand(args: PushArgs, io: Io): Promise<ExitCode> {
+  const started = Date.now();
+  let config: Config;
+  let log: ClosableLogger;
+  try {
+    config = configFromArgs(args, io, false, 'push');
+  } catch (err) {
+    return report(classify(err, 'reading the settings'), null, null, args, io, started, false);
+  }
+  try {
+    log = loggerFor(config, args);
+  } catch (err) {
+    return report(classify(err, `opening LOG_FILE ${config.logFile}`), null, config, args, io, started, false);
+  }
+  warnIfSecretsExposed(config, log);
+
+  const controller = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    log.warn(`${sig} received: taking no new file; finishing the writes in flight, then saving the state`);
+    controller.abort(sig);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const tty = !args.json && io.stderr.isTTY ? (io.stderr as NodeJS.WriteStream) : null;
+  const watch = args.watch === true && !args['dry-run'];
+  const metrics = (summary: PushSummary, code: number) => {
+    if (!config.metricsFile || args['dry-run']) return Promise.resolve();
+    return writeMetrics(config.metricsFile, {
+      finishedAtMs: Date.now(), success: code === 0, exitCode: code, filesDelivered: summary.uploaded.filter((u) => !u.adopted).length,
+      bytesDelivered: summary.uploaded.reduce((n, u) => n + u.bytesSent, 0), filesPending: summary.pending.length + summary.failed.length,
+      durationMs: Date.now() - started,
+    }, 'ipi_push').catch((err) => log.warn(`METRICS_FILE ${config.metricsFile}: could not write it (${err instanceof Error ? err.message : err})`));
+  };
+  let summary: PushSummary | null = null;
+  let failure: IpiError | null = null;
+  try {
+    summary = await runPush(config, {
+      mode: watch ? 'watch' : 'once', dryRun: args['dry-run'], acceptNewHostKey: args['accept-new-host-key'],
+      retryFailed: args['retry-failed'], signal: controller.signal,
+    }, {
+      log,
+      progress: args['dry-run'] ? noProgress : createProgress(log, tty),
+      // The service's metrics follow every outcome: "last run" is the last file or connection attempt.
+      onActivity: (s, ok) => void metrics(s, ok ? EXIT.ok : EXIT.failed),
+    });
+  } catch (err) {
+    failure = classify(err, watch ? 'watching' : 'the run');
+    log.error(failure.message);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  const code = exitCodeOf(failure, summary);
+  if (summary && code !== EXIT.ok && !failure) log.error(`${summary.failed.length} file(s) not uploaded: ${summary.failed.map((f) => f.rel).join(', ')}`);
+  await metrics(summary ?? emptySummary(), code);
+  await log.close();
+  return report(failure, summary, config, args, io, started, true);
+}
+
+/** SIGINT/SIGTERM is a clean stop (state saved, upload checkpointed): 0, as a service manager expects. */
+function exitCodeOf(failure: IpiError | null, summary: PushSummary | null): ExitCode {
+  if (failure) return failure.exitCode;
+  if (summary && !summary.stopped && summary.failed.length > 0) return EXIT.failed;
+  return EXIT.ok;
+}
+
+function emptySummary(): PushSummary {
+  return { uploaded: [], failed: [], waiting: [], pending: [], wouldUpload: [], stopped: false };
+}
+
+function report(
+  failure: IpiError | null, summary: PushSummary | null, config: Config | null,
+  args: PushArgs, io: Io, started: number, logged: boolean,
+): ExitCode {
+  const code = exitCodeOf(failure, summary);
+  const message = failure ? scrub(failure.message, config?.secrets ?? []) : null;
+  if (message && !logged) io.stderr.write(`ipi-push: ${message}\n`);
+  if (args.json) {
+    const files = (summary?.uploaded ?? []).map((u) => ({
+      path: u.rel, remotePath: u.remotePath, size: u.size, sha256: u.sha256, verified: u.verified, alreadyThere: u.adopted,
+      resumedFrom: u.resumedFrom, bytesSent: u.bytesSent, durationMs: u.durationMs,
+    }));
+    writeJson(io, {
+      outcome: failure || (code !== EXIT.ok) ? 'failed' : summary?.stopped ? 'stopped' : files.length > 0 ? 'uploaded'
+        : summary?.wouldUpload.length ? 'dry-run' : 'nothing-new',
+      exitCode: code,
+      error: message,
+      files,
+      bytes: files.reduce((n, f) => n + f.size, 0),
+      bytesSent: files.reduce((n, f) => n + f.bytesSent, 0),
+      failed: summary?.failed ?? [],
+      waiting: summary?.waiting ?? [],
+      pending: summary?.pending ?? [],
+      wouldUpload: summary?.wouldUpload ?? [],
+      durationMs: Date.now() - started,
+    });
+  }
+  return code;
+}

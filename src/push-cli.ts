@@ -1,0 +1,79 @@
+// ipi-push's commands and flags, and the one place where its outcome becomes the exit code.
+// The same settings table, .env conventions and exit codes as ipi-pull (src/cli.ts).
+import yargs, { type Argv } from 'yargs';
+import { initCommand } from './commands/init.js';
+import { pushCommand, type PushArgs } from './commands/push.js';
+import { pushStatusCommand } from './commands/push-status.js';
+import { withSettingFlags, type GlobalArgs, type Io } from './commands/shared.js';
+import { EXIT, type ExitCode } from './errors.js';
+import { versionLine } from './version.js';
+
+class UsageError extends Error {}
+
+const defaultIo = (): Io => ({ stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() });
+
+export async function pushMain(argv: string[], io: Io = defaultIo()): Promise<ExitCode> {
+  let exit: ExitCode = EXIT.ok;
+  const run = <A>(command: (args: A, io: Io) => Promise<ExitCode>) => async (args: A) => {
+    exit = await command(args, io);
+  };
+  const parser = yargs(argv)
+    .scriptName('ipi-push')
+    .usage([
+      '$0 [command] [options]',
+      '',
+      'Uploads the files of WATCH_DIR (and its subfolders) to SFTP_UPLOAD_DIR: settled files only,',
+      'to a temporary name then renamed, resumable, verified, recorded in STATE_FILE so nothing goes twice.',
+      'Settings come from .env, then the environment, then flags.',
+    ].join('\n'))
+    .command<PushArgs>(
+      ['$0', 'push'],
+      'Upload what is new (the default command); --watch keeps running as a service',
+      (y) => withSettingFlags(y, 'push')
+        .option('once', { type: 'boolean', describe: 'Scan, upload what is new and settled, exit (the default without --watch)' })
+        .option('watch', { type: 'boolean', describe: 'Run as a service: watch WATCH_DIR and upload files as they settle, until SIGINT/SIGTERM' })
+        .option('dry-run', { type: 'boolean', default: false, describe: 'Scan and say what would be uploaded; connect to nothing, change nothing' })
+        .option('retry-failed', { type: 'boolean', default: false, describe: 'Also retry files that failed permanently (normally retried only once they change)' })
+        .option('accept-new-host-key', { type: 'boolean', default: false, describe: 'Trust and record a host key seen for the first time (never a changed one)' })
+        .conflicts('once', 'watch')
+        .example('$0 --once', 'Upload everything new in WATCH_DIR, then exit (cron)')
+        .example('$0 --watch', 'Run as a service (systemd, Windows service)')
+        .example('$0 --dry-run', 'Show what would be uploaded')
+        .example('$0 --once --json --env-file /etc/ipi-push/site-a.env', 'Another settings file; a JSON summary on stdout') as unknown as Argv<PushArgs>,
+      run(pushCommand),
+    )
+    .command<GlobalArgs>(
+      'status',
+      'Show what was uploaded, what failed and when it is retried, an upload cut short, what waits, and the lock; changes nothing',
+      (y) => withSettingFlags(y, 'push')
+        .example('$0 status', 'In words')
+        .example('$0 status --json', 'As JSON (for monitoring)') as unknown as Argv<GlobalArgs>,
+      run(pushStatusCommand),
+    )
+    .command<GlobalArgs>(
+      'init',
+      'Write a commented .env (or --env-file) to fill in; never overwrites one',
+      (y) => y.example('$0 init', 'Create ./.env from the settings table'),
+      run((args: GlobalArgs, io2: Io) => initCommand(args, io2, 'push')),
+    )
+    .option('env-file', { type: 'string', describe: 'Settings file to read [default: ./.env]', global: true })
+    .option('json', { type: 'boolean', default: false, describe: 'Machine-readable output on stdout (logs go to stderr)', global: true })
+    .epilog('Exit codes: 0 success (also "nothing new", and a clean stop by SIGINT/SIGTERM), 1 a file could not be uploaded (after retries), 2 bad usage, config or state file, 3 another run holds the lock, 4 authentication or host key refused.\nDocs: README.md ("ipi-push"); every setting is listed in .env.example.')
+    .version(versionLine('ipi-push'))
+    .alias('h', 'help')
+    .alias('V', 'version')
+    .strict()
+    .wrap(Math.min(110, process.stdout.columns ?? 100))
+    .fail((msg, err) => {
+      throw err ?? new UsageError(msg);
+    })
+    .exitProcess(false);
+  try {
+    await parser.parseAsync();
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    io.stderr.write(`ipi-push: ${err.message}\nRun 'ipi-push --help' for usage.\n`);
+    return EXIT.usage;
+  }
+  return exit;
+}

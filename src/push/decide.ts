@@ -1,0 +1,165 @@
+// ipi-push's pure decisions, each answerable from its arguments alone (and unit-tested):
+// which names are ignored, whether a path stays inside WATCH_DIR, whether a file needs an
+// upload, in what order, when a file has settled, when a failed one is tried again, where it
+// goes on the server, and what `sha256sum` said.
+import path from 'node:path';
+import picomatch from 'picomatch';
+import { retryDelay } from '../retry.js';
+
+/** A local file as seen by a scan or the watcher. `rel` always uses '/' separators. */
+export interface LocalFile {
+  rel: string;
+  size: number;
+  mtimeMs: number;
+}
+
+export interface UploadedRecord {
+  size: number;
+  mtimeMs: number;
+  sha256: string;
+  uploadedAt: string;
+  remotePath: string;
+  /** How the remote copy was checked: 'sha256' only when the server's sha256sum agreed. */
+  verified: 'sha256' | 'size';
+}
+
+export interface FailedRecord {
+  size: number;
+  mtimeMs: number;
+  error: string;
+  attempts: number;
+  lastAttemptAt: string;
+  /** When it is tried again; null for a permanent failure (tried again when the file changes, or with --retry-failed). */
+  nextRetryAt: string | null;
+  permanent: boolean;
+}
+
+export interface StateView {
+  uploaded: Readonly<Record<string, UploadedRecord>>;
+  failed: Readonly<Record<string, FailedRecord>>;
+}
+
+/** Our own temporary name on the server; never uploaded from WATCH_DIR either. */
+export const REMOTE_TEMP_SUFFIX = '.ipi-push-part';
+
+export type IgnoreTest = (rel: string) => boolean;
+
+/**
+ * IGNORE globs: a glob without '/' is matched against every component of the relative path
+ * (so `.*` also skips everything under a hidden folder), one with '/' against the whole path.
+ * Our own temporary suffix is always ignored.
+ */
+export function ignoreMatcher(globs: readonly string[]): IgnoreTest {
+  const byName = globs.filter((g) => !g.includes('/')).map((g) => picomatch(g, { dot: true }));
+  const byPath = globs.filter((g) => g.includes('/')).map((g) => picomatch(g.replace(/^\/+/, ''), { dot: true }));
+  return (rel) => {
+    const parts = rel.split('/');
+    if (parts[parts.length - 1]!.endsWith(REMOTE_TEMP_SUFFIX)) return true;
+    return parts.some((p) => byName.some((m) => m(p))) || byPath.some((m) => m(rel));
+  };
+}
+
+/** Is `p` the folder `root` itself or somewhere below it? Both absolute, already resolved. */
+export function isInside(root: string, p: string, pathApi: typeof path = path): boolean {
+  const rel = pathApi.relative(root, p);
+  return rel === '' || (!rel.startsWith('..') && !pathApi.isAbsolute(rel));
+}
+
+/** Local relative path (OS separators) to the '/' form used in state and on the server. */
+export function toRel(osRel: string, sep: string = path.sep): string {
+  return osRel.split(sep).join('/');
+}
+
+/**
+ * Why a relative path cannot be uploaded as it is, or null. Names come from the local disk,
+ * but they become remote paths, so the same care as for server names: no control characters
+ * (they would forge log lines and break `sha256sum` output), no '..', no backslash.
+ */
+export function unsafeRelReason(rel: string): string | null {
+  if (rel === '' || rel.startsWith('/')) return 'not a relative path';
+  for (const part of rel.split('/')) {
+    if (part === '' || part === '.' || part === '..') return 'has an empty, "." or ".." component';
+    // eslint-disable-next-line no-control-regex
+    if (/[\u0000-\u001f\u007f]/.test(part)) return 'contains a control character';
+    if (part.includes('\\')) return 'contains a backslash (a path separator on Windows servers)';
+  }
+  return null;
+}
+
+export type Verdict =
+  | { upload: true; why: 'new' | 'changed' | 'retry' }
+  | { upload: false; why: 'uploaded' | 'failed-permanently' | 'retry-later' };
+
+/** Does this file need an upload now? Changed = size or mtime differ from what was uploaded. */
+export function needsUpload(f: LocalFile, state: StateView, nowMs: number, retryFailed = false): Verdict {
+  const done = state.uploaded[f.rel];
+  const failed = state.failed[f.rel];
+  if (failed && failed.size === f.size && failed.mtimeMs === f.mtimeMs) {
+    if (failed.permanent && !retryFailed) return { upload: false, why: 'failed-permanently' };
+    if (!failed.permanent && failed.nextRetryAt !== null && Date.parse(failed.nextRetryAt) > nowMs) return { upload: false, why: 'retry-later' };
+    return { upload: true, why: 'retry' };
+  }
+  if (done && done.size === f.size && done.mtimeMs === f.mtimeMs) return { upload: false, why: 'uploaded' };
+  return { upload: true, why: done ? 'changed' : 'new' };
+}
+
+/** The stable queue order: oldest modification first, ties by path (byte order, locale-free). */
+export function queueOrder(a: LocalFile, b: LocalFile): number {
+  if (a.mtimeMs !== b.mtimeMs) return a.mtimeMs - b.mtimeMs;
+  return a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0;
+}
+
+/** One file under observation: when its size and mtime were last seen to change. */
+export interface Observation {
+  size: number;
+  mtimeMs: number;
+  stableSinceMs: number;
+}
+
+/** Pure: the observation after looking again at `now`. */
+export function observe(prev: Observation | undefined, seen: { size: number; mtimeMs: number }, nowMs: number): Observation {
+  if (prev && prev.size === seen.size && prev.mtimeMs === seen.mtimeMs) return prev;
+  return { size: seen.size, mtimeMs: seen.mtimeMs, stableSinceMs: nowMs };
+}
+
+/** Settled: unchanged for at least `settleMs` (two looks that far apart agree). */
+export function isSettled(o: Observation, nowMs: number, settleMs: number): boolean {
+  return nowMs - o.stableSinceMs >= settleMs;
+}
+
+/** When a failed upload is tried again: RETRY_DELAYS by attempt (the last repeats). */
+export function nextRetryAt(attempts: number, delaysMs: readonly number[], nowMs: number): number {
+  return nowMs + retryDelay(attempts, delaysMs, false);
+}
+
+export interface RemoteTarget {
+  dir: string;
+  final: string;
+  temp: string;
+}
+
+/** Where a relative path goes under SFTP_UPLOAD_DIR, and its temporary name beside it. */
+export function remoteTarget(uploadDir: string, rel: string): RemoteTarget {
+  const base = uploadDir === '/' ? '' : uploadDir.replace(/\/+$/, '');
+  const final = `${base}/${rel}`;
+  const cut = final.lastIndexOf('/');
+  const dir = cut <= 0 ? (final.startsWith('/') ? '/' : '.') : final.slice(0, cut);
+  const name = final.slice(cut + 1);
+  return { dir, final, temp: `${dir === '/' ? '' : dir}/.${name}${REMOTE_TEMP_SUFFIX}` };
+}
+
+/** A POSIX shell word for any string: single quotes, with embedded ones closed and escaped. */
+export function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The digest from `sha256sum FILE` output (GNU escapes odd names with a leading backslash), or null. */
+export function parseSha256sum(stdout: string): string | null {
+  const m = /^\\?([0-9a-f]{64}) [ *]/.exec(stdout.trimStart());
+  return m ? m[1]! : null;
+}
+
+/** Is the remote copy already this file? (We set its mtime, to the second, when we upload.) */
+export function sameAsRemote(local: { size: number; mtimeMs: number }, remote: { size: number; mtimeMs: number; isFile: boolean }): boolean {
+  return remote.isFile && remote.size === local.size && Math.floor(remote.mtimeMs / 1000) === Math.floor(local.mtimeMs / 1000);
+}

@@ -1,0 +1,517 @@
+// ipi-push, start to end: lock, state, scan, settle, upload, record, after-upload action.
+// `--once` takes what is ready and exits (cron); `--watch` keeps a queue fed by the file
+// watcher and a periodic rescan, uploading over one connection that is reopened with
+// RETRY_DELAYS backoff whenever the server is away, so the queue drains by itself when it
+// returns. Orchestration only: the rules live in decide.ts, scan.ts, upload.ts, state.ts.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Config } from '../config/load.js';
+import { AccessDeniedError, ConfigError, IntegrityError, InterruptedError, TransientError, classify, type IpiError } from '../errors.js';
+import { acquireLock, lockFileFor, pidAlive, type Lock } from '../lock.js';
+import type { Logger } from '../log.js';
+import { printableName } from '../names.js';
+import { rate, type Progress } from '../progress.js';
+import { sessionOptions } from '../pull.js';
+import { retryDelay, withRetries } from '../retry.js';
+import { SftpSession } from '../sftp/session.js';
+import { LocalChangedError } from '../transfer/upload-engine.js';
+import { sweepTemporaries } from '../util/atomic.js';
+import { formatBytes } from '../util/space.js';
+import {
+  ignoreMatcher, isSettled, needsUpload, nextRetryAt, observe, queueOrder, type IgnoreTest, type Observation,
+} from './decide.js';
+import { lookAt, scanDir, type ScannedFile } from './scan.js';
+import { StateStore } from './state.js';
+import { SessionFacts, uploadFile, type UploadResult } from './upload.js';
+import { startWatcher, type Watcher } from './watch.js';
+
+export interface PushOptions {
+  mode: 'once' | 'watch';
+  dryRun: boolean;
+  acceptNewHostKey: boolean;
+  /** Try files that failed permanently again (their record says not to, until they change). */
+  retryFailed: boolean;
+  signal: AbortSignal;
+}
+
+export interface PushSummary {
+  uploaded: UploadResult[];
+  failed: Array<{ rel: string; error: string; permanent: boolean }>;
+  /** Still being written when the run looked (size or mtime moved within PUSH_SETTLE). */
+  waiting: string[];
+  /** Files that need an upload and had not been uploaded when the run ended. */
+  pending: string[];
+  /** --dry-run: what would be uploaded, in order. */
+  wouldUpload: string[];
+  /** Ended by SIGINT/SIGTERM after checkpointing the current upload. */
+  stopped: boolean;
+}
+
+export interface PushContext {
+  log: Logger;
+  progress: Progress;
+  /** Watch mode: called after every file outcome and connection failure (metrics). */
+  onActivity?: (summary: PushSummary, ok: boolean) => void;
+}
+
+type Entry = { file: ScannedFile; o: Observation };
+
+export async function runPush(config: Config, opts: PushOptions, ctx: PushContext): Promise<PushSummary> {
+  const summary: PushSummary = { uploaded: [], failed: [], waiting: [], pending: [], wouldUpload: [], stopped: false };
+  try {
+    await fs.access(config.watchDir);
+  } catch {
+    throw new ConfigError(`WATCH_DIR ${config.watchDir}: no such folder. Create it, or set WATCH_DIR to the folder whose files are to be uploaded`);
+  }
+  let lock: Lock | null = null;
+  if (!opts.dryRun) {
+    await fs.mkdir(path.dirname(config.stateFile), { recursive: true });
+    lock = await acquireLock(lockFileFor(config.stateFile), (m) => ctx.log.warn(m), pidAlive, 'ipi-push');
+    for (const file of await sweepTemporaries(path.dirname(config.stateFile), pidAlive)) ctx.log.info(`removed ${file}, a temporary file left by a run that died`);
+  }
+  try {
+    const store = await StateStore.open(config.stateFile);
+    const pusher = new Pusher(config, store, opts, ctx, summary);
+    if (opts.mode === 'watch' && !opts.dryRun) await pusher.watchLoop();
+    else await pusher.once();
+  } finally {
+    await lock?.release();
+  }
+  return summary;
+}
+
+class Pusher {
+  private readonly ignored: IgnoreTest;
+  private readonly entries = new Map<string, Entry>();
+  private readonly warned = new Set<string>();
+  private session: SftpSession | null = null;
+  private facts = new SessionFacts();
+  private connectFailures = 0;
+  private connectBackoffUntil = 0;
+  private kick: (() => void) | null = null;
+
+  constructor(
+    private readonly config: Config,
+    private readonly store: StateStore,
+    private readonly opts: PushOptions,
+    private readonly ctx: PushContext,
+    private readonly summary: PushSummary,
+  ) {
+    this.ignored = ignoreMatcher(config.ignore);
+    // On a signal the current upload finishes the writes already sent (a clean prefix on the
+    // server to resume from); a link too stalled to answer within 5 s is dropped instead.
+    opts.signal.addEventListener('abort', () => {
+      setTimeout(() => this.session?.destroy('stopped by a signal'), 5000).unref();
+    }, { once: true });
+  }
+
+  private get log(): Logger {
+    return this.ctx.log;
+  }
+
+  // ---------------------------------------------------------------- observation
+
+  private note(file: ScannedFile, nowMs: number): void {
+    const prev = this.entries.get(file.rel);
+    this.entries.set(file.rel, { file, o: observe(prev?.o, file, nowMs) });
+  }
+
+  private skip(rel: string, reason: string): void {
+    const key = `${rel}\0${reason}`;
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.log.warn(`skipping ${printableName(rel)}: ${reason}`);
+  }
+
+  /** Walk WATCH_DIR: every file seen is (re)observed; files gone from it are dropped. */
+  private async rescan(): Promise<void> {
+    const now = Date.now();
+    const { files, skipped } = await scanDir(this.config.watchDir, this.ignored);
+    for (const s of skipped) this.skip(s.rel, s.reason);
+    const seen = new Set<string>();
+    for (const f of files) {
+      seen.add(f.rel);
+      this.note(f, now);
+    }
+    for (const rel of [...this.entries.keys()]) if (!seen.has(rel)) this.entries.delete(rel);
+  }
+
+  /** Look at one path again (watcher event, or just before an upload). */
+  private async relook(rel: string): Promise<Entry | null> {
+    const root = this.config.watchDir;
+    const look = await lookAt(root, await fs.realpath(root), path.join(root, ...rel.split('/')), rel);
+    if (look.kind === 'file') {
+      this.note(look.file, Date.now());
+      return this.entries.get(rel)!;
+    }
+    this.entries.delete(rel);
+    if (look.kind === 'skip') this.skip(rel, look.reason);
+    return null;
+  }
+
+  /** Files that need an upload, in queue order; `settled` splits them into ready and waiting. */
+  private candidates(nowMs: number): { ready: ScannedFile[]; unsettled: Entry[] } {
+    const ready: ScannedFile[] = [];
+    const unsettled: Entry[] = [];
+    for (const e of this.entries.values()) {
+      if (!needsUpload(e.file, this.store.state, nowMs, this.opts.retryFailed).upload) continue;
+      if (isSettled(e.o, nowMs, this.config.pushSettle)) ready.push(e.file);
+      else unsettled.push(e);
+    }
+    ready.sort(queueOrder);
+    unsettled.sort((a, b) => queueOrder(a.file, b.file));
+    return { ready, unsettled };
+  }
+
+  private pendingNames(): string[] {
+    const now = Date.now();
+    return [...this.entries.values()].filter((e) => needsUpload(e.file, this.store.state, now, this.opts.retryFailed).upload)
+      .map((e) => e.file).sort(queueOrder).map((f) => f.rel);
+  }
+
+  // ---------------------------------------------------------------- --once
+
+  async once(): Promise<void> {
+    await this.rescan();
+    const first = this.candidates(Date.now());
+    const todo = [...first.ready, ...first.unsettled.map((e) => e.file)].sort(queueOrder);
+    this.reportPermanentFailures();
+    if (todo.length === 0) {
+      this.log.info(`nothing new in ${this.config.watchDir}`);
+      return;
+    }
+    if (this.opts.dryRun) {
+      this.summary.wouldUpload = todo.map((f) => f.rel);
+      for (const f of todo) this.log.info(`would upload ${printableName(f.rel)} (${formatBytes(f.size)})`);
+      return;
+    }
+    // The second look, PUSH_SETTLE after the first: what moved meanwhile is still being written.
+    if (first.unsettled.length > 0) await sleep(this.config.pushSettle, this.opts.signal).catch(() => {});
+    if (this.opts.signal.aborted) return this.stop();
+    for (const e of first.unsettled) await this.relook(e.file.rel);
+    const { ready, unsettled } = this.candidates(Date.now());
+    this.summary.waiting = unsettled.map((e) => e.file.rel);
+    for (const e of unsettled) this.log.info(`${printableName(e.file.rel)} is still being written (its size or time changed within PUSH_SETTLE); the next run takes it`);
+    if (ready.length === 0) return;
+
+    const done = new Set<string>();
+    try {
+      await withRetries(async (attempt) => {
+        const session = await this.openSession();
+        try {
+          for (const file of ready) {
+            if (done.has(file.rel)) continue;
+            if (this.opts.signal.aborted) throw new InterruptedError('a signal');
+            const outcome = await this.uploadOne(session, file);
+            if (outcome === 'transient') throw this.lastTransient!;
+            done.add(file.rel);
+            if (outcome === 'uploaded') attempt.progressed = true;
+          }
+        } finally {
+          await this.closeSession();
+        }
+      }, { retries: this.config.retries, delaysMs: this.config.retryDelays }, this.log, this.opts.signal);
+    } catch (err) {
+      if (this.opts.signal.aborted) return this.stop();
+      throw err;
+    } finally {
+      this.summary.pending = this.pendingNames().filter((r) => !this.summary.waiting.includes(r));
+    }
+  }
+
+  private reportPermanentFailures(): void {
+    if (this.opts.retryFailed) return;
+    for (const [rel, f] of Object.entries(this.store.state.failed)) {
+      const e = this.entries.get(rel);
+      if (f.permanent && e && e.file.size === f.size && e.file.mtimeMs === f.mtimeMs) {
+        this.summary.failed.push({ rel, error: f.error, permanent: true });
+        this.log.warn(`${printableName(rel)} failed permanently earlier (${f.error}); it is tried again when it changes, or with --retry-failed`);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- --watch
+
+  async watchLoop(): Promise<void> {
+    const signal = this.opts.signal;
+    let watcher: Watcher | null = null;
+    const wake = () => this.kick?.();
+    const pendingLooks = new Set<Promise<unknown>>();
+    const track = (p: Promise<unknown>) => {
+      pendingLooks.add(p);
+      void p.finally(() => pendingLooks.delete(p));
+    };
+    try {
+      watcher = await startWatcher(this.config.watchDir, this.ignored, {
+        changed: (rel) => track(this.relook(rel).catch(() => null).then(wake)),
+        removed: (rel) => {
+          this.entries.delete(rel);
+          wake();
+        },
+        // A folder moved in whole: its files may predate the watch on it.
+        dirAdded: () => track(this.rescan().catch(() => {}).then(wake)),
+      }, this.log);
+      await this.rescan();
+      this.reportPermanentFailures();
+      const n = this.pendingNames().length;
+      this.log.info(`watching ${this.config.watchDir} (${n} file(s) to upload now); uploads go to ${this.config.uploadDir} on ${this.config.host}`);
+      let lastScan = Date.now();
+      while (!signal.aborted) {
+        const now = Date.now();
+        if (this.config.rescanInterval > 0 && now - lastScan >= this.config.rescanInterval) {
+          await this.rescan().catch((err) => this.log.warn(`rescanning ${this.config.watchDir}: ${classify(err, 'rescanning').message}`));
+          lastScan = Date.now();
+        }
+        const { ready, unsettled } = this.candidates(now);
+        if (ready.length === 0) {
+          await this.idle(this.nextDue(now, unsettled, lastScan));
+          continue;
+        }
+        const session = await this.watchSession();
+        if (!session) {
+          await this.idle(Math.max(50, this.connectBackoffUntil - Date.now()));
+          continue;
+        }
+        // One more look right before taking it: the watcher may not have told us yet.
+        const e = await this.relook(ready[0]!.rel);
+        if (!e || !isSettled(e.o, Date.now(), this.config.pushSettle)) continue;
+        const outcome = await this.uploadOne(session, e.file);
+        if (outcome === 'stopped') break;
+        if (outcome === 'transient' && session.isClosed) {
+          this.log.warn(`the connection to ${this.config.host} was lost; ${this.pendingNames().length} file(s) wait for it to come back`);
+          await this.closeSession();
+        }
+        this.ctx.onActivity?.(this.summary, outcome === 'uploaded' || outcome === 'skipped');
+      }
+      this.stop();
+    } finally {
+      this.kick = null;
+      await Promise.allSettled([...pendingLooks]);
+      await watcher?.close().catch(() => {});
+      await this.closeSession();
+      this.summary.pending = this.pendingNames();
+    }
+  }
+
+  /** When something may become ready: a file settling, a retry falling due, the next rescan. */
+  private nextDue(now: number, unsettled: Entry[], lastScan: number): number {
+    let due = now + 60_000;
+    for (const e of unsettled) due = Math.min(due, e.o.stableSinceMs + this.config.pushSettle);
+    for (const [rel, f] of Object.entries(this.store.state.failed)) {
+      if (f.nextRetryAt && this.entries.has(rel)) due = Math.min(due, Date.parse(f.nextRetryAt));
+    }
+    if (this.config.rescanInterval > 0) due = Math.min(due, lastScan + this.config.rescanInterval);
+    return Math.max(20, due - now);
+  }
+
+  /** Wait until `ms` passes, a watcher event arrives, or a signal. */
+  private idle(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.opts.signal.removeEventListener('abort', done);
+        this.kick = null;
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.kick = done;
+      this.opts.signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  /** The connection, (re)opened when needed; null while the server is away (backing off). */
+  private async watchSession(): Promise<SftpSession | null> {
+    if (this.session && !this.session.isClosed) return this.session;
+    if (this.session) await this.closeSession();
+    if (Date.now() < this.connectBackoffUntil) return null;
+    try {
+      const s = await this.openSession();
+      if (this.connectFailures > 0) this.log.info(`${this.config.host} is reachable again: draining the queue (${this.pendingNames().length} file(s))`);
+      this.connectFailures = 0;
+      return s;
+    } catch (err) {
+      const e = classify(err, `connecting to ${this.config.host}`);
+      if (e.kind === 'permanent') throw e; // login, host key, configuration: reported, not hammered
+      this.connectFailures += 1;
+      const wait = retryDelay(this.connectFailures, this.config.retryDelays, false);
+      this.connectBackoffUntil = Date.now() + wait;
+      this.log.warn(`${e.message}; ${this.pendingNames().length} file(s) wait; trying again in ${(wait / 1000).toFixed(wait % 1000 ? 1 : 0)} s`);
+      this.ctx.onActivity?.(this.summary, false);
+      return null;
+    }
+  }
+
+  private async openSession(): Promise<SftpSession> {
+    const s = await SftpSession.open(sessionOptions(this.config, this.opts.acceptNewHostKey, this.log));
+    this.session = s;
+    this.facts = new SessionFacts();
+    if (!s.hasPosixRename) this.log.warn(`${this.config.host} does not offer posix-rename@openssh.com: replacing a file already on the server is not atomic (it is removed, then the new one renamed into place)`);
+    return s;
+  }
+
+  private async closeSession(): Promise<void> {
+    const s = this.session;
+    this.session = null;
+    if (s) await s.end().catch(() => {});
+  }
+
+  // ---------------------------------------------------------------- one file
+
+  private lastTransient: IpiError | null = null;
+
+  /** Upload one file and record the outcome; never throws for a per-file failure. */
+  private async uploadOne(session: SftpSession, file: ScannedFile): Promise<'uploaded' | 'skipped' | 'failed' | 'transient' | 'stopped'> {
+    const name = printableName(file.rel);
+    let started = false;
+    const attempt = (fresh: boolean) => uploadFile({
+      session, facts: this.facts, file, log: this.log, fresh,
+      settings: {
+        watchDir: this.config.watchDir, uploadDir: this.config.uploadDir, chunkSize: this.config.chunkSize,
+        chunksInFlight: this.config.chunksInFlight, dataTimeoutMs: this.config.dataTimeout, verify: this.config.verify,
+      },
+      inProgress: this.store.state.inProgress,
+      onStart: (rec) => {
+        this.log.info(`uploading ${name} (${formatBytes(rec.size)}) to ${rec.remoteTemp}`);
+        return this.store.markInProgress(rec);
+      },
+      onProgress: (done, total, from) => {
+        if (!started) {
+          started = true;
+          this.ctx.progress.start(file.rel, total, from);
+        }
+        this.ctx.progress.update(done);
+      },
+      signal: this.opts.signal,
+    }).finally(() => {
+      if (started) this.ctx.progress.end();
+      started = false;
+    });
+
+    let result: UploadResult;
+    try {
+      try {
+        result = await attempt(false);
+      } catch (err) {
+        if (!(err instanceof IntegrityError)) throw err;
+        // A corrupt byte on the way is worth one more try from zero; a second mismatch is not chance.
+        this.log.warn(`${err.message}; removed on the server, uploading it once more from the start`);
+        try {
+          result = await attempt(true);
+        } catch (again) {
+          if (again instanceof IntegrityError) throw new IntegrityError(`${again.message} again: not published`);
+          throw again;
+        }
+      }
+    } catch (err) {
+      return this.failed(file, err, session);
+    }
+
+    await this.store.markUploaded(file.rel, {
+      size: result.size, mtimeMs: result.mtimeMs, sha256: result.sha256, uploadedAt: new Date().toISOString(),
+      remotePath: result.remotePath, verified: result.verified,
+    });
+    this.summary.uploaded.push(result);
+    this.summary.failed = this.summary.failed.filter((f) => f.rel !== file.rel);
+    if (!result.adopted) {
+      const how = result.verified === 'sha256' ? 'size and SHA-256 checked on the server' : 'size checked';
+      const resumed = result.resumedFrom > 0 ? `, resumed from byte ${result.resumedFrom}` : '';
+      this.log.info(`uploaded ${name} -> ${result.remotePath}: ${formatBytes(result.size)} in ${(result.durationMs / 1000).toFixed(1)} s (${rate(result.bytesSent, result.durationMs)})${resumed}; ${how}; sha256 ${result.sha256}`);
+    }
+    await this.afterUpload(file);
+    this.entries.delete(file.rel);
+    return result.adopted ? 'skipped' : 'uploaded';
+  }
+
+  private async failed(file: ScannedFile, err: unknown, session: SftpSession): Promise<'failed' | 'transient' | 'stopped'> {
+    const name = printableName(file.rel);
+    if (this.opts.signal.aborted) {
+      this.stop();
+      return 'stopped';
+    }
+    if (err instanceof LocalChangedError) {
+      // Not a failure: the file is still being written. It goes once it settles again.
+      this.log.info(err.message.startsWith(name) ? err.message : `${name}: ${err.message}`);
+      await this.relook(file.rel).catch(() => null);
+      const e = this.entries.get(file.rel);
+      if (e) this.entries.set(file.rel, { file: e.file, o: { ...e.o, stableSinceMs: Date.now() } });
+      if (this.opts.mode === 'once') this.summary.waiting.push(file.rel);
+      return 'failed';
+    }
+    const e = classify(err, `uploading ${name}`);
+    if (e instanceof AccessDeniedError || e instanceof ConfigError) throw e;
+    const linkLost = session.isClosed;
+    const permanent = e.kind === 'permanent' && !linkLost;
+    const rec = await this.store.markFailed(file.rel, file, e.message, permanent, (attempts) =>
+      // A lost link is not the file's fault: it goes first as soon as the server is back.
+      (linkLost ? Date.now() : nextRetryAt(attempts, this.config.retryDelays, Date.now())));
+    this.summary.failed = this.summary.failed.filter((f) => f.rel !== file.rel);
+    this.summary.failed.push({ rel: file.rel, error: e.message, permanent });
+    if (permanent) {
+      this.log.error(`${e.message}; not retried until the file changes (or run with --retry-failed)`);
+      return 'failed';
+    }
+    this.log.warn(`${e.message} (attempt ${rec.attempts}${linkLost ? '' : `; next try at ${rec.nextRetryAt}`})`);
+    this.lastTransient = e instanceof TransientError ? e : new TransientError(e.message, { cause: err });
+    return 'transient';
+  }
+
+  /** AFTER_UPLOAD, once the upload is verified and recorded; a failure here never undoes it. */
+  private async afterUpload(file: ScannedFile): Promise<void> {
+    const action = this.config.afterUpload;
+    if (action === 'keep') return;
+    const name = printableName(file.rel);
+    try {
+      // Only the very file that was uploaded: not one written over it since.
+      const st = await fs.lstat(file.abs);
+      const real = st.isSymbolicLink() ? await fs.stat(file.abs) : st;
+      if (real.size !== file.size || Math.floor(real.mtimeMs) !== file.mtimeMs) {
+        this.log.warn(`${name} changed after its upload: left in place (AFTER_UPLOAD=${action} applies to the uploaded version only)`);
+        return;
+      }
+      if (action === 'delete') {
+        await fs.rm(file.abs);
+        this.log.info(`${name}: deleted locally (AFTER_UPLOAD=delete)`);
+      } else {
+        const to = path.join(this.config.archiveDir!, ...file.rel.split('/'));
+        await fs.mkdir(path.dirname(to), { recursive: true });
+        await moveFile(file.abs, to);
+        this.log.info(`${name}: moved to ${to} (AFTER_UPLOAD=archive)`);
+      }
+    } catch (err) {
+      this.log.warn(`${name}: uploaded, but AFTER_UPLOAD=${action} failed: ${classify(err, 'moving it').message}`);
+    }
+  }
+
+  private stop(): void {
+    if (this.summary.stopped) return;
+    this.summary.stopped = true;
+    this.log.warn('stopped by a signal: no new file taken, state saved; an upload cut short resumes where the server stopped on the next run');
+  }
+}
+
+async function moveFile(from: string, to: string): Promise<void> {
+  try {
+    await fs.rename(from, to);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+    // Another filesystem: copy, then remove the original only once the copy is complete.
+    await fs.copyFile(from, to);
+    await fs.rm(from);
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+

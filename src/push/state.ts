@@ -1,0 +1,131 @@
+// STATE_FILE: what ipi-push has uploaded (path, size, mtime, sha256, when) and what failed
+// (error, attempts, next retry), plus the upload in progress, so a restart neither uploads a
+// file twice nor forgets one. Rewritten atomically after every change (writeFileAtomic): a
+// crash leaves the old state or the new, never half. A state that cannot be read is never
+// guessed at or overwritten: the run stops with the recovery steps.
+import fs from 'node:fs/promises';
+import { ConfigError } from '../errors.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import type { FailedRecord, UploadedRecord } from './decide.js';
+
+export interface InProgressRecord {
+  rel: string;
+  size: number;
+  mtimeMs: number;
+  remoteTemp: string;
+  startedAt: string;
+}
+
+export interface PushState {
+  version: 1;
+  uploaded: Record<string, UploadedRecord>;
+  failed: Record<string, FailedRecord>;
+  /** The upload that was under way when the state was last written; its remote temporary may be resumed. */
+  inProgress: InProgressRecord | null;
+}
+
+export function emptyState(): PushState {
+  return { version: 1, uploaded: {}, failed: {}, inProgress: null };
+}
+
+export class StateCorruptError extends ConfigError {}
+
+/** The documented way out, repeated in the error so it is there when it is needed. */
+export function recoveryAdvice(file: string): string {
+  return `Nothing was uploaded. To recover: move it aside (mv '${file}' '${file}.corrupt') and run again; `
+    + 'files whose copy on the server already matches (same size and modification time, and SHA-256 with VERIFY=sha256) '
+    + 'are recorded without being uploaded again, the others are uploaded. See README, "ipi-push state file".';
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+const isStr = (v: unknown): v is string => typeof v === 'string';
+
+/** Pure: the state in `text`, or a StateCorruptError saying exactly what is wrong where. */
+export function parseState(text: string, file: string): PushState {
+  const bad = (why: string) => new StateCorruptError(`STATE_FILE ${file} is damaged: ${why}. ${recoveryAdvice(file)}`);
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw bad(`not valid JSON (${(err as Error).message})`);
+  }
+  if (!isObj(v)) throw bad('not a JSON object');
+  if (v.version !== 1) throw bad(`unknown version ${JSON.stringify(v.version)} (this ipi-push writes version 1)`);
+  if (!isObj(v.uploaded) || !isObj(v.failed)) throw bad('"uploaded" and "failed" must be objects');
+  for (const [rel, r] of Object.entries(v.uploaded)) {
+    if (!isObj(r) || !isNum(r.size) || !isNum(r.mtimeMs) || !isStr(r.sha256) || !isStr(r.uploadedAt) || !isStr(r.remotePath)
+      || (r.verified !== 'sha256' && r.verified !== 'size')) throw bad(`uploaded entry ${JSON.stringify(rel)} is incomplete`);
+  }
+  for (const [rel, r] of Object.entries(v.failed)) {
+    if (!isObj(r) || !isNum(r.size) || !isNum(r.mtimeMs) || !isStr(r.error) || !isNum(r.attempts) || !isStr(r.lastAttemptAt)
+      || !(r.nextRetryAt === null || isStr(r.nextRetryAt)) || typeof r.permanent !== 'boolean') throw bad(`failed entry ${JSON.stringify(rel)} is incomplete`);
+  }
+  const p = v.inProgress;
+  if (p !== null && p !== undefined && (!isObj(p) || !isStr(p.rel) || !isNum(p.size) || !isNum(p.mtimeMs) || !isStr(p.remoteTemp) || !isStr(p.startedAt))) {
+    throw bad('"inProgress" is incomplete');
+  }
+  return {
+    version: 1,
+    uploaded: v.uploaded as PushState['uploaded'],
+    failed: v.failed as PushState['failed'],
+    inProgress: (p ?? null) as InProgressRecord | null,
+  };
+}
+
+export async function readState(file: string): Promise<PushState> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return emptyState();
+    throw new ConfigError(`STATE_FILE ${file}: cannot read it (${code ?? String(err)})`);
+  }
+  return parseState(text, file);
+}
+
+/** The state in memory and on disk, changed only through these methods, each saved at once. */
+export class StateStore {
+  constructor(readonly file: string, readonly state: PushState) {}
+
+  static async open(file: string): Promise<StateStore> {
+    return new StateStore(file, await readState(file));
+  }
+
+  async save(): Promise<void> {
+    await writeFileAtomic(this.file, `${JSON.stringify(this.state, null, 1)}\n`);
+  }
+
+  async markInProgress(rec: InProgressRecord): Promise<void> {
+    this.state.inProgress = rec;
+    await this.save();
+  }
+
+  async markUploaded(rel: string, rec: UploadedRecord): Promise<void> {
+    this.state.uploaded[rel] = rec;
+    delete this.state.failed[rel];
+    if (this.state.inProgress?.rel === rel) this.state.inProgress = null;
+    await this.save();
+  }
+
+  async markFailed(rel: string, f: { size: number; mtimeMs: number }, error: string, permanent: boolean, retryAt: (attempts: number) => number | null): Promise<FailedRecord> {
+    const prev = this.state.failed[rel];
+    const attempts = (prev && prev.size === f.size && prev.mtimeMs === f.mtimeMs ? prev.attempts : 0) + 1;
+    const at = permanent ? null : retryAt(attempts);
+    const rec: FailedRecord = {
+      size: f.size, mtimeMs: f.mtimeMs, error, attempts, lastAttemptAt: new Date().toISOString(),
+      nextRetryAt: at === null ? null : new Date(at).toISOString(), permanent,
+    };
+    this.state.failed[rel] = rec;
+    await this.save();
+    return rec;
+  }
+
+  /** The file is gone from WATCH_DIR: nothing left to retry. */
+  async forgetFailed(rel: string): Promise<void> {
+    if (!(rel in this.state.failed)) return;
+    delete this.state.failed[rel];
+    await this.save();
+  }
+}

@@ -1,0 +1,241 @@
+// One local file to the server: to `.NAME.ipi-push-part` beside its final name (resuming from
+// what the server already holds, after checking that prefix), mtime set, verified (size, and
+// SHA-256 through `sha256sum` over SSH when asked and possible), then renamed into place, so
+// the server's consumers never see half a file.
+import { createHash, type Hash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+import { IntegrityError, PermanentError, TransientError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { printableName } from '../names.js';
+import type { SftpSession } from '../sftp/session.js';
+import { LocalChangedError, sendRange } from '../transfer/upload-engine.js';
+import { parseSha256sum, remoteTarget, sameAsRemote, shellQuote } from './decide.js';
+import { openInside, type ScannedFile } from './scan.js';
+import type { InProgressRecord } from './state.js';
+
+export interface UploadSettings {
+  watchDir: string;
+  uploadDir: string;
+  chunkSize: number;
+  chunksInFlight: number;
+  dataTimeoutMs: number;
+  verify: 'size' | 'sha256';
+}
+
+/** Per connection: folders known to exist, and whether `sha256sum` works there. */
+export class SessionFacts {
+  readonly dirs = new Set<string>();
+  /** null: not tried yet; a string: why the server cannot hash (said once per connection). */
+  sha256Unavailable: string | null | undefined = undefined;
+}
+
+export interface UploadResult {
+  rel: string;
+  remotePath: string;
+  size: number;
+  mtimeMs: number;
+  sha256: string;
+  verified: 'sha256' | 'size';
+  /** Already on the server (same size and mtime, and hash when checked): nothing sent. */
+  adopted: boolean;
+  resumedFrom: number;
+  bytesSent: number;
+  durationMs: number;
+}
+
+export interface UploadRequest {
+  session: SftpSession;
+  facts: SessionFacts;
+  file: ScannedFile;
+  settings: UploadSettings;
+  log: Logger;
+  /** The interrupted upload recorded in the state, if any (its temporary may be resumed). */
+  inProgress: InProgressRecord | null;
+  /** Recorded before the first byte is sent, so a crash leaves a resumable record. */
+  onStart: (rec: InProgressRecord) => Promise<void>;
+  onProgress: (done: number, total: number, from: number) => void;
+  signal?: AbortSignal;
+  /** Start from zero whatever the server holds (after a SHA-256 mismatch). */
+  fresh?: boolean;
+}
+
+const TAIL_WINDOW = 64 * 1024;
+
+export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
+  const started = Date.now();
+  const { session, file, settings, log } = req;
+  const target = remoteTarget(settings.uploadDir, file.rel);
+  const name = printableName(file.rel);
+  const local = await openInside(settings.watchDir, file);
+  try {
+    const st = await local.stat();
+    const size = st.size;
+    const mtimeMs = Math.floor(st.mtimeMs);
+    if (size !== file.size || mtimeMs !== file.mtimeMs) {
+      throw new LocalChangedError(`${name} changed since it was last looked at (size ${file.size} -> ${size}): it waits until it settles`);
+    }
+    if (!req.facts.dirs.has(target.dir)) {
+      await session.mkdirp(target.dir);
+      req.facts.dirs.add(target.dir);
+    }
+
+    // Already there (our upload whose record was lost, or the same file put by hand): adopt it.
+    const existing = await session.statOrNull(target.final);
+    if (!req.fresh && existing && sameAsRemote({ size, mtimeMs }, existing)) {
+      const sha256 = await hashLocal(local, size);
+      const verified = await verifyRemoteHash(req, target.final, sha256, size);
+      if (verified === 'mismatch') {
+        log.warn(`${name}: the copy on the server has the same size and time but a different SHA-256: uploading it again`);
+      } else {
+        log.info(`${name}: already on the server (same size and modification time${verified === 'sha256' ? ', same SHA-256' : ''}): recorded, not sent again`);
+        return { rel: file.rel, remotePath: target.final, size, mtimeMs, sha256, verified, adopted: true, resumedFrom: 0, bytesSent: 0, durationMs: Date.now() - started };
+      }
+    }
+
+    const from = req.fresh ? 0 : await resumePoint(req, local, size, mtimeMs, target.temp);
+    await req.onStart({ rel: file.rel, size, mtimeMs, remoteTemp: target.temp, startedAt: new Date().toISOString() });
+    const handle = await session.openWrite(target.temp, from > 0 ? 'r+' : 'w');
+    let closed = false;
+    const hash = createHash('sha256');
+    let bytesSent = 0;
+    try {
+      await hashRange(local, 0, from, hash);
+      req.onProgress(from, size, from);
+      const sent = await sendRange({
+        writer: session, handle, local, from, size,
+        chunkSize: settings.chunkSize, chunksInFlight: settings.chunksInFlight, dataTimeoutMs: settings.dataTimeoutMs,
+        onStall: (why) => session.destroy(why),
+        onRead: (data) => hash.update(data),
+        onAcked: (end) => req.onProgress(end, size, from),
+        signal: req.signal,
+      });
+      bytesSent = sent.bytesSent;
+      await session.setTimes(handle, st.atimeMs, mtimeMs);
+      closed = true;
+      await session.close(handle);
+    } finally {
+      if (!closed) await session.close(handle).catch(() => {});
+    }
+
+    // The file must not have changed while it was read: same size, same mtime, same length.
+    const after = await local.stat();
+    if (after.size !== size || Math.floor(after.mtimeMs) !== mtimeMs) {
+      await session.remove(target.temp).catch(() => {});
+      throw new LocalChangedError(`${name} changed while it was being uploaded: not published; it goes again once it settles`);
+    }
+    const sha256 = hash.digest('hex');
+    const remote = await session.stat(target.temp);
+    if (remote.size !== size) {
+      await session.remove(target.temp).catch(() => {});
+      throw new TransientError(`${name}: the server holds ${remote.size} bytes after the upload, ${size} expected; it will be sent again`);
+    }
+    const verified = await verifyRemoteHash(req, target.temp, sha256, size);
+    if (verified === 'mismatch') {
+      await session.remove(target.temp).catch(() => {});
+      throw new IntegrityError(`${name}: the server's SHA-256 of the upload differs from the local file's (${sha256})`);
+    }
+    const { replacedAtomically } = await session.renameReplacing(target.temp, target.final);
+    if (!replacedAtomically) log.warn(`${name}: the server lacks posix-rename@openssh.com, so the older ${target.final} was removed before the new one was renamed into place`);
+    return { rel: file.rel, remotePath: target.final, size, mtimeMs, sha256, verified, adopted: false, resumedFrom: from, bytesSent, durationMs: Date.now() - started };
+  } finally {
+    await local.close().catch(() => {});
+  }
+}
+
+/**
+ * Where to continue: the size of the temporary already on the server, if the state says it
+ * belongs to this very version of the file and its last 64 KiB equal ours; else 0.
+ */
+async function resumePoint(req: UploadRequest, local: FileHandle, size: number, mtimeMs: number, temp: string): Promise<number> {
+  const rec = req.inProgress;
+  const name = printableName(req.file.rel);
+  const there = await req.session.statOrNull(temp);
+  if (!there || !there.isFile || there.size === 0) return 0;
+  if (!rec || rec.rel !== req.file.rel || rec.size !== size || rec.mtimeMs !== mtimeMs || rec.remoteTemp !== temp) {
+    req.log.info(`${name}: a partial upload on the server belongs to another version of the file: starting over`);
+    return 0;
+  }
+  if (there.size > size) {
+    req.log.warn(`${name}: the partial upload on the server is longer than the file: starting over`);
+    return 0;
+  }
+  const len = Math.min(TAIL_WINDOW, there.size);
+  const mine = Buffer.alloc(len);
+  const theirs = Buffer.alloc(len);
+  await readExact(local, mine, there.size - len);
+  const h = await req.session.openRead(temp);
+  try {
+    let got = 0;
+    while (got < len) {
+      const n = await req.session.read(h, theirs, got, Math.min(len - got, req.session.maxReadLen), there.size - len + got);
+      if (n === 0) break;
+      got += n;
+    }
+  } finally {
+    await req.session.close(h).catch(() => {});
+  }
+  if (!mine.equals(theirs)) {
+    req.log.warn(`${name}: the partial upload on the server does not match the local file: starting over`);
+    return 0;
+  }
+  req.log.info(`${name}: resuming the upload at byte ${there.size} of ${size} (the server's last ${len} bytes match)`);
+  return there.size;
+}
+
+/**
+ * 'sha256' when the server's sha256sum agrees, 'mismatch' when it disagrees, 'size' when it
+ * was not asked for or the server cannot run it (said once per connection, never pretended).
+ */
+async function verifyRemoteHash(req: UploadRequest, remotePath: string, sha256: string, size: number): Promise<'sha256' | 'size' | 'mismatch'> {
+  if (req.settings.verify !== 'sha256') return 'size';
+  if (typeof req.facts.sha256Unavailable === 'string') return 'size';
+  const cannot = (why: string): 'size' => {
+    req.facts.sha256Unavailable = why;
+    req.log.warn(`VERIFY=sha256: the server cannot compute SHA-256 (${why}); uploads on this connection are checked by size only, and recorded as such`);
+    return 'size';
+  };
+  // A second per 50 MB for the server to read the file, and a generous floor.
+  const timeoutMs = 30_000 + Math.ceil(size / 50_000);
+  let r;
+  try {
+    r = await req.session.exec(`sha256sum -- ${shellQuote(remotePath)}`, timeoutMs);
+  } catch (err) {
+    if (err instanceof PermanentError) return cannot(err.message);
+    throw err;
+  }
+  const digest = r.code === 0 ? parseSha256sum(r.stdout) : null;
+  if (digest === null) {
+    const said = (r.stderr || r.stdout).trim().split('\n')[0]?.slice(0, 200) ?? '';
+    const why = r.code === 127 ? 'sha256sum is not installed there'
+      : /no such file/i.test(said) ? `its shell does not see ${remotePath} (an SFTP chroot?)`
+        : `sha256sum answered ${r.code === null ? 'nothing' : `exit ${r.code}`}${said ? `: ${JSON.stringify(said)}` : ''}`;
+    return cannot(why);
+  }
+  req.facts.sha256Unavailable = null;
+  return digest === sha256 ? 'sha256' : 'mismatch';
+}
+
+async function hashLocal(local: FileHandle, size: number): Promise<string> {
+  const h = createHash('sha256');
+  await hashRange(local, 0, size, h);
+  return h.digest('hex');
+}
+
+async function hashRange(local: FileHandle, start: number, end: number, h: Hash): Promise<void> {
+  const buf = Buffer.allocUnsafe(1024 * 1024);
+  for (let pos = start; pos < end;) {
+    const { bytesRead } = await local.read(buf, 0, Math.min(buf.length, end - pos), pos);
+    if (bytesRead === 0) throw new LocalChangedError('the local file got shorter while it was being read');
+    h.update(buf.subarray(0, bytesRead));
+    pos += bytesRead;
+  }
+}
+
+async function readExact(local: FileHandle, buf: Buffer, position: number): Promise<void> {
+  let got = 0;
+  while (got < buf.length) {
+    const { bytesRead } = await local.read(buf, got, buf.length - got, position + got);
+    if (bytesRead === 0) throw new LocalChangedError('the local file got shorter while it was being read');
+    got += bytesRead;
+  }
+}

@@ -1,0 +1,119 @@
+// The pipelined send: the upload counterpart of engine.ts. The local file is read in order,
+// CHUNK_SIZE at a time (one read each), and each chunk goes out as WRITE requests no larger
+// than the server accepts (limits@openssh.com), with up to CHUNKS_IN_FLIGHT chunks
+// unacknowledged at once. Memory is CHUNK_SIZE x CHUNKS_IN_FLIGHT whatever the file size.
+// The resume point is the end of the acknowledged prefix: chunks are retired in file order, and
+// a stop (signal) waits for the writes already sent, so the server holds a clean prefix.
+import type { FileHandle } from 'node:fs/promises';
+import { InterruptedError, TransientError } from '../errors.js';
+
+/** What the engine needs from a connection; SftpSession provides it, tests can too. */
+export interface RemoteWriter {
+  readonly maxWriteLen: number;
+  write(handle: Buffer, buf: Buffer, off: number, len: number, position: number): Promise<void>;
+}
+
+export interface SendOptions {
+  writer: RemoteWriter;
+  handle: Buffer;
+  local: FileHandle;
+  /** First byte to send (the resume point). */
+  from: number;
+  /** Local size when the upload began; the file must still have these bytes. */
+  size: number;
+  chunkSize: number;
+  chunksInFlight: number;
+  /** No acknowledgement for this long: give up on the connection (the caller tears it down). */
+  dataTimeoutMs: number;
+  onStall: (message: string) => void;
+  /** Called in file order as each chunk is read, before it is sent: for hashing. */
+  onRead: (data: Buffer, endOffset: number) => void;
+  /** Called in file order as each chunk is fully acknowledged: the new resume point. */
+  onAcked: (endOffset: number) => void;
+  signal?: AbortSignal;
+}
+
+/** The local file got shorter while it was being sent: someone is still writing it. */
+export class LocalChangedError extends TransientError {}
+
+interface InFlight {
+  start: number;
+  len: number;
+  buf: Buffer;
+  done: Promise<void>;
+}
+
+export async function sendRange(opts: SendOptions): Promise<{ bytesSent: number; ackedTo: number }> {
+  const writeLen = Math.max(512, opts.writer.maxWriteLen);
+  const pool: Buffer[] = [];
+  const take = () => pool.pop() ?? Buffer.allocUnsafe(opts.chunkSize);
+  let lastAck = Date.now();
+  let bytesSent = 0;
+  let ackedTo = opts.from;
+  let stalled: Error | null = null;
+
+  const watchdog = setInterval(() => {
+    const idle = Date.now() - lastAck;
+    if (idle >= opts.dataTimeoutMs && !stalled) {
+      stalled = new TransientError(`no acknowledgement from the server for ${Math.round(idle / 1000)} s (DATA_TIMEOUT)`);
+      opts.onStall(stalled.message);
+    }
+  }, Math.min(1000, Math.max(50, opts.dataTimeoutMs / 4)));
+  watchdog.unref();
+
+  const sendChunk = async (start: number): Promise<InFlight> => {
+    const len = Math.min(opts.chunkSize, opts.size - start);
+    const buf = take();
+    await readFully(opts.local, buf, len, start);
+    opts.onRead(buf.subarray(0, len), start + len);
+    const writes: Promise<void>[] = [];
+    for (let off = 0; off < len; off += writeLen) {
+      const n = Math.min(writeLen, len - off);
+      writes.push(opts.writer.write(opts.handle, buf, off, n, start + off).then(() => {
+        lastAck = Date.now();
+        bytesSent += n;
+      }));
+    }
+    const done = Promise.all(writes).then(() => undefined);
+    // A later chunk may fail while we still await an earlier one; its rejection is seen in turn.
+    done.catch(() => {});
+    return { start, len, buf, done };
+  };
+
+  const queue: InFlight[] = [];
+  let next = opts.from;
+  let stopping = false;
+  try {
+    while (next < opts.size || queue.length > 0) {
+      stopping ||= opts.signal?.aborted === true;
+      while (!stopping && queue.length < opts.chunksInFlight && next < opts.size) {
+        if (queue.length === 0) lastAck = Date.now(); // the clock runs only while something waits for an answer
+        queue.push(await sendChunk(next));
+        next += queue[queue.length - 1]!.len;
+      }
+      const head = queue.shift();
+      if (!head) break;
+      await head.done;
+      if (stalled) throw stalled;
+      ackedTo = head.start + head.len;
+      opts.onAcked(ackedTo);
+      pool.push(head.buf);
+    }
+    if (stopping && ackedTo < opts.size) throw new InterruptedError(String(opts.signal?.reason ?? 'a signal'));
+  } catch (err) {
+    for (const q of queue) q.done.catch(() => {});
+    throw stalled ?? err;
+  } finally {
+    clearInterval(watchdog);
+  }
+  return { bytesSent, ackedTo };
+}
+
+async function readFully(fh: FileHandle, buf: Buffer, len: number, position: number): Promise<void> {
+  let off = 0;
+  while (off < len) {
+    const { bytesRead } = await fh.read(buf, off, len - off, position + off);
+    if (bytesRead === 0) throw new LocalChangedError(`the local file ended at byte ${position + off}, before its size when the upload began: it is still being written`);
+    off += bytesRead;
+  }
+}
