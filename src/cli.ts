@@ -5,14 +5,12 @@ import { demoCommand, type DemoArgs } from './commands/demo.js';
 import { initCommand } from './commands/init.js';
 import { markCommand, type MarkArgs } from './commands/mark.js';
 import { pullCommand, type PullArgs } from './commands/pull.js';
-import { withSettingFlags, type GlobalArgs, type Io } from './commands/shared.js';
+import { parseStrictly, withSettingFlags, type GlobalArgs, type Io } from './commands/shared.js';
 import { statusCommand, type StatusArgs } from './commands/status.js';
 import { EXIT, type ExitCode } from './errors.js';
 import { versionLine } from './version.js';
 
 export type { Io } from './commands/shared.js';
-
-class UsageError extends Error {}
 
 const defaultIo = (): Io => ({ stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() });
 
@@ -81,22 +79,6 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<ExitCo
     .option('env-file', { type: 'string', describe: 'Settings file to read [default: ./.env]', global: true })
     .option('json', { type: 'boolean', default: false, describe: 'Machine-readable output on stdout (logs go to stderr)', global: true })
     .epilog('Exit codes: 0 success (also "nothing new"), 1 failed after retries, 2 bad usage or config, 3 another run holds the lock, 4 authentication or host key refused, 130 interrupted.\nDocs: README.md; every setting is listed in .env.example.')
-    .version(versionLine())
-    .alias('h', 'help')
-    .alias('V', 'version')
-    .strict()
-    .wrap(Math.min(110, process.stdout.columns ?? 100))
-    .fail((msg, err) => {
-      // Throwing stops yargs here; without it the command would still run after a usage error.
-      throw err ?? new UsageError(msg);
-    })
-    .exitProcess(false);
-  try {
-    await parser.parseAsync();
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    io.stderr.write(`ipi-pull: ${err.message}\nRun 'ipi-pull --help' for usage.\n`);
-    return EXIT.usage;
-  }
-  return exit;
+    .version(versionLine());
+  return (await parseStrictly(parser, 'ipi-pull', io)) ? exit : EXIT.usage;
 }

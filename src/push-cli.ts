@@ -4,11 +4,9 @@ import yargs, { type Argv } from 'yargs';
 import { initCommand } from './commands/init.js';
 import { pushCommand, type PushArgs } from './commands/push.js';
 import { pushStatusCommand } from './commands/push-status.js';
-import { withSettingFlags, type GlobalArgs, type Io } from './commands/shared.js';
+import { parseStrictly, withSettingFlags, type GlobalArgs, type Io } from './commands/shared.js';
 import { EXIT, type ExitCode } from './errors.js';
 import { versionLine } from './version.js';
-
-class UsageError extends Error {}
 
 const defaultIo = (): Io => ({ stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() });
 
@@ -59,21 +57,6 @@ export async function pushMain(argv: string[], io: Io = defaultIo()): Promise<Ex
     .option('env-file', { type: 'string', describe: 'Settings file to read [default: ./.env]', global: true })
     .option('json', { type: 'boolean', default: false, describe: 'Machine-readable output on stdout (logs go to stderr)', global: true })
     .epilog('Exit codes: 0 success (also "nothing new", and a clean stop by SIGINT/SIGTERM), 1 a file could not be uploaded (after retries), 2 bad usage, config or state file, 3 another run holds the lock, 4 authentication or host key refused.\nDocs: README.md ("ipi-push"); every setting is listed in .env.example.')
-    .version(versionLine('ipi-push'))
-    .alias('h', 'help')
-    .alias('V', 'version')
-    .strict()
-    .wrap(Math.min(110, process.stdout.columns ?? 100))
-    .fail((msg, err) => {
-      throw err ?? new UsageError(msg);
-    })
-    .exitProcess(false);
-  try {
-    await parser.parseAsync();
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    io.stderr.write(`ipi-push: ${err.message}\nRun 'ipi-push --help' for usage.\n`);
-    return EXIT.usage;
-  }
-  return exit;
+    .version(versionLine('ipi-push'));
+  return (await parseStrictly(parser, 'ipi-push', io)) ? exit : EXIT.usage;
 }

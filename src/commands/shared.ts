@@ -69,3 +69,29 @@ export function warnIfSecretsExposed(config: Config, log: Logger): void {
 export function writeJson(io: Io, value: unknown): void {
   io.stdout.write(`${JSON.stringify(value)}\n`);
 }
+
+class UsageError extends Error {}
+
+/**
+ * The common tail of both programs' parsers: strict flags, help aliases, and a usage error
+ * turned into one line and exit 2 (throwing from fail() stops yargs before a command runs).
+ */
+export async function parseStrictly(parser: Argv, tool: string, io: Io): Promise<boolean> {
+  try {
+    await parser
+      .alias('h', 'help')
+      .alias('V', 'version')
+      .strict()
+      .wrap(Math.min(110, process.stdout.columns ?? 100))
+      .fail((msg, err) => {
+        throw err ?? new UsageError(msg);
+      })
+      .exitProcess(false)
+      .parseAsync();
+    return true;
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    io.stderr.write(`${tool}: ${err.message}\nRun '${tool} --help' for usage.\n`);
+    return false;
+  }
+}
