@@ -13,6 +13,8 @@ export interface Delivery {
   bytesTransferred: number;
   resumedFrom: number;
   publishedTo: string;
+  /** Absent in lines written before it was recorded. */
+  publishMs?: number;
 }
 
 export function historyFileFor(markerFile: string): string {

@@ -34,6 +34,8 @@ export interface DeliveredFile {
   bytesTransferred: number;
   resumedFrom: number;
   publishedTo: string;
+  /** Time spent publishing to SERVER_DIR (copy or clone, fsync, rename), apart from durationMs. */
+  publishMs: number;
 }
 
 export interface RunSummary {
@@ -199,11 +201,13 @@ async function deliver(
   }).finally(() => ctx.progress.end());
   ctx.log.info(`${entry.name}: verified ${formatBytes(got.size)}, sha256 ${got.sha256}`);
 
+  const publishStarted = Date.now();
   const publishedTo = await publish(got.localPath, config.serverDir, entry.name, config.publishMode);
-  ctx.log.info(`${entry.name}: published to ${publishedTo}`);
+  const publishMs = Date.now() - publishStarted;
+  ctx.log.info(`${entry.name}: published to ${publishedTo} (${config.publishMode}, ${publishMs} ms)`);
   const delivered: DeliveredFile = {
     name: entry.name, size: got.size, sha256: got.sha256, durationMs: got.durationMs,
-    bytesTransferred: got.bytesTransferred, resumedFrom: got.resumedFrom, publishedTo,
+    bytesTransferred: got.bytesTransferred, resumedFrom: got.resumedFrom, publishedTo, publishMs,
   };
   await appendDelivery(historyFile, {
     ...delivered,
