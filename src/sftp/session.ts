@@ -8,6 +8,7 @@ import ssh2, { type ConnectConfig, type SFTPWrapper, type Stats } from 'ssh2';
 import { AccessDeniedError, ConfigError, PermanentError, TransientError, classify } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RemoteEntry } from '../select.js';
+import { nativeCryptoAvailable } from '../version.js';
 
 // ssh2 is CommonJS: its named exports are reached through the default import under ESM.
 const { Client, utils } = ssh2;
@@ -98,6 +99,13 @@ export class SftpSession {
     };
 
     opts.log.info(`connecting to ${opts.user}@${opts.host}:${opts.port}`);
+    warnIfNoNativeCrypto(opts.log);
+    // What was negotiated, so a slow link can be told apart from a slow cipher. ssh2's own
+    // order (client preference wins) puts aes128-gcm first when the CPU has AES-NI and the
+    // native binding is built: the fastest here by measurement (BENCHMARKS.md).
+    client.once('handshake', (n) => {
+      opts.log.debug(`negotiated kex ${n.kex}, host key ${n.serverHostKey}, cipher ${n.sc.cipher}${n.sc.mac ? ` + ${n.sc.mac}` : ''} (server to client)`);
+    });
     try {
       await new Promise<void>((resolve, reject) => {
         client.once('ready', resolve);
@@ -250,6 +258,16 @@ export class SftpSession {
     this.markClosed(new TransientError(reason));
     this.client.destroy();
   }
+}
+
+let cryptoChecked = false;
+
+/** Without ssh2's native binding AES-GCM runs in JavaScript, several times slower: say so once per run. */
+function warnIfNoNativeCrypto(log: Logger): void {
+  if (cryptoChecked) return;
+  cryptoChecked = true;
+  if (nativeCryptoAvailable()) log.debug('ssh2 native crypto binding in use');
+  else log.warn('ssh2\'s native crypto binding is not built: transfers will be several times slower (reinstall with python3, make and a C++ compiler available; `ipi-pull --version` checks it)');
 }
 
 function hostKeyError(v: Verdict & { trusted: false }, key: Buffer, opts: SessionOptions): AccessDeniedError {
