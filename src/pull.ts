@@ -16,7 +16,9 @@ import { publish } from './publish.js';
 import { withRetries, type Attempt } from './retry.js';
 import { MarkerPlacementError, selectNext, type RemoteEntry } from './select.js';
 import { SftpSession, type SessionOptions } from './sftp/session.js';
+import { ChunkPool } from './transfer/buffers.js';
 import { downloadFile } from './transfer/download.js';
+import { WRITE_BEHIND } from './transfer/engine.js';
 import { formatBytes } from './util/space.js';
 
 export interface PullOptions {
@@ -87,8 +89,11 @@ export async function runPull(config: Config, opts: PullOptions, ctx: RunContext
     const warned = new Set<string>();
     await withRetries(async (attempt) => {
       const session = await SftpSession.open(sessionOptions(config, opts.acceptNewHostKey, ctx.log));
+      // One set of chunk buffers per connection, reused by every file: a failed attempt's
+      // buffers may still be written by reads in flight, so they are never handed on.
+      const pool = new ChunkPool(config.chunkSize, config.chunksInFlight + WRITE_BEHIND);
       try {
-        await drain(session, config, opts, ctx, summary, attempt, warned);
+        await drain(session, pool, config, opts, ctx, summary, attempt, warned);
       } finally {
         await session.end();
       }
@@ -110,7 +115,7 @@ async function prepareFolders(config: Config): Promise<void> {
 }
 
 async function drain(
-  session: SftpSession, config: Config, opts: PullOptions, ctx: RunContext,
+  session: SftpSession, pool: ChunkPool, config: Config, opts: PullOptions, ctx: RunContext,
   summary: RunSummary, attempt: Attempt, warned: Set<string>,
 ): Promise<void> {
   const matches = picomatch(config.pattern, { dot: true });
@@ -151,7 +156,7 @@ async function drain(
         summary.waiting = { name: entry.name, reason: 'still being written' };
         return;
       }
-      await deliver(session, config, entry, ctx, summary, attempt, historyFile, opts.signal);
+      await deliver(session, pool, config, entry, ctx, summary, attempt, historyFile, opts.signal);
       summary.pending = summary.pending.filter((n) => n !== entry.name);
       if (opts.once) return;
     }
@@ -169,7 +174,7 @@ async function secondLook(session: SftpSession, config: Config, entry: RemoteEnt
 }
 
 async function deliver(
-  session: SftpSession, config: Config, entry: RemoteEntry, ctx: RunContext,
+  session: SftpSession, pool: ChunkPool, config: Config, entry: RemoteEntry, ctx: RunContext,
   summary: RunSummary, attempt: Attempt, historyFile: string, signal?: AbortSignal,
 ): Promise<void> {
   const remotePath = remotePathOf(config.remoteDir, entry.name);
@@ -186,7 +191,9 @@ async function deliver(
       chunksInFlight: config.chunksInFlight,
       readSize: config.readSize,
       dataTimeoutMs: config.dataTimeout,
+      directIo: config.directIo,
     },
+    pool,
     log: ctx.log,
     onProgress: (done, total) => {
       if (startedAt < 0) {

@@ -165,6 +165,11 @@ export const SETTINGS = {
       return n;
     },
   }),
+  directIo: setting({
+    env: 'DIRECT_IO', section: 'Transfer', default: 'auto', example: 'auto', advanced: true,
+    help: 'Write whole chunks with O_DIRECT (Linux), bypassing the page cache: a large download leaves no second copy in memory and the final fsync little to flush. auto: on ext4 and XFS; on: any filesystem that accepts it; off: never.',
+    parse: (raw) => parseChoice(raw, ['auto', 'on', 'off'] as const),
+  }),
   connectTimeout: setting({
     env: 'CONNECT_TIMEOUT', section: 'Transfer', default: '30', example: '30', advanced: true,
     help: 'Time allowed to connect, exchange keys and log in.', parse: seconds,

@@ -1,6 +1,6 @@
 // One remote file into LOCAL_DIR: resume or start, fetch, verify against a fresh stat,
 // then give it its final name. Never leaves a half file under the final name.
-import { createHash, type Hash } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { TransientError } from '../errors.js';
@@ -8,14 +8,19 @@ import type { Logger } from '../log.js';
 import type { RemoteStat, SftpSession } from '../sftp/session.js';
 import { renameDurably } from '../util/atomic.js';
 import { ensureRoom } from '../util/space.js';
-import { fetchRange } from './engine.js';
+import { ChunkPool } from './buffers.js';
+import { WRITE_BEHIND, fetchRange } from './engine.js';
+import { HashingWriter } from './sink.js';
 import { partialPaths, readMeta, resumeDecision, sizeOf, tailCheckPoints, writeMeta } from './partial.js';
+
+export type DirectIoMode = 'auto' | 'on' | 'off';
 
 export interface TransferSettings {
   chunkSize: number;
   chunksInFlight: number;
   readSize: number;
   dataTimeoutMs: number;
+  directIo: DirectIoMode;
 }
 
 export interface DownloadRequest {
@@ -26,6 +31,8 @@ export interface DownloadRequest {
   remote: RemoteStat;
   localDir: string;
   transfer: TransferSettings;
+  /** Chunk buffers shared by the files of one connection. */
+  pool?: ChunkPool;
   log: Logger;
   onProgress: (done: number, total: number) => void;
   signal?: AbortSignal;
@@ -49,44 +56,79 @@ const TAIL_WINDOW = 64 * 1024;
 export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
   const started = Date.now();
   const paths = partialPaths(req.localDir, req.name);
-  await adoptUnrecordedFinal(paths, req.log);
-
-  const decision = resumeDecision(await readMeta(paths.meta), await sizeOf(paths.part), req.remote);
+  const partSize = (await sizeOf(paths.part)) ?? (await adoptUnrecordedFinal(paths, req.log));
+  // A record without a partial says nothing: read it only when there is something to resume.
+  const meta = partSize ? await readMeta(paths.meta) : null;
+  const decision = resumeDecision(meta, partSize, req.remote);
   req.log.info(`${req.name}: ${decision.why}`);
-  await writeMeta(paths.meta, { name: req.name, remoteSize: req.remote.size, remoteMtimeMs: req.remote.mtimeMs, startedAt: new Date().toISOString() });
-  await ensureRoom(req.localDir, req.remote.size - decision.offset, `downloading ${req.name}`);
 
-  const handle = await req.session.openRead(req.remotePath);
-  const local = await openForResume(paths.part);
+  // The server opens the file while the record is made durable here: one round trip hidden.
+  const opening = req.session.openRead(req.remotePath);
+  opening.catch(() => {});
+  try {
+    await Promise.all([
+      writeMeta(paths.meta, { name: req.name, remoteSize: req.remote.size, remoteMtimeMs: req.remote.mtimeMs, startedAt: new Date().toISOString() }),
+      ensureRoom(req.localDir, req.remote.size - decision.offset, `downloading ${req.name}`),
+    ]);
+  } catch (err) {
+    opening.then((h) => req.session.close(h)).catch(() => {});
+    throw err;
+  }
+  const handle = await opening;
+  const local = partSize === null ? await fs.open(paths.part, 'w+') : await openForResume(paths.part);
+  let direct: FileHandle | null = null;
   let bytesTransferred = 0;
   try {
     const check = await verifiedOffset(req, handle, local, decision.offset);
     bytesTransferred += check.bytesRead;
     const offset = check.offset;
-    await local.truncate(offset);
-    const hash = createHash('sha256');
-    await hashPrefix(local, offset, hash);
+    if (offset !== (partSize ?? 0)) await local.truncate(offset);
     req.onProgress(offset, req.remote.size);
 
-    const fetched = await fetchRange({
-      reader: req.session,
-      handle,
+    direct = await openDirect(paths.part, req.transfer, req.remote.size - offset, req.localDir, req.log);
+    const pool = req.pool ?? new ChunkPool(req.transfer.chunkSize, req.transfer.chunksInFlight + WRITE_BEHIND);
+    const sink = new HashingWriter({
       local,
-      from: offset,
-      size: req.remote.size,
-      ...req.transfer,
-      onStall: (why) => req.session.destroy(why),
-      onChunk: (data, end) => {
-        hash.update(data);
-        req.onProgress(end, req.remote.size);
-      },
-      signal: req.signal,
+      direct,
+      aligned: pool.aligned,
+      onDirectRefused: (code: string) => req.log.debug(`${req.name}: the filesystem refused an O_DIRECT write (${code}); writing through the page cache`),
     });
-    bytesTransferred += fetched.bytesRead;
-    await req.session.close(handle).catch(() => {});
+    let sha256: string;
+    try {
+      // The partial's bytes go into the hash first, so the recorded SHA-256 is the whole file's.
+      await sink.hashExisting(offset);
+      const fetched = await fetchRange({
+        reader: req.session,
+        handle,
+        sink,
+        from: offset,
+        size: req.remote.size,
+        chunkSize: req.transfer.chunkSize,
+        chunksInFlight: req.transfer.chunksInFlight,
+        readSize: req.transfer.readSize,
+        dataTimeoutMs: req.transfer.dataTimeoutMs,
+        pool,
+        onStall: (why) => req.session.destroy(why),
+        onChunk: (end) => req.onProgress(end, req.remote.size),
+        signal: req.signal,
+      });
+      bytesTransferred += fetched.bytesRead;
+      sha256 = await sink.digest();
+    } finally {
+      await sink.abort();
+    }
+    if (sink.directBytes > 0) req.log.debug(`${req.name}: ${sink.directBytes} bytes written with O_DIRECT`);
+    await direct?.close();
+    direct = null;
 
-    // The second look: a file replaced or still growing during the download is not published as a mix.
-    const after = await req.session.stat(req.remotePath);
+    // The local fsync runs while the server is asked again about the file (the second look:
+    // a file replaced or still growing during the download is not published as a mix), and
+    // the remote handle is closed in the same round trip.
+    const mtime = new Date(req.remote.mtimeMs);
+    await local.utimes(mtime, mtime);
+    const syncing = local.sync();
+    syncing.catch(() => {});
+    const [after] = await Promise.all([req.session.stat(req.remotePath), req.session.close(handle).catch(() => {})]);
     if (after.size !== req.remote.size || after.mtimeMs !== req.remote.mtimeMs) {
       throw new RemoteChangedError(`${req.name} changed on the server during the download (size ${req.remote.size} -> ${after.size}); it will be fetched again`);
     }
@@ -94,22 +136,51 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
     if (localSize !== req.remote.size) {
       throw new TransientError(`${req.name}: local size ${localSize} differs from the remote size ${req.remote.size} after the download`);
     }
-    await local.sync();
+    await syncing;
     await local.close();
-    const mtime = new Date(req.remote.mtimeMs);
-    await fs.utimes(paths.part, mtime, mtime);
     await renameDurably(paths.part, paths.final);
     await fs.rm(paths.meta, { force: true });
     return {
       localPath: paths.final,
       size: req.remote.size,
-      sha256: hash.digest('hex'),
+      sha256,
       bytesTransferred,
       resumedFrom: offset,
       durationMs: Date.now() - started,
     };
   } finally {
+    await direct?.close().catch(() => {});
     await local.close().catch(() => {});
+  }
+}
+
+/** Filesystems where O_DIRECT is a plain, well-supported fast path (ext2/3/4, XFS), by statfs magic. */
+const DIRECT_IO_FILESYSTEMS = new Set([0xef53, 0x58465342]);
+const directIoByDir = new Map<string, boolean>();
+
+/**
+ * The .part opened a second time with O_DIRECT, when DIRECT_IO allows it and at least one
+ * whole chunk is left to write. DIRECT_IO=auto uses it on ext4 and XFS only: on network
+ * filesystems O_DIRECT makes every write a synchronous round trip.
+ */
+async function openDirect(file: string, t: TransferSettings, remaining: number, dir: string, log: Logger): Promise<FileHandle | null> {
+  const flag = (fsConstants as { O_DIRECT?: number }).O_DIRECT;
+  if (t.directIo === 'off' || remaining < t.chunkSize || process.platform !== 'linux' || !flag) return null;
+  if (t.directIo === 'auto') {
+    let ok = directIoByDir.get(dir);
+    if (ok === undefined) {
+      const type = await fs.statfs(dir).then((st) => st.type, () => -1);
+      ok = DIRECT_IO_FILESYSTEMS.has(type);
+      directIoByDir.set(dir, ok);
+      log.debug(`LOCAL_DIR filesystem type 0x${type.toString(16)}: ${ok ? 'writing large downloads with O_DIRECT' : 'writing through the page cache (DIRECT_IO=on to force O_DIRECT)'}`);
+    }
+    if (!ok) return null;
+  }
+  try {
+    return await fs.open(file, fsConstants.O_WRONLY | flag);
+  } catch (err) {
+    log.debug(`cannot open ${file} with O_DIRECT (${(err as NodeJS.ErrnoException).code}); writing through the page cache`);
+    return null;
   }
 }
 
@@ -118,11 +189,12 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
  * after verification, then the run died before publishing) or FTP_IPI.py's partial, which it
  * wrote under the final name. Either way it is treated as a partial and its tail is checked.
  */
-async function adoptUnrecordedFinal(paths: { final: string; part: string }, log: Logger): Promise<void> {
-  if ((await sizeOf(paths.part)) !== null) return;
-  if ((await sizeOf(paths.final)) === null) return;
+async function adoptUnrecordedFinal(paths: { final: string; part: string }, log: Logger): Promise<number | null> {
+  const size = await sizeOf(paths.final);
+  if (size === null) return null;
   log.info(`${paths.final} exists without a completion record: checking it as a partial download`);
   await fs.rename(paths.final, paths.part);
+  return size;
 }
 
 async function openForResume(file: string): Promise<FileHandle> {
@@ -163,14 +235,4 @@ async function readExactly(session: SftpSession, handle: Buffer, buf: Buffer, po
   }
   buf.fill(0, got);
   return got;
-}
-
-async function hashPrefix(local: FileHandle, length: number, hash: Hash): Promise<void> {
-  const buf = Buffer.allocUnsafe(1024 * 1024);
-  for (let pos = 0; pos < length;) {
-    const { bytesRead } = await local.read(buf, 0, Math.min(buf.length, length - pos), pos);
-    if (bytesRead === 0) break;
-    hash.update(buf.subarray(0, bytesRead));
-    pos += bytesRead;
-  }
 }
