@@ -13,8 +13,9 @@ export interface Delivery {
   bytesTransferred: number;
   resumedFrom: number;
   publishedTo: string;
-  /** Absent in lines written before it was recorded. */
+  /** Absent in lines written before they were recorded. */
   publishMs?: number;
+  publishMethod?: string;
 }
 
 export function historyFileFor(markerFile: string): string {

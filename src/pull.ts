@@ -38,6 +38,8 @@ export interface DeliveredFile {
   publishedTo: string;
   /** Time spent publishing to SERVER_DIR (copy or clone, fsync, rename), apart from durationMs. */
   publishMs: number;
+  /** clone, copy, copy (O_DIRECT), hardlink or rename. */
+  publishMethod: string;
 }
 
 export interface RunSummary {
@@ -209,12 +211,13 @@ async function deliver(
   ctx.log.info(`${entry.name}: verified ${formatBytes(got.size)}, sha256 ${got.sha256}`);
 
   const publishStarted = Date.now();
-  const publishedTo = await publish(got.localPath, config.serverDir, entry.name, config.publishMode);
+  const published = await publish(got.localPath, config.serverDir, entry.name, config.publishMode, { directIo: config.directIo, pool });
   const publishMs = Date.now() - publishStarted;
-  ctx.log.info(`${entry.name}: published to ${publishedTo} (${config.publishMode}, ${publishMs} ms)`);
+  ctx.log.info(`${entry.name}: published to ${published.path} (${published.method}, ${publishMs} ms)`);
   const delivered: DeliveredFile = {
     name: entry.name, size: got.size, sha256: got.sha256, durationMs: got.durationMs,
-    bytesTransferred: got.bytesTransferred, resumedFrom: got.resumedFrom, publishedTo, publishMs,
+    bytesTransferred: got.bytesTransferred, resumedFrom: got.resumedFrom, publishedTo: published.path,
+    publishMs, publishMethod: published.method,
   };
   await appendDelivery(historyFile, {
     ...delivered,

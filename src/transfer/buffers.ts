@@ -8,8 +8,9 @@
 // and chunks are written through the page cache. A misaligned buffer cannot cause harm
 // either way: the kernel refuses the O_DIRECT write with EINVAL and the writer falls back.
 
-/** O_DIRECT wants the buffer address, file offset and length to be multiples of the logical block size; 4 KiB covers 512 and 4096. */
-export const DIRECT_ALIGN = 4096;
+import { DIRECT_ALIGN } from '../util/direct.js';
+
+export { DIRECT_ALIGN };
 const WASM_PAGE = 64 * 1024;
 
 /** `count` buffers of `size` bytes each starting on a DIRECT_ALIGN boundary, or unaligned ones (aligned: false). */

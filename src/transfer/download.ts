@@ -7,13 +7,14 @@ import { TransientError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RemoteStat, SftpSession } from '../sftp/session.js';
 import { renameDurably } from '../util/atomic.js';
+import { directIoAllowed, openDirect, type DirectIoMode } from '../util/direct.js';
 import { ensureRoom } from '../util/space.js';
 import { ChunkPool } from './buffers.js';
 import { WRITE_BEHIND, fetchRange } from './engine.js';
 import { HashingWriter } from './sink.js';
 import { partialPaths, readMeta, resumeDecision, sizeOf, tailCheckPoints, writeMeta } from './partial.js';
 
-export type DirectIoMode = 'auto' | 'on' | 'off';
+export type { DirectIoMode };
 
 export interface TransferSettings {
   chunkSize: number;
@@ -85,7 +86,7 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
     if (offset !== (partSize ?? 0)) await local.truncate(offset);
     req.onProgress(offset, req.remote.size);
 
-    direct = await openDirect(paths.part, req.transfer, req.remote.size - offset, req.localDir, req.log);
+    direct = await openDirectPart(paths.part, req.transfer, req.remote.size - offset, req.localDir, req.log);
     const pool = req.pool ?? new ChunkPool(req.transfer.chunkSize, req.transfer.chunksInFlight + WRITE_BEHIND);
     const sink = new HashingWriter({
       local,
@@ -154,34 +155,18 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
   }
 }
 
-/** Filesystems where O_DIRECT is a plain, well-supported fast path (ext2/3/4, XFS), by statfs magic. */
-const DIRECT_IO_FILESYSTEMS = new Set([0xef53, 0x58465342]);
-const directIoByDir = new Map<string, boolean>();
-
 /**
- * The .part opened a second time with O_DIRECT, when DIRECT_IO allows it and at least one
- * whole chunk is left to write. DIRECT_IO=auto uses it on ext4 and XFS only: on network
- * filesystems O_DIRECT makes every write a synchronous round trip.
+ * The .part opened a second time with O_DIRECT, when DIRECT_IO allows it for LOCAL_DIR and
+ * at least one whole chunk is left to write.
  */
-async function openDirect(file: string, t: TransferSettings, remaining: number, dir: string, log: Logger): Promise<FileHandle | null> {
-  const flag = (fsConstants as { O_DIRECT?: number }).O_DIRECT;
-  if (t.directIo === 'off' || remaining < t.chunkSize || process.platform !== 'linux' || !flag) return null;
-  if (t.directIo === 'auto') {
-    let ok = directIoByDir.get(dir);
-    if (ok === undefined) {
-      const type = await fs.statfs(dir).then((st) => st.type, () => -1);
-      ok = DIRECT_IO_FILESYSTEMS.has(type);
-      directIoByDir.set(dir, ok);
-      log.debug(`LOCAL_DIR filesystem type 0x${type.toString(16)}: ${ok ? 'writing large downloads with O_DIRECT' : 'writing through the page cache (DIRECT_IO=on to force O_DIRECT)'}`);
-    }
-    if (!ok) return null;
-  }
-  try {
-    return await fs.open(file, fsConstants.O_WRONLY | flag);
-  } catch (err) {
-    log.debug(`cannot open ${file} with O_DIRECT (${(err as NodeJS.ErrnoException).code}); writing through the page cache`);
+async function openDirectPart(file: string, t: TransferSettings, remaining: number, dir: string, log: Logger): Promise<FileHandle | null> {
+  if (remaining < t.chunkSize || !(await directIoAllowed(dir, t.directIo, log))) return null;
+  const fh = await openDirect(file, fsConstants.O_WRONLY).catch((err: NodeJS.ErrnoException) => {
+    log.debug(`cannot open ${file} with O_DIRECT (${err.code}); writing through the page cache`);
     return null;
-  }
+  });
+  if (!fh) log.debug(`${dir} refuses O_DIRECT; writing through the page cache`);
+  return fh;
 }
 
 /**

@@ -8,7 +8,7 @@
 // ~10 MB of memory, so it is not used.
 import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import { DIRECT_ALIGN } from './buffers.js';
+import { DIRECT_ALIGN } from '../util/direct.js';
 
 export interface ChunkSink {
   /** Hash data now and write it at `position` after the previous write; resolves once written (data may then be reused). */
