@@ -57,10 +57,15 @@ const DIRECT_COPY_MIN = 8 * 1024 * 1024;
 async function copyDurably(from: string, to: string, opts: PublishOptions): Promise<PublishMethod> {
   const st = await fs.stat(from);
   let method: PublishMethod = 'clone';
+  // A failed clone attempt creates and removes the target: worth it once per pair of folders,
+  // not for each of a thousand small files.
+  const pair = `${path.dirname(from)}\0${path.dirname(to)}`;
   try {
+    if (cannotClone.has(pair)) throw Object.assign(new Error('cannot clone'), { code: 'ENOTSUP' });
     await fs.copyFile(from, to, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE_FORCE);
   } catch (err) {
     if (!CANNOT_CLONE.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+    cannotClone.add(pair);
     method = 'copy';
     if (st.size >= DIRECT_COPY_MIN && (await directIoAllowed(path.dirname(to), opts.directIo ?? 'off')) && (await directCopy(from, to, st.size, st.mode, opts.pool))) {
       method = 'copy (O_DIRECT)';
@@ -68,15 +73,17 @@ async function copyDurably(from: string, to: string, opts: PublishOptions): Prom
       await fs.copyFile(from, to, fsConstants.COPYFILE_EXCL);
     }
   }
-  await fs.utimes(to, st.atime, st.mtime);
   const fh = await fs.open(to, 'r+');
   try {
+    await fh.utimes(st.atime, st.mtime);
     await fh.sync();
   } finally {
     await fh.close();
   }
   return method;
 }
+
+const cannotClone = new Set<string>();
 
 /** What copyFile answers when the filesystem (or the pair of filesystems) cannot clone. */
 const CANNOT_CLONE = new Set(['ENOTSUP', 'EOPNOTSUPP', 'EXDEV', 'EINVAL', 'ENOSYS', 'ENOTTY', 'EPERM']);

@@ -60,7 +60,13 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
   const partSize = (await sizeOf(paths.part)) ?? (await adoptUnrecordedFinal(paths, req.log));
   // A record without a partial says nothing: read it only when there is something to resume.
   const meta = partSize ? await readMeta(paths.meta) : null;
-  const decision = resumeDecision(meta, partSize, req.remote);
+  // Only a file of more than one chunk can be resumed part-way, so only such a file gets a
+  // record (NAME.part.json, two fsyncs). A partial of a one-chunk file without a record is
+  // not trusted (its tail check could not see a changed file): it is fetched again, which
+  // costs at most one chunk.
+  const recorded = req.remote.size > req.transfer.chunkSize;
+  let decision = resumeDecision(meta, partSize, req.remote);
+  if (!recorded && meta === null && decision.offset > 0) decision = { offset: 0, why: 'a partial of a one-chunk file without a record: fetching it again' };
   req.log.info(`${req.name}: ${decision.why}`);
 
   // The server opens the file while the record is made durable here: one round trip hidden.
@@ -68,7 +74,7 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
   opening.catch(() => {});
   try {
     await Promise.all([
-      writeMeta(paths.meta, { name: req.name, remoteSize: req.remote.size, remoteMtimeMs: req.remote.mtimeMs, startedAt: new Date().toISOString() }),
+      recorded ? writeMeta(paths.meta, { name: req.name, remoteSize: req.remote.size, remoteMtimeMs: req.remote.mtimeMs, startedAt: new Date().toISOString() }) : null,
       ensureRoom(req.localDir, req.remote.size - decision.offset, `downloading ${req.name}`),
     ]);
   } catch (err) {
@@ -140,7 +146,7 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
     await syncing;
     await local.close();
     await renameDurably(paths.part, paths.final);
-    await fs.rm(paths.meta, { force: true });
+    if (recorded || partSize !== null) await fs.rm(paths.meta, { force: true });
     return {
       localPath: paths.final,
       size: req.remote.size,
