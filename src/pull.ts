@@ -17,7 +17,7 @@ import { withRetries, type Attempt } from './retry.js';
 import { MarkerPlacementError, selectNext, type RemoteEntry } from './select.js';
 import { SftpSession, type SessionOptions } from './sftp/session.js';
 import { ChunkPool } from './transfer/buffers.js';
-import { downloadFile } from './transfer/download.js';
+import { downloadFile, type Downloaded } from './transfer/download.js';
 import { WRITE_BEHIND } from './transfer/engine.js';
 import { formatBytes } from './util/space.js';
 
@@ -93,7 +93,8 @@ export async function runPull(config: Config, opts: PullOptions, ctx: RunContext
       const session = await SftpSession.open(sessionOptions(config, opts.acceptNewHostKey, ctx.log));
       // One set of chunk buffers per connection, reused by every file: a failed attempt's
       // buffers may still be written by reads in flight, so they are never handed on.
-      const pool = new ChunkPool(config.chunkSize, config.chunksInFlight + WRITE_BEHIND);
+      // (+2: a large file's O_DIRECT publish borrows two while the next file downloads.)
+      const pool = new ChunkPool(config.chunkSize, config.chunksInFlight + WRITE_BEHIND + 2);
       try {
         await drain(session, pool, config, opts, ctx, summary, attempt, warned);
       } finally {
@@ -152,16 +153,37 @@ async function drain(
       for (const e of summary.wouldPull) ctx.log.info(`would pull ${e}`);
       return;
     }
-    for (const entry of selection.queue) {
-      const ready = await secondLook(session, config, entry, listedAt, ctx.log);
-      if (!ready) {
-        summary.waiting = { name: entry.name, reason: 'still being written' };
-        return;
+    // Each file is downloaded while the one before it is published and recorded: the
+    // network and the local disk work at the same time. The order of what consumers and
+    // the marker see is unchanged: a file is published only after the marker names the
+    // file before it, and the marker moves only after its file is published.
+    let finishing: Promise<void> | null = null;
+    const settle = async (): Promise<void> => {
+      const f = finishing;
+      finishing = null;
+      await f;
+    };
+    try {
+      for (const entry of selection.queue) {
+        const ready = await secondLook(session, config, entry, listedAt, ctx.log);
+        if (!ready) {
+          await settle();
+          summary.waiting = { name: entry.name, reason: 'still being written' };
+          return;
+        }
+        const got = await fetchOne(session, pool, config, entry, ctx, attempt, opts.signal);
+        await settle();
+        finishing = finishOne(pool, config, entry, got, ctx, summary, attempt, historyFile);
+        finishing.catch(() => {});
+        if (opts.once) break;
       }
-      await deliver(session, pool, config, entry, ctx, summary, attempt, historyFile, opts.signal);
-      summary.pending = summary.pending.filter((n) => n !== entry.name);
-      if (opts.once) return;
+      await settle();
+    } catch (err) {
+      // A file half-way through publishing is finished (or fails) before the run stops.
+      await finishing?.catch(() => {});
+      throw err;
     }
+    if (opts.once) return;
   }
 }
 
@@ -175,10 +197,11 @@ async function secondLook(session: SftpSession, config: Config, entry: RemoteEnt
   return false;
 }
 
-async function deliver(
+/** Download and verify one file into LOCAL_DIR. */
+async function fetchOne(
   session: SftpSession, pool: ChunkPool, config: Config, entry: RemoteEntry, ctx: RunContext,
-  summary: RunSummary, attempt: Attempt, historyFile: string, signal?: AbortSignal,
-): Promise<void> {
+  attempt: Attempt, signal?: AbortSignal,
+): Promise<Downloaded> {
   const remotePath = remotePathOf(config.remoteDir, entry.name);
   ctx.log.info(`pulling ${entry.name} (${formatBytes(entry.size)})`);
   let startedAt = -1;
@@ -209,7 +232,14 @@ async function deliver(
     signal,
   }).finally(() => ctx.progress.end());
   ctx.log.info(`${entry.name}: verified ${formatBytes(got.size)}, sha256 ${got.sha256}`);
+  return got;
+}
 
+/** Publish a verified file, record it in the history, then move the marker. */
+async function finishOne(
+  pool: ChunkPool, config: Config, entry: RemoteEntry, got: Downloaded, ctx: RunContext,
+  summary: RunSummary, attempt: Attempt, historyFile: string,
+): Promise<void> {
   const publishStarted = Date.now();
   const published = await publish(got.localPath, config.serverDir, entry.name, config.publishMode, { directIo: config.directIo, pool });
   const publishMs = Date.now() - publishStarted;
@@ -228,6 +258,7 @@ async function deliver(
   await writeMarker(config.markerFile, entry.name);
   attempt.progressed = true;
   summary.delivered.push(delivered);
+  summary.pending = summary.pending.filter((n) => n !== entry.name);
   const resumed = got.resumedFrom > 0 ? `, resumed from byte ${got.resumedFrom}` : '';
   ctx.log.info(`${entry.name}: delivered ${formatBytes(got.size)} in ${(got.durationMs / 1000).toFixed(1)} s (${rate(got.bytesTransferred, got.durationMs)})${resumed}; marker -> ${entry.name}`);
 }
