@@ -47,6 +47,9 @@ export async function publish(localPath: string, serverDir: string, name: string
   return { path: target, method };
 }
 
+/** Buffers an O_DIRECT copy borrows from the chunk pool (one being read, one being written). */
+export const PUBLISH_BUFFERS = 2;
+
 /** Files smaller than this are copied with copyFile: O_DIRECT's set-up is not worth it. */
 const DIRECT_COPY_MIN = 8 * 1024 * 1024;
 
@@ -96,8 +99,8 @@ const CANNOT_CLONE = new Set(['ENOTSUP', 'EOPNOTSUPP', 'EXDEV', 'EINVAL', 'ENOSY
 async function directCopy(from: string, to: string, size: number, mode: number, pool?: ChunkPool): Promise<boolean> {
   const block = pool?.aligned ? pool.chunkSize : 2 * 1024 * 1024;
   if (block % DIRECT_ALIGN !== 0) return false;
-  const borrowed = pool?.aligned ? [pool.take(), pool.take()] : null;
-  const bufs = borrowed ?? alignedBuffers(block, 2).buffers;
+  const borrowed = pool?.aligned ? Array.from({ length: PUBLISH_BUFFERS }, () => pool.take()) : null;
+  const bufs = borrowed ?? alignedBuffers(block, PUBLISH_BUFFERS).buffers;
   let src: FileHandle | null = null;
   let dst: FileHandle | null = null;
   const files: { tail: FileHandle | null } = { tail: null };
@@ -108,7 +111,7 @@ async function directCopy(from: string, to: string, size: number, mode: number, 
     await dst.chmod(mode & 0o7777);
     let writing: Promise<unknown> = Promise.resolve();
     for (let pos = 0, i = 0; pos < size; i++) {
-      const buf = bufs[i % 2]!;
+      const buf = bufs[i % bufs.length]!;
       const n = await readFully(src, buf, Math.min(block, size - pos), pos);
       if (n === 0) throw new Error(`${from} ended at byte ${pos}, before its size ${size}`);
       await writing;

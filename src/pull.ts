@@ -12,7 +12,7 @@ import { readMarker, writeMarker } from './marker.js';
 import { printableName } from './names.js';
 import type { Progress } from './progress.js';
 import { rate } from './progress.js';
-import { publish } from './publish.js';
+import { PUBLISH_BUFFERS, publish } from './publish.js';
 import { withRetries, type Attempt } from './retry.js';
 import { MarkerPlacementError, selectNext, type RemoteEntry } from './select.js';
 import { SftpSession, type SessionOptions } from './sftp/session.js';
@@ -93,8 +93,8 @@ export async function runPull(config: Config, opts: PullOptions, ctx: RunContext
       const session = await SftpSession.open(sessionOptions(config, opts.acceptNewHostKey, ctx.log));
       // One set of chunk buffers per connection, reused by every file: a failed attempt's
       // buffers may still be written by reads in flight, so they are never handed on.
-      // (+2: a large file's O_DIRECT publish borrows two while the next file downloads.)
-      const pool = new ChunkPool(config.chunkSize, config.chunksInFlight + WRITE_BEHIND + 2);
+      // (+ PUBLISH_BUFFERS: a large file's O_DIRECT publish borrows two while the next file downloads.)
+      const pool = new ChunkPool(config.chunkSize, config.chunksInFlight + WRITE_BEHIND + PUBLISH_BUFFERS);
       try {
         await drain(session, pool, config, opts, ctx, summary, attempt, warned);
       } finally {
