@@ -212,10 +212,18 @@ interface Contender {
 /** Outputs of the previous run, removed (untimed) just before the next one. */
 let leftovers: string[] = [];
 const allWorkspaces = new Set<string>();
+/**
+ * The many-small-files outputs are kept until the end: on ext4 without a journal (this
+ * project's benchmark machine) every file created after many deletes scans the inodes freed
+ * in the last minute (ext4's recently_deleted()), so deleting a thousand files just before a
+ * run would slow whichever contender comes next.
+ */
+let keepUntilEnd = false;
 
 async function clearLeftovers(): Promise<void> {
-  for (const p of leftovers) await fsp.rm(p, { recursive: true, force: true });
+  if (!keepUntilEnd) for (const p of leftovers) await fsp.rm(p, { recursive: true, force: true });
   leftovers = [];
+  keepUntilEnd = false;
   // Nothing of an earlier run is still being written back while the next one is timed.
   spawnSync('sync');
 }
@@ -365,6 +373,7 @@ function ipiPullSmall(server: SftpServerHandle, small: { remoteDir: string }, co
     label: `ipi-pull ${count} x 10 KiB`,
     async run() {
       const ws = benchWorkspace(server, small.remoteDir);
+      keepUntilEnd = true;
       const { run, summary } = await runIpiPull(ws, 'ipi-pull small files');
       if (summary.files.length !== count) throw new Error(`ipi-pull delivered ${summary.files.length} of ${count} small files`);
       if (ws.marker() !== `IPI_20240101_n${String(count - 1).padStart(6, '0')}.dat`) throw new Error(`marker is ${ws.marker()} after the small files`);
@@ -381,6 +390,7 @@ function opensshSmall(server: SftpServerHandle, small: { remoteDir: string }, co
     label: `OpenSSH sftp get * (${count} files)`,
     async run() {
       const dir = await opensshWorkspace(server);
+      keepUntilEnd = true;
       const out = path.join(dir, 'out');
       await fsp.mkdir(out);
       if (/[\s"'\\*?[]/.test(small.remoteDir)) throw new Error(`the temporary folder ${small.remoteDir} has spaces or quotes: sftp cannot expand a wildcard there; set TMPDIR to a plain path`);
@@ -641,7 +651,7 @@ async function main(): Promise<void> {
       `server: ${toolVersion('ssh', ['-V'])} sshd on 127.0.0.1 (sftp-server); cipher ${CIPHER} for OpenSSH sftp, ipi-pull negotiated ${cipher}`,
       `client: node ${process.versions.node}, ssh2 ${sshVersion()}, native crypto binding ${nativeCryptoAvailable() ? 'in use' : 'NOT built (slow)'}`,
       'ipi-pull: the built CLI (dist/src/bin/ipi-pull.js --json) with product defaults, except SETTLE_TIME=0 (no settle pause; the files are an hour old)',
-      `times: wall clock of each child process, spawn to exit, median of ${opts.rounds}; contenders alternate; outputs of the previous run removed and \`sync\` run (untimed) before each; ${RSS_METHOD}`,
+      `times: wall clock of each child process, spawn to exit, median of ${opts.rounds}; contenders alternate; before each run (untimed) the previous large outputs are removed and \`sync\` is run; small-file outputs are removed at the end; ${RSS_METHOD}`,
     ];
     const out = [...header, '', table(rows), '', 'targets:', ...targets.map((t) => `  [${t.pass ? 'PASS' : 'MISS'}] ${t.name}: ${t.detail}`)].join('\n');
     console.log(`\n${out}\n`);
