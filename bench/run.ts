@@ -22,6 +22,8 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
 const RESULTS_DIR = path.join(ROOT, 'bench', 'results');
 const FASTGET = path.join(HERE, 'fastget.js');
+const CIPHER_PROBE = path.join(HERE, 'cipher-probe.js');
+const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr'];
 const MiB = 1024 * 1024;
 const SMALL_FILE_SIZE = 10 * 1024;
 const CIPHER = 'aes128-gcm@openssh.com';
@@ -35,6 +37,7 @@ interface Options {
   quick: boolean;
   warmup: boolean;
   cpuProf: boolean;
+  ciphers: boolean;
 }
 
 const HELP = `usage: npm run bench -- [options]
@@ -46,6 +49,8 @@ const HELP = `usage: npm run bench -- [options]
   --no-warmup        skip the untimed warm-up round
   --cpu-prof         after the rounds, profile one ipi-pull run of each case (node --cpu-prof)
                      and print where the time goes; profiles saved in bench/results/
+  --ciphers          after the rounds, time ssh2 receiving the big file with each cipher
+                     (aes128-gcm, aes256-gcm, chacha20-poly1305, aes128-ctr), no disk writes
   -h, --help         this text
 
 Needs OpenSSH's sshd, sftp-server, ssh-keygen and sftp (Debian/Ubuntu: apt-get install
@@ -69,6 +74,7 @@ function parseArgs(argv: string[]): Options {
       case '--quick': quick = true; break;
       case '--no-warmup': given.warmup = false; break;
       case '--cpu-prof': given.cpuProf = true; break;
+      case '--ciphers': given.ciphers = true; break;
       case '-h': case '--help': console.log(HELP); process.exit(0); break;
       default: throw new Error(`unknown option ${a}\n\n${HELP}`);
     }
@@ -80,6 +86,7 @@ function parseArgs(argv: string[]): Options {
     quick,
     warmup: given.warmup ?? true,
     cpuProf: given.cpuProf ?? false,
+    ciphers: given.ciphers ?? false,
   };
   if (!Number.isInteger(opts.rounds) || opts.rounds < 3) throw new Error('--rounds must be a whole number of at least 3');
   if (!Number.isInteger(opts.smallFiles) || opts.smallFiles < 0) throw new Error('--small-files must be a whole number');
@@ -94,20 +101,55 @@ interface ChildRun {
   wallMs: number;
   /** Peak resident set size in KiB, or null when it could not be measured. */
   rssKb: number | null;
+  /** User + system CPU of the child (and children it waited for), or null. */
+  cpuMs: number | null;
+  /** CPU the sshd serving this run used (its session processes), or null. */
+  serverCpuMs: number | null;
   stdout: string;
   stderr: string;
 }
 
 /** GNU time reports the child's ru_maxrss; without it we poll VmHWM in /proc. */
 const GNU_TIME = '/usr/bin/time';
-const useGnuTime = fs.existsSync(GNU_TIME) && spawnSync(GNU_TIME, ['-f', '%M', '-o', '/dev/null', 'true']).status === 0;
+const useGnuTime = fs.existsSync(GNU_TIME) && spawnSync(GNU_TIME, ['-f', '%M %U %S', '-o', '/dev/null', 'true']).status === 0;
 const RSS_METHOD = useGnuTime
-  ? 'peak RSS from GNU time (%M, the child\'s ru_maxrss; for sftp the larger of sftp and its ssh child)'
-  : 'peak RSS polled from /proc/PID/status VmHWM every 20 ms (a lower bound)';
+  ? 'peak RSS and client CPU from GNU time (%M = the child\'s ru_maxrss, for sftp the larger of sftp and its ssh child; %U+%S include that child)'
+  : 'peak RSS polled from /proc/PID/status VmHWM every 20 ms (a lower bound); client CPU not measured';
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100;
+
+/**
+ * CPU used so far by the sshd's finished session processes: the listener's cutime + cstime
+ * (a session's sshd and sftp-server are waited for by it, so their time lands there).
+ */
+let sshdPid: number | null = null;
+function serverCpuNow(): number | null {
+  if (sshdPid === null) return null;
+  try {
+    const st = fs.readFileSync(`/proc/${sshdPid}/stat`, 'utf8');
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[13]) + Number(f[14])) * 1000) / CLK_TCK;
+  } catch {
+    return null;
+  }
+}
+
+async function settledServerCpu(before: number | null): Promise<number | null> {
+  if (before === null) return null;
+  // The session's processes exit just after the client: wait until the figure stops moving.
+  let last = serverCpuNow();
+  for (let i = 0; i < 20; i++) {
+    await new Promise((r) => setTimeout(r, 25));
+    const now = serverCpuNow();
+    if (now === last && i >= 3) break;
+    last = now;
+  }
+  return last === null ? null : last - before;
+}
 
 async function timeChild(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv, timeoutMs = 600_000): Promise<ChildRun> {
   const rssFile = path.join(os.tmpdir(), `ipi-bench-rss-${process.pid}-${Math.random().toString(36).slice(2)}`);
-  const [bin, argv] = useGnuTime ? [GNU_TIME, ['-f', '%M', '-o', rssFile, cmd, ...args]] : [cmd, args];
+  const [bin, argv] = useGnuTime ? [GNU_TIME, ['-f', '%M %U %S', '-o', rssFile, cmd, ...args]] : [cmd, args];
+  const serverBefore = serverCpuNow();
   const started = performance.now();
   const child = spawn(bin, argv, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
@@ -130,13 +172,16 @@ async function timeChild(cmd: string, args: string[], cwd: string, env: NodeJS.P
   clearTimeout(timer);
   if (poll) clearInterval(poll);
   let rssKb = polled;
+  let cpuMs: number | null = null;
   if (useGnuTime) {
     const text = await fsp.readFile(rssFile, 'utf8').catch(() => '');
     await fsp.rm(rssFile, { force: true });
-    const last = text.trim().split('\n').pop() ?? '';
-    rssKb = /^\d+$/.test(last) ? Number(last) : null;
+    const m = /^(\d+) ([\d.]+) ([\d.]+)$/.exec(text.trim().split('\n').pop() ?? '');
+    rssKb = m ? Number(m[1]) : null;
+    cpuMs = m ? Math.round((Number(m[2]) + Number(m[3])) * 1000) : null;
   }
-  return { code, wallMs, rssKb, stdout, stderr };
+  const serverCpuMs = await settledServerCpu(serverBefore);
+  return { code, wallMs, rssKb, cpuMs, serverCpuMs, stdout, stderr };
 }
 
 // ---------------------------------------------------------------- data
@@ -197,6 +242,8 @@ async function makeSmallFiles(server: SftpServerHandle, count: number): Promise<
 interface Sample {
   wallMs: number;
   rssKb: number | null;
+  cpuMs: number | null;
+  serverCpuMs: number | null;
   /** Bytes this contender had to move (for MB/s). */
   bytes: number;
   /** Contender-specific figures (publishMs, bytesServed...). */
@@ -265,7 +312,7 @@ function ipiPullBig(server: SftpServerHandle, data: Dataset, label: string, id: 
       const f = summary.files[0];
       if (!f || f.sha256 !== data.sha256) throw new Error(`${label}: delivered ${JSON.stringify(f)}, expected sha256 ${data.sha256}`);
       // Download and verification: the whole run minus the publish step, which is reported on its own line.
-      return { wallMs: run.wallMs - f.publishMs, rssKb: run.rssKb, bytes: data.size, extra: { publishMs: f.publishMs, runMs: run.wallMs } };
+      return { wallMs: run.wallMs - f.publishMs, rssKb: run.rssKb, cpuMs: run.cpuMs, serverCpuMs: run.serverCpuMs, bytes: data.size, extra: { publishMs: f.publishMs, runMs: run.wallMs } };
     },
   };
 }
@@ -301,7 +348,7 @@ function opensshBig(server: SftpServerHandle, data: Dataset): Contender {
       if (run.code !== 0) fail('OpenSSH sftp', run);
       const size = (await fsp.stat(out)).size;
       if (size !== data.size) throw new Error(`OpenSSH sftp wrote ${size} bytes, expected ${data.size}`);
-      return { wallMs: run.wallMs, rssKb: run.rssKb, bytes: data.size, extra: {} };
+      return { wallMs: run.wallMs, rssKb: run.rssKb, cpuMs: run.cpuMs, serverCpuMs: run.serverCpuMs, bytes: data.size, extra: {} };
     },
   };
 }
@@ -318,7 +365,7 @@ function fastGetBig(server: SftpServerHandle, data: Dataset): Contender {
       if (run.code !== 0) fail('ssh2 fastGet', run);
       const size = (await fsp.stat(out)).size;
       if (size !== data.size) throw new Error(`fastGet wrote ${size} bytes, expected ${data.size}`);
-      return { wallMs: run.wallMs, rssKb: run.rssKb, bytes: data.size, extra: {} };
+      return { wallMs: run.wallMs, rssKb: run.rssKb, cpuMs: run.cpuMs, serverCpuMs: run.serverCpuMs, bytes: data.size, extra: {} };
     },
   };
 }
@@ -344,7 +391,7 @@ function ipiPullResume(server: SftpServerHandle, data: Dataset): Contender {
       if (!f || f.sha256 !== data.sha256) throw new Error(`resume: delivered ${JSON.stringify(f)}, expected sha256 ${data.sha256}`);
       if (f.resumedFrom !== half) throw new Error(`resume: resumed from byte ${f.resumedFrom}, expected ${half}`);
       return {
-        wallMs: run.wallMs - f.publishMs, rssKb: run.rssKb, bytes: data.size - half,
+        wallMs: run.wallMs - f.publishMs, rssKb: run.rssKb, cpuMs: run.cpuMs, serverCpuMs: run.serverCpuMs, bytes: data.size - half,
         extra: { publishMs: f.publishMs, runMs: run.wallMs, bytesServed: served, servedPct: (served / data.size) * 100, resumedFrom: half },
       };
     },
@@ -379,7 +426,7 @@ function ipiPullSmall(server: SftpServerHandle, small: { remoteDir: string }, co
       if (ws.marker() !== `IPI_20240101_n${String(count - 1).padStart(6, '0')}.dat`) throw new Error(`marker is ${ws.marker()} after the small files`);
       const publishMs = summary.files.reduce((n, f) => n + f.publishMs, 0);
       // Every durability step is inside the timed run: publish, history and marker per file.
-      return { wallMs: run.wallMs, rssKb: run.rssKb, bytes: count * SMALL_FILE_SIZE, extra: { publishMs, files: count } };
+      return { wallMs: run.wallMs, rssKb: run.rssKb, cpuMs: run.cpuMs, serverCpuMs: run.serverCpuMs, bytes: count * SMALL_FILE_SIZE, extra: { publishMs, files: count } };
     },
   };
 }
@@ -399,12 +446,17 @@ function opensshSmall(server: SftpServerHandle, small: { remoteDir: string }, co
       if (run.code !== 0) fail('OpenSSH sftp (small files)', run);
       const n = (await fsp.readdir(out)).length;
       if (n !== count) throw new Error(`OpenSSH sftp fetched ${n} of ${count} small files`);
-      return { wallMs: run.wallMs, rssKb: run.rssKb, bytes: count * SMALL_FILE_SIZE, extra: { files: count } };
+      return { wallMs: run.wallMs, rssKb: run.rssKb, cpuMs: run.cpuMs, serverCpuMs: run.serverCpuMs, bytes: count * SMALL_FILE_SIZE, extra: { files: count } };
     },
   };
 }
 
 // ---------------------------------------------------------------- statistics and output
+
+function medianOf(xs: Array<number | null>): number | null {
+  const v = xs.filter((x): x is number => x !== null);
+  return v.length ? median(v) : null;
+}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -424,6 +476,8 @@ interface Row {
   ratioToOpenssh: number | null;
   peakRssMB: number | null;
   medianRssMB: number | null;
+  medianCpuMs: number | null;
+  medianServerCpuMs: number | null;
   note: string;
 }
 
@@ -442,12 +496,14 @@ function makeRow(c: Contender, samples: Sample[], note: string): Row {
     ratioToOpenssh: null,
     peakRssMB: rss.length ? Math.max(...rss) / 1024 : null,
     medianRssMB: rss.length ? median(rss) / 1024 : null,
+    medianCpuMs: medianOf(samples.map((s) => s.cpuMs)),
+    medianServerCpuMs: medianOf(samples.map((s) => s.serverCpuMs)),
     note,
   };
 }
 
 function table(rows: Row[]): string {
-  const head = ['contender', 'median MB/s', 'median s', 'min-max s', 'vs OpenSSH', 'peak RSS MB', 'notes'];
+  const head = ['contender', 'median MB/s', 'median s', 'min-max s', 'vs OpenSSH', 'peak RSS MB', 'client CPU s', 'server CPU s', 'notes'];
   const body = rows.map((r) => [
     r.label,
     r.medianMBps.toFixed(0),
@@ -455,6 +511,8 @@ function table(rows: Row[]): string {
     `${s2(r.minWallMs)}-${s2(r.maxWallMs)}`,
     r.ratioToOpenssh === null ? '' : `${r.ratioToOpenssh.toFixed(2)} x`,
     r.peakRssMB === null ? 'n/a' : r.peakRssMB.toFixed(0),
+    r.medianCpuMs === null ? '' : s2(r.medianCpuMs),
+    r.medianServerCpuMs === null ? '' : s2(r.medianServerCpuMs),
     r.note,
   ]);
   const all = [head, ...body];
@@ -505,7 +563,7 @@ async function main(): Promise<void> {
     console.error('Debian/Ubuntu: apt-get install openssh-server openssh-client');
     process.exit(1);
   }
-  if (!fs.existsSync(CLI) || !fs.existsSync(FASTGET)) {
+  if (!fs.existsSync(CLI) || !fs.existsSync(FASTGET) || !fs.existsSync(CIPHER_PROBE)) {
     console.error(`built files missing (${CLI}): run through \`npm run bench\`, which builds first`);
     process.exit(1);
   }
@@ -515,6 +573,11 @@ async function main(): Promise<void> {
 
   log(`starting OpenSSH sshd on 127.0.0.1 (${toolVersion('ssh', ['-V'])})`);
   const server = await startSshd({ passphraseKey: false });
+  try {
+    sshdPid = Number(fs.readFileSync(path.join(server.tempDir, 'sshd.pid'), 'utf8').trim()) || null;
+  } catch {
+    sshdPid = null;
+  }
   let interrupted = false;
   const cleanup = async () => {
     await server.stop().catch(() => {});
@@ -591,7 +654,7 @@ async function main(): Promise<void> {
       rows.push(makeRow(c, ss, note));
       if (c.id === 'ipi-pull') {
         const pub = ss.map((s) => s.extra.publishMs!);
-        const pubSamples = ss.map((s) => ({ wallMs: s.extra.publishMs!, rssKb: null, bytes: s.bytes, extra: {} }));
+        const pubSamples = ss.map((s) => ({ wallMs: s.extra.publishMs!, rssKb: null, cpuMs: null, serverCpuMs: null, bytes: s.bytes, extra: {} }));
         rows.push({ ...makeRow({ id: 'publish', label: `  publish (PUBLISH_MODE=copy)`, run: c.run }, pubSamples, `${clone ? 'reflink clone' : `full copy + fsync: ${fsType} cannot clone`}; not in the row above`), medianWallMs: median(pub) });
       }
     }
@@ -672,7 +735,16 @@ async function main(): Promise<void> {
       rows: rows.map((r) => ({ ...r, medianS: r.medianWallMs / 1000 })),
       targets,
       table: out,
-    };
+    } as Record<string, unknown>;
+
+    let cipherRows: Row[] = [];
+    if (opts.ciphers) {
+      cipherRows = await cipherScan(server, big, opts.rounds, log);
+      const text = table(cipherRows);
+      console.log(`\nssh2 receiving ${human(big.size)} per cipher (reads in flight as the engine, bytes discarded; ssh2 negotiates ${cipher} by default):\n${text}\n`);
+      json.ciphers = cipherRows.map((r) => ({ ...r, samples: r.samples }));
+      json.cipherTable = text;
+    }
     await fsp.writeFile(file, `${JSON.stringify(json, null, 2)}\n`);
     log(`results written to ${path.relative(process.cwd(), file) || file}`);
 
@@ -683,6 +755,26 @@ async function main(): Promise<void> {
       await cleanup();
     }
   }
+}
+
+/** ssh2 receiving the big file with each cipher, alternating, `rounds` each. */
+async function cipherScan(server: SftpServerHandle, big: Dataset, rounds: number, log: (m: string) => void): Promise<Row[]> {
+  const samples = new Map<string, Sample[]>(CIPHERS.map((c) => [c, []]));
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < CIPHERS.length; i++) {
+      const c = CIPHERS[(i + round) % CIPHERS.length]!;
+      spawnSync('sync');
+      const dir = await opensshWorkspace(server);
+      const run = await timeChild(process.execPath, [CIPHER_PROBE, server.host, String(server.port), server.user, server.clientKeyPath, server.hostKeyFingerprint, `${big.remoteDir}/${big.name}`, c], dir, childEnv(dir));
+      if (run.code !== 0) fail(`cipher probe ${c}`, run);
+      const s: Sample = { wallMs: run.wallMs, rssKb: run.rssKb, cpuMs: run.cpuMs, serverCpuMs: run.serverCpuMs, bytes: big.size, extra: {} };
+      samples.get(c)!.push(s);
+      log(`  cipher ${c}: ${s2(s.wallMs)} s, client CPU ${s.cpuMs === null ? 'n/a' : s2(s.cpuMs)} s`);
+    }
+  }
+  const rows = CIPHERS.map((c) => makeRow({ id: c, label: c, run: async () => samples.get(c)![0]! }, samples.get(c)!, ''));
+  for (const r of rows) r.ratioToOpenssh = null;
+  return rows;
 }
 
 function sshVersion(): string {
