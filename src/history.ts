@@ -24,12 +24,32 @@ export function historyFileFor(markerFile: string): string {
 }
 
 export async function appendDelivery(file: string, d: Delivery): Promise<void> {
-  const fh = await fs.open(file, 'a', 0o644);
+  const h = new HistoryAppender(file);
   try {
+    await h.append(d);
+  } finally {
+    await h.close();
+  }
+}
+
+/** The history kept open for a run of many files: each line is one write and one fsync. */
+export class HistoryAppender {
+  private fh: Promise<fs.FileHandle> | null = null;
+
+  constructor(readonly file: string) {}
+
+  async append(d: Delivery): Promise<void> {
+    this.fh ??= fs.open(this.file, 'a', 0o644);
+    this.fh.catch(() => (this.fh = null));
+    const fh = await this.fh;
     await fh.write(`${JSON.stringify(d)}\n`);
     await fh.sync();
-  } finally {
-    await fh.close();
+  }
+
+  async close(): Promise<void> {
+    const fh = this.fh;
+    this.fh = null;
+    await fh?.then((h) => h.close()).catch(() => {});
   }
 }
 

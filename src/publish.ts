@@ -15,6 +15,8 @@ export type PublishMode = 'copy' | 'hardlink' | 'move';
 export type PublishMethod = 'clone' | 'copy' | 'copy (O_DIRECT)' | 'hardlink' | 'rename';
 
 export interface PublishOptions {
+  /** The file's size and mtime when the caller knows them (saves a stat per file); else read from the file. */
+  known?: { size: number; mtime: Date };
   directIo?: DirectIoMode;
   /** Aligned buffers to borrow for an O_DIRECT copy (the download's, idle by now). */
   pool?: ChunkPool;
@@ -58,7 +60,8 @@ const DIRECT_COPY_MIN = 8 * 1024 * 1024;
  * an O_DIRECT copy for large files where DIRECT_IO allows it, else a plain copy; then fsync.
  */
 async function copyDurably(from: string, to: string, opts: PublishOptions): Promise<PublishMethod> {
-  const st = await fs.stat(from);
+  let st: { size: number; mode: number; mtime: Date } | null = null;
+  const stat = async () => (st ??= await fs.stat(from));
   let method: PublishMethod = 'clone';
   // A failed clone attempt creates and removes the target: worth it once per pair of folders,
   // not for each of a thousand small files.
@@ -70,15 +73,16 @@ async function copyDurably(from: string, to: string, opts: PublishOptions): Prom
     if (!CANNOT_CLONE.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
     cannotClone.add(pair);
     method = 'copy';
-    if (st.size >= DIRECT_COPY_MIN && (await directIoAllowed(path.dirname(to), opts.directIo ?? 'off')) && (await directCopy(from, to, st.size, st.mode, opts.pool))) {
-      method = 'copy (O_DIRECT)';
-    } else {
-      await fs.copyFile(from, to, fsConstants.COPYFILE_EXCL);
+    const size = opts.known?.size ?? (await stat()).size;
+    if (size >= DIRECT_COPY_MIN && (await directIoAllowed(path.dirname(to), opts.directIo ?? 'off'))) {
+      if (await directCopy(from, to, size, (await stat()).mode, opts.pool)) method = 'copy (O_DIRECT)';
     }
+    if (method === 'copy') await fs.copyFile(from, to, fsConstants.COPYFILE_EXCL);
   }
+  const mtime = opts.known?.mtime ?? (await stat()).mtime;
   const fh = await fs.open(to, 'r+');
   try {
-    await fh.utimes(st.atime, st.mtime);
+    await fh.utimes(mtime, mtime);
     await fh.sync();
   } finally {
     await fh.close();

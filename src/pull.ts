@@ -5,20 +5,21 @@ import path from 'node:path';
 import picomatch from 'picomatch';
 import type { Config } from './config/load.js';
 import { PermanentError } from './errors.js';
-import { appendDelivery, historyFileFor, recentDeliveries } from './history.js';
+import { HistoryAppender, historyFileFor, recentDeliveries } from './history.js';
 import { acquireLock, lockFileFor, type Lock } from './lock.js';
 import type { Logger } from './log.js';
-import { readMarker, writeMarker } from './marker.js';
+import { prepareMarker, readMarker } from './marker.js';
 import { printableName } from './names.js';
 import type { Progress } from './progress.js';
 import { rate } from './progress.js';
-import { PUBLISH_BUFFERS, publish } from './publish.js';
+import { PUBLISH_BUFFERS, publish, type Published } from './publish.js';
 import { withRetries, type Attempt } from './retry.js';
 import { MarkerPlacementError, selectNext, type RemoteEntry } from './select.js';
 import { SftpSession, type SessionOptions } from './sftp/session.js';
 import { ChunkPool } from './transfer/buffers.js';
 import { downloadFile, type Downloaded } from './transfer/download.js';
 import { WRITE_BEHIND } from './transfer/engine.js';
+import { keepFoldersOpen } from './util/atomic.js';
 import { formatBytes } from './util/space.js';
 
 export interface PullOptions {
@@ -95,9 +96,11 @@ export async function runPull(config: Config, opts: PullOptions, ctx: RunContext
       // buffers may still be written by reads in flight, so they are never handed on.
       // (+ PUBLISH_BUFFERS: a large file's O_DIRECT publish borrows two while the next file downloads.)
       const pool = new ChunkPool(config.chunkSize, config.chunksInFlight + WRITE_BEHIND + PUBLISH_BUFFERS);
+      const history = new HistoryAppender(historyFileFor(config.markerFile));
       try {
-        await drain(session, pool, config, opts, ctx, summary, attempt, warned);
+        await keepFoldersOpen(() => drain(session, pool, history, config, opts, ctx, summary, attempt, warned));
       } finally {
+        await history.close();
         await session.end();
       }
     }, { retries: config.retries, delaysMs: config.retryDelays }, ctx.log, opts.signal);
@@ -118,7 +121,7 @@ async function prepareFolders(config: Config): Promise<void> {
 }
 
 async function drain(
-  session: SftpSession, pool: ChunkPool, config: Config, opts: PullOptions, ctx: RunContext,
+  session: SftpSession, pool: ChunkPool, history: HistoryAppender, config: Config, opts: PullOptions, ctx: RunContext,
   summary: RunSummary, attempt: Attempt, warned: Set<string>,
 ): Promise<void> {
   const matches = picomatch(config.pattern, { dot: true });
@@ -164,8 +167,14 @@ async function drain(
       await f;
     };
     try {
-      for (const entry of selection.queue) {
-        const ready = await secondLook(session, config, entry, listedAt, ctx.log);
+      // After a small file, the second look at the next one went out while it downloaded
+      // (after a large one it is taken just before the next download, as close to it as it can be).
+      let look: Promise<boolean> | null = null;
+      for (const [i, entry] of selection.queue.entries()) {
+        const ready = await (look ?? secondLook(session, config, entry, listedAt, ctx.log));
+        const next = opts.once || entry.size > config.chunkSize ? undefined : selection.queue[i + 1];
+        look = next ? secondLook(session, config, next, listedAt, ctx.log) : null;
+        look?.catch(() => {});
         if (!ready) {
           await settle();
           summary.waiting = { name: entry.name, reason: 'still being written' };
@@ -173,7 +182,7 @@ async function drain(
         }
         const got = await fetchOne(session, pool, config, entry, ctx, attempt, opts.signal);
         await settle();
-        finishing = finishOne(pool, config, entry, got, ctx, summary, attempt, historyFile);
+        finishing = finishOne(pool, history, config, entry, got, ctx, summary, attempt);
         finishing.catch(() => {});
         if (opts.once) break;
       }
@@ -231,36 +240,51 @@ async function fetchOne(
     },
     signal,
   }).finally(() => ctx.progress.end());
-  ctx.log.info(`${entry.name}: verified ${formatBytes(got.size)}, sha256 ${got.sha256}`);
+  ctx.log.debug(`${entry.name}: verified ${formatBytes(got.size)}, sha256 ${got.sha256}`);
   return got;
 }
 
 /** Publish a verified file, record it in the history, then move the marker. */
 async function finishOne(
-  pool: ChunkPool, config: Config, entry: RemoteEntry, got: Downloaded, ctx: RunContext,
-  summary: RunSummary, attempt: Attempt, historyFile: string,
+  pool: ChunkPool, history: HistoryAppender, config: Config, entry: RemoteEntry, got: Downloaded, ctx: RunContext,
+  summary: RunSummary, attempt: Attempt,
 ): Promise<void> {
+  // The next marker is written and fsynced under a temporary name meanwhile; it takes the
+  // marker's name only after the file is published and its history line is down.
+  const nextMarker = prepareMarker(config.markerFile, entry.name);
+  nextMarker.catch(() => {});
   const publishStarted = Date.now();
-  const published = await publish(got.localPath, config.serverDir, entry.name, config.publishMode, { directIo: config.directIo, pool });
-  const publishMs = Date.now() - publishStarted;
-  ctx.log.info(`${entry.name}: published to ${published.path} (${published.method}, ${publishMs} ms)`);
-  const delivered: DeliveredFile = {
-    name: entry.name, size: got.size, sha256: got.sha256, durationMs: got.durationMs,
-    bytesTransferred: got.bytesTransferred, resumedFrom: got.resumedFrom, publishedTo: published.path,
-    publishMs, publishMethod: published.method,
-  };
-  await appendDelivery(historyFile, {
-    ...delivered,
-    remoteMtime: new Date(entry.mtimeMs).toISOString(),
-    deliveredAt: new Date().toISOString(),
-  });
-  // Last of all: the marker moves only once the file is whole in SERVER_DIR.
-  await writeMarker(config.markerFile, entry.name);
+  let published: Published;
+  let publishMs: number;
+  let delivered: DeliveredFile;
+  try {
+    published = await publish(got.localPath, config.serverDir, entry.name, config.publishMode, {
+      directIo: config.directIo, pool, known: { size: got.size, mtime: new Date(entry.mtimeMs) },
+    });
+    publishMs = Date.now() - publishStarted;
+    ctx.log.debug(`${entry.name}: published to ${published.path} (${published.method}, ${publishMs} ms)`);
+    delivered = {
+      name: entry.name, size: got.size, sha256: got.sha256, durationMs: got.durationMs,
+      bytesTransferred: got.bytesTransferred, resumedFrom: got.resumedFrom, publishedTo: published.path,
+      publishMs, publishMethod: published.method,
+    };
+    await history.append({
+      ...delivered,
+      remoteMtime: new Date(entry.mtimeMs).toISOString(),
+      deliveredAt: new Date().toISOString(),
+    });
+    // Last of all: the marker moves only once the file is whole in SERVER_DIR.
+    await (await nextMarker).commit();
+  } catch (err) {
+    await nextMarker.then((m) => m.discard(), () => {});
+    throw err;
+  }
   attempt.progressed = true;
   summary.delivered.push(delivered);
   summary.pending = summary.pending.filter((n) => n !== entry.name);
   const resumed = got.resumedFrom > 0 ? `, resumed from byte ${got.resumedFrom}` : '';
-  ctx.log.info(`${entry.name}: delivered ${formatBytes(got.size)} in ${(got.durationMs / 1000).toFixed(1)} s (${rate(got.bytesTransferred, got.durationMs)})${resumed}; marker -> ${entry.name}`);
+  // One line per delivered file says it all (a thousand small files make a thousand lines).
+  ctx.log.info(`${entry.name}: delivered ${formatBytes(got.size)} in ${(got.durationMs / 1000).toFixed(1)} s (${rate(got.bytesTransferred, got.durationMs)})${resumed}, sha256 ${got.sha256}, published to ${published.path} (${published.method}, ${publishMs} ms); marker -> ${entry.name}`);
 }
 
 async function markerMtime(historyFile: string, marker: string): Promise<number | undefined> {

@@ -67,7 +67,9 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
   const recorded = req.remote.size > req.transfer.chunkSize;
   let decision = resumeDecision(meta, partSize, req.remote);
   if (!recorded && meta === null && decision.offset > 0) decision = { offset: 0, why: 'a partial of a one-chunk file without a record: fetching it again' };
-  req.log.info(`${req.name}: ${decision.why}`);
+  // The usual case (a new file) is said by the caller's "pulling" line; resumes and restarts are news.
+  if (decision.offset > 0 || partSize) req.log.info(`${req.name}: ${decision.why}`);
+  else req.log.debug(`${req.name}: ${decision.why}`);
 
   // The server opens the file while the record is made durable here: one round trip hidden.
   const opening = req.session.openRead(req.remotePath);
