@@ -12,7 +12,7 @@ import { ensureRoom } from '../util/space.js';
 import { ChunkPool } from './buffers.js';
 import { WRITE_BEHIND, fetchRange } from './engine.js';
 import { HashingWriter } from './sink.js';
-import { partialPaths, readMeta, resumeDecision, sizeOf, tailCheckPoints, writeMeta } from './partial.js';
+import { partialPaths, readMeta, resumeDecision, sizeOf, tailCheckPoints, writeMeta, type ResumeDecision } from './partial.js';
 
 export type { DirectIoMode };
 
@@ -57,34 +57,47 @@ const TAIL_WINDOW = 64 * 1024;
 export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
   const started = Date.now();
   const paths = partialPaths(req.localDir, req.name);
-  const partSize = (await sizeOf(paths.part)) ?? (await adoptUnrecordedFinal(paths, req.log));
-  // A record without a partial says nothing: read it only when there is something to resume.
-  const meta = partSize ? await readMeta(paths.meta) : null;
+  // The server opens the file while everything local below is done: one round trip hidden.
+  const opening = req.session.openRead(req.remotePath);
+  opening.catch(() => {});
+  let localOpening: Promise<FileHandle> | null = null;
+  let handle: Buffer;
+  let local: FileHandle;
+  let partSize: number | null = null;
+  let decision: ResumeDecision;
   // Only a file of more than one chunk can be resumed part-way, so only such a file gets a
   // record (NAME.part.json, two fsyncs). A partial of a one-chunk file without a record is
   // not trusted (its tail check could not see a changed file): it is fetched again, which
   // costs at most one chunk.
   const recorded = req.remote.size > req.transfer.chunkSize;
-  let decision = resumeDecision(meta, partSize, req.remote);
-  if (!recorded && meta === null && decision.offset > 0) decision = { offset: 0, why: 'a partial of a one-chunk file without a record: fetching it again' };
-  // The usual case (a new file) is said by the caller's "pulling" line; resumes and restarts are news.
-  if (decision.offset > 0 || partSize) req.log.info(`${req.name}: ${decision.why}`);
-  else req.log.debug(`${req.name}: ${decision.why}`);
-
-  // The server opens the file while the record is made durable here: one round trip hidden.
-  const opening = req.session.openRead(req.remotePath);
-  opening.catch(() => {});
   try {
+    partSize = (await sizeOf(paths.part)) ?? (await adoptUnrecordedFinal(paths, req.log));
+    // A record without a partial says nothing: read it only when there is something to resume.
+    const meta = partSize ? await readMeta(paths.meta) : null;
+    decision = resumeDecision(meta, partSize, req.remote);
+    if (!recorded && meta === null && decision.offset > 0) decision = { offset: 0, why: 'a partial of a one-chunk file without a record: fetching it again' };
+    // The usual case (a new file) is said by the caller's "pulling" line; resumes and restarts are news.
+    if (decision.offset > 0 || partSize) req.log.info(`${req.name}: ${decision.why}`);
+    else req.log.debug(`${req.name}: ${decision.why}`);
+    // Opening (creating) the .part early is safe: nothing is written to it before the record
+    // is durable, and an empty partial counts as none.
+    localOpening = partSize === null ? fs.open(paths.part, 'w+') : openForResume(paths.part);
+    localOpening.catch(() => {});
     await Promise.all([
       recorded ? writeMeta(paths.meta, { name: req.name, remoteSize: req.remote.size, remoteMtimeMs: req.remote.mtimeMs, startedAt: new Date().toISOString() }) : null,
       ensureRoom(req.localDir, req.remote.size - decision.offset, `downloading ${req.name}`),
     ]);
+    [handle, local] = await Promise.all([opening, localOpening]);
   } catch (err) {
     opening.then((h) => req.session.close(h)).catch(() => {});
+    // A .part created here (there was none) holds nothing yet: it goes again.
+    const created = localOpening !== null && partSize === null;
+    await localOpening?.then(async (fh) => {
+      await fh.close();
+      if (created) await fs.rm(paths.part, { force: true });
+    }).catch(() => {});
     throw err;
   }
-  const handle = await opening;
-  const local = partSize === null ? await fs.open(paths.part, 'w+') : await openForResume(paths.part);
   let direct: FileHandle | null = null;
   let bytesTransferred = 0;
   try {
