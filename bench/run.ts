@@ -43,7 +43,7 @@ interface Options {
 const HELP = `usage: npm run bench -- [options]
 
   --size SIZE        big file size (default 1GiB; units as in .env: 256MiB, 1GiB)
-  --rounds N         timed rounds per contender, at least 3 (default 5)
+  --rounds N         timed rounds per contender, at least 3 (default 7)
   --small-files N    number of 10 KiB files in the many-small-files case (default 1000; 0 skips it)
   --quick            256MiB, 3 rounds, 200 small files (explicit options still win)
   --no-warmup        skip the untimed warm-up round
@@ -81,7 +81,7 @@ function parseArgs(argv: string[]): Options {
   }
   const opts: Options = {
     size: given.size ?? (quick ? 256 * MiB : 1024 * MiB),
-    rounds: given.rounds ?? (quick ? 3 : 5),
+    rounds: given.rounds ?? (quick ? 3 : 7),
     smallFiles: given.smallFiles ?? (quick ? 200 : 1000),
     quick,
     warmup: given.warmup ?? true,
