@@ -295,9 +295,8 @@ interface CliSummary {
   files: Array<{ name: string; size: number; sha256: string; durationMs: number; bytesTransferred: number; resumedFrom: number; publishMs: number }>;
 }
 
-async function runIpiPull(ws: Workspace, what: string, nodeOptions?: string): Promise<{ run: ChildRun; summary: CliSummary }> {
-  const env = childEnv(ws.dir, nodeOptions ? { NODE_OPTIONS: nodeOptions } : {});
-  const run = await timeChild(process.execPath, [CLI, '--json'], ws.dir, env);
+async function runIpiPull(ws: Workspace, what: string, nodeArgs: string[] = []): Promise<{ run: ChildRun; summary: CliSummary }> {
+  const run = await timeChild(process.execPath, [...nodeArgs, CLI, '--json'], ws.dir, childEnv(ws.dir));
   if (run.code !== 0) fail(what, run);
   return { run, summary: JSON.parse(run.stdout) as CliSummary };
 }
@@ -794,7 +793,7 @@ async function profileRuns(server: SftpServerHandle, big: Dataset, small: { remo
     const ws = benchWorkspace(server, remoteDir);
     const profDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ipi-bench-prof-'));
     allWorkspaces.add(profDir);
-    const { run } = await runIpiPull(ws, `profiled ipi-pull (${name})`, `--cpu-prof --cpu-prof-dir=${profDir}`);
+    const { run } = await runIpiPull(ws, `profiled ipi-pull (${name})`, ['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
     const [prof] = await fsp.readdir(profDir);
     if (!prof) continue;
     const dest = path.join(RESULTS_DIR, `profile-${name}-${Date.now()}.cpuprofile`);
