@@ -527,9 +527,21 @@ function toolVersion(cmd: string, args: string[]): string {
   return `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n')[0] ?? 'unknown';
 }
 
+/** The filesystem type of the mount holding dir, from /proc/mounts (stat -f says ext2/ext3 for ext4). */
 function fsTypeOf(dir: string): string {
-  const r = spawnSync('stat', ['-f', '-c', '%T', dir], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : 'unknown';
+  try {
+    const real = fs.realpathSync(dir);
+    let best = { at: '', type: 'unknown' };
+    for (const line of fs.readFileSync('/proc/mounts', 'utf8').split('\n')) {
+      const [, at, type] = line.split(' ');
+      if (!at || !type) continue;
+      const mount = at.replace(/\\040/g, ' ');
+      if ((real === mount || real.startsWith(mount.endsWith('/') ? mount : `${mount}/`)) && mount.length >= best.at.length) best = { at: mount, type };
+    }
+    return best.type;
+  } catch {
+    return 'unknown';
+  }
 }
 
 /** Can this filesystem clone (reflink)? Publishing with PUBLISH_MODE=copy is then nearly free. */
