@@ -14,8 +14,9 @@ export interface Delivery {
   bytesTransferred: number;
   resumedFrom: number;
   publishedTo: string;
-  /** Absent in lines written before it was recorded. */
+  /** Absent in lines written before they were recorded. */
   publishMs?: number;
+  publishMethod?: string;
 }
 
 export function historyFileFor(markerFile: string): string {
@@ -24,14 +25,36 @@ export function historyFileFor(markerFile: string): string {
 }
 
 export async function appendDelivery(file: string, d: Delivery): Promise<void> {
-  const fh = await fs.open(file, 'a', 0o644);
+  const h = new HistoryAppender(file);
   try {
-    await fh.write(`${JSON.stringify(d)}\n`);
-    await fh.sync();
-  } catch (err) {
-    throw withPath(err, file);
+    await h.append(d);
   } finally {
-    await fh.close();
+    await h.close();
+  }
+}
+
+/** The history kept open for a run of many files: each line is one write and one fsync. */
+export class HistoryAppender {
+  private fh: Promise<fs.FileHandle> | null = null;
+
+  constructor(readonly file: string) {}
+
+  async append(d: Delivery): Promise<void> {
+    try {
+      this.fh ??= fs.open(this.file, 'a', 0o644);
+      this.fh.catch(() => (this.fh = null));
+      const fh = await this.fh;
+      await fh.write(`${JSON.stringify(d)}\n`);
+      await fh.sync();
+    } catch (err) {
+      throw withPath(err, this.file);
+    }
+  }
+
+  async close(): Promise<void> {
+    const fh = this.fh;
+    this.fh = null;
+    await fh?.then((h) => h.close()).catch(() => {});
   }
 }
 

@@ -1,7 +1,7 @@
 // LAST_FILE_RECORD: one line, the name of the last file fully delivered to SERVER_DIR.
 // The format is FTP_IPI.py's (the bare name), so either program can read the other's marker.
 import fs from 'node:fs/promises';
-import { writeFileAtomic } from './util/atomic.js';
+import { prepareFileAtomic, temporariesOf, writeFileAtomic, type PreparedFile } from './util/atomic.js';
 
 /** The marker's name, or null when there is no marker yet (first run). */
 export async function readMarker(file: string): Promise<string | null> {
@@ -24,4 +24,20 @@ export function parseMarker(content: string): string | null {
 /** Written only after the file is in SERVER_DIR; atomic, so a crash leaves the old marker or the new. */
 export async function writeMarker(file: string, name: string): Promise<void> {
   await writeFileAtomic(file, name);
+}
+
+/** The new marker made durable under a temporary name; commit() moves the marker. */
+export function prepareMarker(file: string, name: string): Promise<PreparedFile> {
+  return prepareFileAtomic(file, name);
+}
+
+/**
+ * Remove next-marker temporaries left by a run killed between preparing and committing.
+ * Call only while holding the marker's lock: only its holder writes them, so any found then
+ * belong to a dead run (no hour's grace, unlike temporaries in shared folders).
+ */
+export async function removeStaleMarkerTemporaries(file: string): Promise<string[]> {
+  const stale = await temporariesOf(file);
+  for (const f of stale) await fs.rm(f, { force: true });
+  return stale;
 }

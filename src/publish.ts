@@ -1,23 +1,45 @@
 // Put a verified file into SERVER_DIR so that consumers see all of it or nothing: the bytes
 // go to a dot-named temporary in SERVER_DIR itself (same filesystem, so the final rename is
 // atomic), are made durable, and only then take the final name.
+import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { withPath } from './errors.js';
+import { alignedBuffers, type ChunkPool } from './transfer/buffers.js';
 import { fsyncDir, renameDurably, tempNameFor } from './util/atomic.js';
+import { DIRECT_ALIGN, directIoAllowed, openDirect, type DirectIoMode } from './util/direct.js';
 
 export type PublishMode = 'copy' | 'hardlink' | 'move';
 
-export async function publish(localPath: string, serverDir: string, name: string, mode: PublishMode): Promise<string> {
+/** How the bytes got there: a copy-on-write clone costs nothing; a copy is a second full write. */
+export type PublishMethod = 'clone' | 'copy' | 'copy (O_DIRECT)' | 'hardlink' | 'rename';
+
+export interface PublishOptions {
+  /** The file's size and mtime when the caller knows them (saves a stat per file); else read from the file. */
+  known?: { size: number; mtime: Date };
+  directIo?: DirectIoMode;
+  /** Aligned buffers to borrow for an O_DIRECT copy (the download's, idle by now). */
+  pool?: ChunkPool;
+}
+
+export interface Published {
+  path: string;
+  method: PublishMethod;
+}
+
+export async function publish(localPath: string, serverDir: string, name: string, mode: PublishMode, opts: PublishOptions = {}): Promise<Published> {
   const target = path.join(serverDir, name);
   const tmp = tempNameFor(target, 'publishing');
+  let method: PublishMethod;
   try {
     if (mode === 'hardlink') {
       await fs.link(localPath, tmp);
+      method = 'hardlink';
     } else if (mode === 'move') {
-      await moveInto(localPath, tmp);
+      method = await moveInto(localPath, tmp, opts);
     } else {
-      await copyDurably(localPath, tmp);
+      method = await copyDurably(localPath, tmp, opts);
     }
     await renameDurably(tmp, target);
   } catch (err) {
@@ -26,29 +48,138 @@ export async function publish(localPath: string, serverDir: string, name: string
     throw withPath(err, target, (err as NodeJS.ErrnoException).syscall === 'copyfile');
   }
   if (mode === 'move') await fsyncDir(path.dirname(localPath)).catch(() => {});
-  return target;
+  return { path: target, method };
 }
 
-/** A copy-on-write clone where the filesystem can (btrfs, XFS, APFS...), else a plain copy; then fsync. */
-async function copyDurably(from: string, to: string): Promise<void> {
-  await fs.copyFile(from, to, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE);
-  const st = await fs.stat(from);
-  await fs.utimes(to, st.atime, st.mtime);
+/** Buffers an O_DIRECT copy borrows from the chunk pool (one being read, one being written). */
+export const PUBLISH_BUFFERS = 2;
+
+/** Files smaller than this are copied with copyFile: O_DIRECT's set-up is not worth it. */
+const DIRECT_COPY_MIN = 8 * 1024 * 1024;
+
+/**
+ * A copy-on-write clone where the filesystem can (btrfs, XFS with reflink, APFS...), else
+ * an O_DIRECT copy for large files where DIRECT_IO allows it, else a plain copy; then fsync.
+ */
+async function copyDurably(from: string, to: string, opts: PublishOptions): Promise<PublishMethod> {
+  let st: { size: number; mode: number; mtime: Date } | null = null;
+  const stat = async () => (st ??= await fs.stat(from));
+  let method: PublishMethod = 'clone';
+  // A failed clone attempt creates and removes the target: worth it once per pair of folders,
+  // not for each of a thousand small files.
+  const pair = `${path.dirname(from)}\0${path.dirname(to)}`;
+  try {
+    if (cannotClone.has(pair)) throw Object.assign(new Error('cannot clone'), { code: 'ENOTSUP' });
+    await fs.copyFile(from, to, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE_FORCE);
+  } catch (err) {
+    if (!CANNOT_CLONE.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+    cannotClone.add(pair);
+    method = 'copy';
+    const size = opts.known?.size ?? (await stat()).size;
+    if (size >= DIRECT_COPY_MIN && (await directIoAllowed(path.dirname(to), opts.directIo ?? 'off'))) {
+      if (await directCopy(from, to, size, (await stat()).mode, opts.pool)) method = 'copy (O_DIRECT)';
+    }
+    if (method === 'copy') await fs.copyFile(from, to, fsConstants.COPYFILE_EXCL);
+  }
+  const mtime = opts.known?.mtime ?? (await stat()).mtime;
   const fh = await fs.open(to, 'r+');
   try {
+    await fh.utimes(mtime, mtime);
     await fh.sync();
   } finally {
     await fh.close();
   }
+  return method;
 }
 
-async function moveInto(from: string, to: string): Promise<void> {
+const cannotClone = new Set<string>();
+
+/** What copyFile answers when the filesystem (or the pair of filesystems) cannot clone. */
+const CANNOT_CLONE = new Set(['ENOTSUP', 'EOPNOTSUPP', 'EXDEV', 'EINVAL', 'ENOSYS', 'ENOTTY', 'EPERM']);
+
+/**
+ * Copy through aligned buffers with O_DIRECT on both sides: no page cache for either file,
+ * reads overlapping writes. The last, unaligned piece goes through an ordinary descriptor.
+ * False (and nothing left behind) when either file refuses O_DIRECT: the caller copies plainly.
+ */
+async function directCopy(from: string, to: string, size: number, mode: number, pool?: ChunkPool): Promise<boolean> {
+  const block = pool?.aligned ? pool.chunkSize : 2 * 1024 * 1024;
+  if (block % DIRECT_ALIGN !== 0) return false;
+  const borrowed = pool?.aligned ? Array.from({ length: PUBLISH_BUFFERS }, () => pool.take()) : null;
+  const bufs = borrowed ?? alignedBuffers(block, PUBLISH_BUFFERS).buffers;
+  let src: FileHandle | null = null;
+  let dst: FileHandle | null = null;
+  const files: { tail: FileHandle | null } = { tail: null };
+  try {
+    src = await openDirect(from, fsConstants.O_RDONLY);
+    dst = src && (await openDirect(to, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, mode & 0o7777));
+    if (!src || !dst) return false;
+    await dst.chmod(mode & 0o7777);
+    let writing: Promise<unknown> = Promise.resolve();
+    for (let pos = 0, i = 0; pos < size; i++) {
+      const buf = bufs[i % bufs.length]!;
+      const n = await readFully(src, buf, Math.min(block, size - pos), pos);
+      if (n === 0) throw new Error(`${from} ended at byte ${pos}, before its size ${size}`);
+      await writing;
+      const at = pos;
+      const whole = n - (n % DIRECT_ALIGN);
+      writing = (async () => {
+        if (whole > 0) await writeFully(dst!, buf, 0, whole, at);
+        if (whole < n) {
+          files.tail ??= await fs.open(to, 'r+');
+          await writeFully(files.tail, buf, whole, n - whole, at + whole);
+        }
+      })();
+      writing.catch(() => {});
+      pos += n;
+    }
+    await writing;
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL') throw err;
+    // O_DIRECT refused mid-way (alignment the kernel wants is stricter than 4 KiB): start over plainly.
+    await Promise.all([dst?.close(), files.tail?.close()].map((p) => p?.catch(() => {})));
+    dst = null;
+    files.tail = null;
+    await fs.rm(to, { force: true });
+    return false;
+  } finally {
+    await src?.close().catch(() => {});
+    await dst?.close().catch(() => {});
+    await files.tail?.close().catch(() => {});
+    if (borrowed) for (const b of borrowed) pool!.give(b);
+  }
+}
+
+async function readFully(fh: FileHandle, buf: Buffer, len: number, position: number): Promise<number> {
+  let got = 0;
+  while (got < len) {
+    // O_DIRECT reads ask for whole blocks; at the end of the file the answer is short.
+    const want = Math.ceil((len - got) / DIRECT_ALIGN) * DIRECT_ALIGN;
+    const { bytesRead } = await fh.read(buf, got, Math.min(want, buf.length - got), position + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return Math.min(got, len);
+}
+
+async function writeFully(fh: FileHandle, buf: Buffer, off: number, len: number, position: number): Promise<void> {
+  for (let done = 0; done < len;) {
+    const { bytesWritten } = await fh.write(buf, off + done, len - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+async function moveInto(from: string, to: string, opts: PublishOptions): Promise<PublishMethod> {
   try {
     await fs.rename(from, to);
+    return 'rename';
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
     // Different filesystems: copy, and remove the source only once the copy is durable.
-    await copyDurably(from, to);
+    const method = await copyDurably(from, to, opts);
     await fs.rm(from);
+    return method;
   }
 }

@@ -6,19 +6,21 @@ import picomatch from 'picomatch';
 import type { Config } from './config/load.js';
 import { expectedDigest } from './checksum.js';
 import { IntegrityError, PermanentError } from './errors.js';
-import { appendDelivery, historyFileFor, recentDeliveries } from './history.js';
+import { HistoryAppender, historyFileFor, recentDeliveries } from './history.js';
 import { acquireLock, lockFileFor, pidAlive, type Lock } from './lock.js';
 import type { Logger } from './log.js';
-import { readMarker, writeMarker } from './marker.js';
+import { prepareMarker, readMarker, removeStaleMarkerTemporaries } from './marker.js';
 import { printableName } from './names.js';
 import type { Progress } from './progress.js';
 import { rate } from './progress.js';
-import { publish } from './publish.js';
+import { PUBLISH_BUFFERS, publish, type Published } from './publish.js';
 import { withRetries, type Attempt } from './retry.js';
 import { MarkerPlacementError, selectNext, type RemoteEntry } from './select.js';
 import { SftpSession, type SessionOptions } from './sftp/session.js';
+import { ChunkPool } from './transfer/buffers.js';
 import { downloadFile, type Downloaded } from './transfer/download.js';
-import { sweepTemporaries } from './util/atomic.js';
+import { WRITE_BEHIND } from './transfer/engine.js';
+import { keepFoldersOpen, sweepTemporaries } from './util/atomic.js';
 import { formatBytes } from './util/space.js';
 
 export interface PullOptions {
@@ -40,6 +42,8 @@ export interface DeliveredFile {
   publishedTo: string;
   /** Time spent publishing to SERVER_DIR (copy or clone, fsync, rename), apart from durationMs. */
   publishMs: number;
+  /** clone, copy, copy (O_DIRECT), hardlink or rename. */
+  publishMethod: string;
 }
 
 export interface RunSummary {
@@ -86,9 +90,9 @@ export async function runPull(config: Config, opts: PullOptions, ctx: RunContext
   if (!opts.dryRun) {
     await prepareFolders(config);
     lock = await acquireLock(lockFileFor(config.markerFile), (m) => ctx.log.warn(m));
-    for (const dir of new Set([config.localDir, config.serverDir, path.dirname(config.markerFile)])) {
-      for (const file of await sweepTemporaries(dir, pidAlive)) ctx.log.info(`removed ${file}, a temporary file left by a run that died`);
-    }
+    const swept = await removeStaleMarkerTemporaries(config.markerFile);
+    for (const dir of new Set([config.localDir, config.serverDir, path.dirname(config.markerFile)])) swept.push(...await sweepTemporaries(dir, pidAlive));
+    for (const file of swept) ctx.log.info(`removed ${file}, a temporary file left by a run that died`);
   }
   try {
     const warned = new Set<string>();
@@ -97,10 +101,16 @@ export async function runPull(config: Config, opts: PullOptions, ctx: RunContext
       // A signal must not wait for a stalled read to time out: drop the link, keep the partial.
       const onAbort = () => session.destroy('interrupted');
       opts.signal?.addEventListener('abort', onAbort, { once: true });
+      // One set of chunk buffers per connection, reused by every file: a failed attempt's
+      // buffers may still be written by reads in flight, so they are never handed on.
+      // (+ PUBLISH_BUFFERS: a large file's O_DIRECT publish borrows two while the next file downloads.)
+      const pool = new ChunkPool(config.chunkSize, config.chunksInFlight + WRITE_BEHIND + PUBLISH_BUFFERS);
+      const history = new HistoryAppender(historyFileFor(config.markerFile));
       try {
-        await drain(session, config, opts, ctx, summary, attempt, warned);
+        await keepFoldersOpen(() => drain(session, pool, history, config, opts, ctx, summary, attempt, warned));
       } finally {
         opts.signal?.removeEventListener('abort', onAbort);
+        await history.close();
         await session.end();
       }
     }, { retries: config.retries, delaysMs: config.retryDelays }, ctx.log, opts.signal);
@@ -121,7 +131,7 @@ async function prepareFolders(config: Config): Promise<void> {
 }
 
 async function drain(
-  session: SftpSession, config: Config, opts: PullOptions, ctx: RunContext,
+  session: SftpSession, pool: ChunkPool, history: HistoryAppender, config: Config, opts: PullOptions, ctx: RunContext,
   summary: RunSummary, attempt: Attempt, warned: Set<string>,
 ): Promise<void> {
   const matches = picomatch(config.pattern, { dot: true });
@@ -160,17 +170,44 @@ async function drain(
       for (const e of summary.wouldPull) ctx.log.info(`would pull ${e}`);
       return;
     }
-    for (const entry of selection.queue) {
-      const ready = await secondLook(session, config, entry, listedAt, ctx.log);
-      if (!ready) {
-        summary.waiting = { name: entry.name, reason: 'still being written' };
-        return;
+    // Each file is downloaded while the one before it is published and recorded: the
+    // network and the local disk work at the same time. The order of what consumers and
+    // the marker see is unchanged: a file is published only after the marker names the
+    // file before it, and the marker moves only after its file is published.
+    let finishing: Promise<void> | null = null;
+    const settle = async (): Promise<void> => {
+      const f = finishing;
+      finishing = null;
+      await f;
+    };
+    try {
+      // After a small file, the second look at the next one went out while it downloaded
+      // (after a large one it is taken just before the next download, as close to it as it can be).
+      let look: Promise<boolean> | null = null;
+      for (const [i, entry] of selection.queue.entries()) {
+        const ready = await (look ?? secondLook(session, config, entry, listedAt, ctx.log));
+        const next = opts.once || entry.size > config.chunkSize ? undefined : selection.queue[i + 1];
+        look = next ? secondLook(session, config, next, listedAt, ctx.log) : null;
+        look?.catch(() => {});
+        if (!ready) {
+          await settle();
+          summary.waiting = { name: entry.name, reason: 'still being written' };
+          return;
+        }
+        const companion = config.checksumSuffixes.find((c) => entries.some((e) => e.isFile && e.name === entry.name + c.suffix));
+        const got = await fetchOne(session, pool, config, entry, companion ?? null, ctx, attempt, opts.signal);
+        await settle();
+        finishing = finishOne(session, pool, history, config, entry, got, ctx, summary, attempt);
+        finishing.catch(() => {});
+        if (opts.once) break;
       }
-      const companion = config.checksumSuffixes.find((c) => entries.some((e) => e.isFile && e.name === entry.name + c.suffix));
-      await deliver(session, config, entry, companion ?? null, ctx, summary, attempt, historyFile, opts.signal);
-      summary.pending = summary.pending.filter((n) => n !== entry.name);
-      if (opts.once) return;
+      await settle();
+    } catch (err) {
+      // A file half-way through publishing is finished (or fails) before the run stops.
+      await finishing?.catch(() => {});
+      throw err;
     }
+    if (opts.once) return;
   }
 }
 
@@ -184,10 +221,13 @@ async function secondLook(session: SftpSession, config: Config, entry: RemoteEnt
   return false;
 }
 
-async function deliver(
-  session: SftpSession, config: Config, entry: RemoteEntry, companion: Companion | null, ctx: RunContext,
-  summary: RunSummary, attempt: Attempt, historyFile: string, signal?: AbortSignal,
-): Promise<void> {
+type Companion = Config['checksumSuffixes'][number];
+
+/** Download and verify one file into LOCAL_DIR (against its companion checksum file when there is one). */
+async function fetchOne(
+  session: SftpSession, pool: ChunkPool, config: Config, entry: RemoteEntry, companion: Companion | null, ctx: RunContext,
+  attempt: Attempt, signal?: AbortSignal,
+): Promise<Downloaded> {
   const remotePath = remotePathOf(config.remoteDir, entry.name);
   ctx.log.info(`pulling ${entry.name} (${formatBytes(entry.size)})`);
   let expected: string | null = null;
@@ -196,7 +236,8 @@ async function deliver(
     expected = expectedDigest(text, entry.name, companion.algo);
     if (expected === null) ctx.log.warn(`${entry.name}${companion.suffix} holds no ${companion.algo} for ${entry.name}; checking size only`);
   }
-  const download = () => fetchOne(session, config, entry, remotePath, ctx, attempt, signal, companion && expected ? { ...companion, expected } : null);
+  const check = companion && expected ? { ...companion, expected } : null;
+  const download = () => downloadOne(session, pool, config, entry, remotePath, ctx, attempt, signal, check);
   let got: Downloaded;
   try {
     got = await download();
@@ -211,35 +252,13 @@ async function deliver(
       throw again;
     }
   }
-  if (companion && expected) ctx.log.info(`${entry.name}: ${companion.algo} matches ${entry.name}${companion.suffix}`);
-  ctx.log.info(`${entry.name}: verified ${formatBytes(got.size)}, sha256 ${got.sha256}`);
-
-  const publishStarted = Date.now();
-  const publishedTo = await publish(got.localPath, config.serverDir, entry.name, config.publishMode);
-  const publishMs = Date.now() - publishStarted;
-  ctx.log.info(`${entry.name}: published to ${publishedTo} (${config.publishMode}, ${publishMs} ms)`);
-  const delivered: DeliveredFile = {
-    name: entry.name, size: got.size, sha256: got.sha256, durationMs: got.durationMs,
-    bytesTransferred: got.bytesTransferred, resumedFrom: got.resumedFrom, publishedTo, publishMs,
-  };
-  await appendDelivery(historyFile, {
-    ...delivered,
-    remoteMtime: new Date(entry.mtimeMs).toISOString(),
-    deliveredAt: new Date().toISOString(),
-  });
-  // Last of all: the marker moves only once the file is whole in SERVER_DIR.
-  await writeMarker(config.markerFile, entry.name);
-  attempt.progressed = true;
-  await afterDelivery(session, config, remotePath, entry.name, ctx.log);
-  summary.delivered.push(delivered);
-  const resumed = got.resumedFrom > 0 ? `, resumed from byte ${got.resumedFrom}` : '';
-  ctx.log.info(`${entry.name}: delivered ${formatBytes(got.size)} in ${(got.durationMs / 1000).toFixed(1)} s (${rate(got.bytesTransferred, got.durationMs)})${resumed}; marker -> ${entry.name}`);
+  if (check) ctx.log.info(`${entry.name}: ${check.algo} matches ${entry.name}${check.suffix}`);
+  ctx.log.debug(`${entry.name}: verified ${formatBytes(got.size)}, sha256 ${got.sha256}`);
+  return got;
 }
 
-type Companion = Config['checksumSuffixes'][number];
-
-function fetchOne(
-  session: SftpSession, config: Config, entry: RemoteEntry, remotePath: string, ctx: RunContext,
+function downloadOne(
+  session: SftpSession, pool: ChunkPool, config: Config, entry: RemoteEntry, remotePath: string, ctx: RunContext,
   attempt: Attempt, signal: AbortSignal | undefined, check: (Companion & { expected: string }) | null,
 ): Promise<Downloaded> {
   let startedAt = -1;
@@ -254,7 +273,9 @@ function fetchOne(
       chunksInFlight: config.chunksInFlight,
       readSize: config.readSize,
       dataTimeoutMs: config.dataTimeout,
+      directIo: config.directIo,
     },
+    pool,
     log: ctx.log,
     onProgress: (done, total) => {
       if (startedAt < 0) {
@@ -273,6 +294,50 @@ function fetchOne(
       }
     },
   }).finally(() => ctx.progress.end());
+}
+
+/** Publish a verified file, record it in the history, then move the marker; POST_ACTION last. */
+async function finishOne(
+  session: SftpSession, pool: ChunkPool, history: HistoryAppender, config: Config, entry: RemoteEntry, got: Downloaded,
+  ctx: RunContext, summary: RunSummary, attempt: Attempt,
+): Promise<void> {
+  // The next marker is written and fsynced under a temporary name meanwhile; it takes the
+  // marker's name only after the file is published and its history line is down.
+  const nextMarker = prepareMarker(config.markerFile, entry.name);
+  nextMarker.catch(() => {});
+  const publishStarted = Date.now();
+  let published: Published;
+  let publishMs: number;
+  let delivered: DeliveredFile;
+  try {
+    published = await publish(got.localPath, config.serverDir, entry.name, config.publishMode, {
+      directIo: config.directIo, pool, known: { size: got.size, mtime: new Date(entry.mtimeMs) },
+    });
+    publishMs = Date.now() - publishStarted;
+    ctx.log.debug(`${entry.name}: published to ${published.path} (${published.method}, ${publishMs} ms)`);
+    delivered = {
+      name: entry.name, size: got.size, sha256: got.sha256, durationMs: got.durationMs,
+      bytesTransferred: got.bytesTransferred, resumedFrom: got.resumedFrom, publishedTo: published.path,
+      publishMs, publishMethod: published.method,
+    };
+    await history.append({
+      ...delivered,
+      remoteMtime: new Date(entry.mtimeMs).toISOString(),
+      deliveredAt: new Date().toISOString(),
+    });
+    // Last of all: the marker moves only once the file is whole in SERVER_DIR.
+    await (await nextMarker).commit();
+  } catch (err) {
+    await nextMarker.then((m) => m.discard(), () => {});
+    throw err;
+  }
+  attempt.progressed = true;
+  summary.delivered.push(delivered);
+  summary.pending = summary.pending.filter((n) => n !== entry.name);
+  const resumed = got.resumedFrom > 0 ? `, resumed from byte ${got.resumedFrom}` : '';
+  // One line per delivered file says it all (a thousand small files make a thousand lines).
+  ctx.log.info(`${entry.name}: delivered ${formatBytes(got.size)} in ${(got.durationMs / 1000).toFixed(1)} s (${rate(got.bytesTransferred, got.durationMs)})${resumed}, sha256 ${got.sha256}, published to ${published.path} (${published.method}, ${publishMs} ms); marker -> ${entry.name}`);
+  await afterDelivery(session, config, remotePathOf(config.remoteDir, entry.name), entry.name, ctx.log);
 }
 
 /** POST_ACTION, only once the delivery is recorded; a failure here never undoes it. */

@@ -192,18 +192,23 @@ export const SETTINGS = {
     },
   }),
   chunksInFlight: setting({
-    env: 'CHUNKS_IN_FLIGHT', section: 'Transfer', default: '8', example: '8', advanced: true,
-    help: 'Chunks requested (download) or being written (upload) at once. Memory used is about CHUNK_SIZE x CHUNKS_IN_FLIGHT.',
+    env: 'CHUNKS_IN_FLIGHT', section: 'Transfer', default: '4', example: '4', advanced: true,
+    help: 'Chunks requested (download) or being written (upload) at once. Download buffers take at most CHUNK_SIZE x (CHUNKS_IN_FLIGHT + 4): two chunks being written, two lent to publishing. 4 (8 MiB asked for, more than the SSH channel window) measured as fast as 8 with 8 MiB less memory; 2 was slower (BENCHMARKS.md).',
     parse: (raw) => parseInteger(raw, 1, 64),
   }),
   readSize: setting({
     env: 'READ_SIZE', section: 'Transfer', tools: ['pull'], default: '255KiB', example: '255KiB', advanced: true,
-    help: 'Largest single SFTP read request; lowered automatically to what the server announces (limits@openssh.com).',
+    help: 'Largest single SFTP read request; lowered automatically to what the server announces (limits@openssh.com). A chunk is split into equal reads of at most this size.',
     parse: (raw) => {
       const n = parseSize(raw);
       if (n < 1024 || n > 4 * 1024 * 1024) throw new ValueError(`${raw} is out of range (1KiB to 4MiB)`);
       return n;
     },
+  }),
+  directIo: setting({
+    env: 'DIRECT_IO', section: 'Transfer', tools: ['pull'], default: 'auto', example: 'auto', advanced: true,
+    help: 'Write whole chunks with O_DIRECT (Linux), bypassing the page cache: a large download (and its copy into SERVER_DIR) leaves no second copy in memory and the final fsync little to flush. auto: on ext4 and XFS; on: any filesystem that accepts it; off: never.',
+    parse: (raw) => parseChoice(raw, ['auto', 'on', 'off'] as const),
   }),
   connectTimeout: setting({
     env: 'CONNECT_TIMEOUT', section: 'Transfer', default: '30', example: '30', advanced: true,

@@ -8,6 +8,7 @@ import ssh2, { type ConnectConfig, type SFTPWrapper, type Stats } from 'ssh2';
 import { AccessDeniedError, ConfigError, PermanentError, TransientError, classify } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RemoteEntry } from '../select.js';
+import { nativeCryptoAvailable } from '../version.js';
 
 // ssh2 is CommonJS: its named exports are reached through the default import under ESM.
 const { Client, utils } = ssh2;
@@ -61,6 +62,7 @@ export class SftpSession {
   private constructor(
     private readonly client: Client,
     private readonly sftp: SFTPWrapper,
+    private readonly sock: net.Socket,
     private readonly opts: SessionOptions,
   ) {
     // ssh2 reads limits@openssh.com right after the channel opens and keeps it privately.
@@ -110,6 +112,13 @@ export class SftpSession {
     };
 
     opts.log.info(`connecting to ${opts.user}@${opts.host}:${opts.port}`);
+    warnIfNoNativeCrypto(opts.log);
+    // What was negotiated, so a slow link can be told apart from a slow cipher. ssh2's own
+    // order (client preference wins) puts aes128-gcm first when the CPU has AES-NI and the
+    // native binding is built: the fastest here by measurement (BENCHMARKS.md).
+    client.once('handshake', (n) => {
+      opts.log.debug(`negotiated kex ${n.kex}, host key ${n.serverHostKey}, cipher ${n.sc.cipher}${n.sc.mac ? ` + ${n.sc.mac}` : ''} (server to client)`);
+    });
     try {
       await new Promise<void>((resolve, reject) => {
         client.once('ready', resolve);
@@ -141,7 +150,7 @@ export class SftpSession {
       client.end();
       throw classify(err, `starting SFTP on ${opts.host}:${opts.port}`);
     });
-    const session = new SftpSession(client, sftp, opts);
+    const session = new SftpSession(client, sftp, sock, opts);
     opts.log.info(`connected to ${opts.host}:${opts.port}`);
     opts.log.debug(`server accepts reads of up to ${session.maxReadLen} bytes`);
     return session;
@@ -205,6 +214,20 @@ export class SftpSession {
 
   close(handle: Buffer): Promise<void> {
     return this.call<void>('closing a remote file', (cb) => this.sftp.close(handle, (err) => cb(err, undefined)));
+  }
+
+  /**
+   * Requests issued inside fn leave in one socket write instead of one each: ssh2 writes
+   * every SSH packet separately, and a chunk's nine READs (or a file's stat and open) would
+   * otherwise cost nine system calls and as many wake-ups of the server.
+   */
+  batch<T>(fn: () => T): T {
+    this.sock.cork();
+    try {
+      return fn();
+    } finally {
+      process.nextTick(() => this.sock.uncork());
+    }
   }
 
   /** Read into buf[off, off+len) from `position`; resolves the byte count, 0 at end of file. */
@@ -415,6 +438,16 @@ export class SftpSession {
 function isNoSuchFile(err: unknown): boolean {
   const cause = (err as { cause?: { code?: unknown } }).cause;
   return (err as { code?: unknown }).code === 2 || cause?.code === 2;
+}
+
+let cryptoChecked = false;
+
+/** Without ssh2's native binding AES-GCM runs in JavaScript, several times slower: say so once per run. */
+function warnIfNoNativeCrypto(log: Logger): void {
+  if (cryptoChecked) return;
+  cryptoChecked = true;
+  if (nativeCryptoAvailable()) log.debug('ssh2 native crypto binding in use');
+  else log.warn('ssh2\'s native crypto binding is not built: transfers will be several times slower (reinstall with python3, make and a C++ compiler available; `ipi-pull --version` checks it)');
 }
 
 function hostKeyError(v: Verdict & { trusted: false }, key: Buffer, opts: SessionOptions): AccessDeniedError {

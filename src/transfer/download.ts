@@ -1,6 +1,6 @@
 // One remote file into LOCAL_DIR: resume or start, fetch, verify against a fresh stat,
 // then give it its final name. Never leaves a half file under the final name.
-import { createHash, type Hash } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import type { HashAlgo } from '../checksum.js';
@@ -8,15 +8,21 @@ import { TransientError, withPath } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RemoteStat, SftpSession } from '../sftp/session.js';
 import { renameDurably } from '../util/atomic.js';
+import { directIoAllowed, openDirect, type DirectIoMode } from '../util/direct.js';
 import { ensureRoom } from '../util/space.js';
-import { fetchRange } from './engine.js';
-import { partialPaths, readMeta, resumeDecision, sizeOf, tailCheckPoints, writeMeta } from './partial.js';
+import { ChunkPool } from './buffers.js';
+import { WRITE_BEHIND, fetchRange } from './engine.js';
+import { HashingWriter } from './sink.js';
+import { partialPaths, readMeta, resumeDecision, sizeOf, tailCheckPoints, writeMeta, type ResumeDecision } from './partial.js';
+
+export type { DirectIoMode };
 
 export interface TransferSettings {
   chunkSize: number;
   chunksInFlight: number;
   readSize: number;
   dataTimeoutMs: number;
+  directIo: DirectIoMode;
 }
 
 export interface DownloadRequest {
@@ -27,6 +33,8 @@ export interface DownloadRequest {
   remote: RemoteStat;
   localDir: string;
   transfer: TransferSettings;
+  /** Chunk buffers shared by the files of one connection. */
+  pool?: ChunkPool;
   log: Logger;
   onProgress: (done: number, total: number) => void;
   signal?: AbortSignal;
@@ -58,46 +66,100 @@ const TAIL_WINDOW = 64 * 1024;
 export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
   const started = Date.now();
   const paths = partialPaths(req.localDir, req.name);
-  await adoptUnrecordedFinal(paths, req.log);
-
-  const decision = resumeDecision(await readMeta(paths.meta), await sizeOf(paths.part), req.remote);
-  req.log.info(`${req.name}: ${decision.why}`);
-  await writeMeta(paths.meta, { name: req.name, remoteSize: req.remote.size, remoteMtimeMs: req.remote.mtimeMs, startedAt: new Date().toISOString() });
-  await ensureRoom(req.localDir, req.remote.size - decision.offset, `downloading ${req.name}`);
-
-  const handle = await req.session.openRead(req.remotePath);
-  const local = await openForResume(paths.part);
+  // The server opens the file while everything local below is done: one round trip hidden.
+  const opening = req.session.openRead(req.remotePath);
+  opening.catch(() => {});
+  let localOpening: Promise<FileHandle> | null = null;
+  let handle: Buffer;
+  let local: FileHandle;
+  let partSize: number | null = null;
+  let decision: ResumeDecision;
+  // Only a file of more than one chunk can be resumed part-way, so only such a file gets a
+  // record (NAME.part.json, two fsyncs). A partial of a one-chunk file without a record is
+  // not trusted (its tail check could not see a changed file): it is fetched again, which
+  // costs at most one chunk.
+  const recorded = req.remote.size > req.transfer.chunkSize;
+  try {
+    partSize = (await sizeOf(paths.part)) ?? (await adoptUnrecordedFinal(paths, req.log));
+    // A record without a partial says nothing: read it only when there is something to resume.
+    const meta = partSize ? await readMeta(paths.meta) : null;
+    decision = resumeDecision(meta, partSize, req.remote);
+    if (!recorded && meta === null && decision.offset > 0) decision = { offset: 0, why: 'a partial of a one-chunk file without a record: fetching it again' };
+    // The usual case (a new file) is said by the caller's "pulling" line; resumes and restarts are news.
+    if (decision.offset > 0 || partSize) req.log.info(`${req.name}: ${decision.why}`);
+    else req.log.debug(`${req.name}: ${decision.why}`);
+    // Opening (creating) the .part early is safe: nothing is written to it before the record
+    // is durable, and an empty partial counts as none.
+    localOpening = partSize === null ? fs.open(paths.part, 'w+') : openForResume(paths.part);
+    localOpening.catch(() => {});
+    await Promise.all([
+      recorded ? writeMeta(paths.meta, { name: req.name, remoteSize: req.remote.size, remoteMtimeMs: req.remote.mtimeMs, startedAt: new Date().toISOString() }) : null,
+      ensureRoom(req.localDir, req.remote.size - decision.offset, `downloading ${req.name}`),
+    ]);
+    [handle, local] = await Promise.all([opening, localOpening]);
+  } catch (err) {
+    opening.then((h) => req.session.close(h)).catch(() => {});
+    // A .part created here (there was none) holds nothing yet: it goes again.
+    const created = localOpening !== null && partSize === null;
+    await localOpening?.then(async (fh) => {
+      await fh.close();
+      if (created) await fs.rm(paths.part, { force: true });
+    }).catch(() => {});
+    throw err;
+  }
+  let direct: FileHandle | null = null;
   let bytesTransferred = 0;
   try {
     const check = await verifiedOffset(req, handle, local, decision.offset);
     bytesTransferred += check.bytesRead;
     const offset = check.offset;
-    // Only when the tail check stepped back: a partial is otherwise already exactly `offset` long.
-    if ((await local.stat()).size !== offset) await local.truncate(offset);
-    const hashes = new Map<HashAlgo, Hash>([['sha256', createHash('sha256')]]);
-    for (const algo of req.extraHashes ?? []) if (!hashes.has(algo)) hashes.set(algo, createHash(algo));
-    await hashPrefix(local, offset, [...hashes.values()]);
+    if (offset !== (partSize ?? 0)) await local.truncate(offset);
     req.onProgress(offset, req.remote.size);
 
-    const fetched = await fetchRange({
-      reader: req.session,
-      handle,
+    direct = await openDirectPart(paths.part, req.transfer, req.remote.size - offset, req.localDir, req.log);
+    const pool = req.pool ?? new ChunkPool(req.transfer.chunkSize, req.transfer.chunksInFlight + WRITE_BEHIND);
+    const sink = new HashingWriter({
       local,
-      from: offset,
-      size: req.remote.size,
-      ...req.transfer,
-      onStall: (why) => req.session.destroy(why),
-      onChunk: (data, end) => {
-        for (const h of hashes.values()) h.update(data);
-        req.onProgress(end, req.remote.size);
-      },
-      signal: req.signal,
-    });
-    bytesTransferred += fetched.bytesRead;
-    await req.session.close(handle).catch(() => {});
+      direct,
+      aligned: pool.aligned,
+      onDirectRefused: (code: string) => req.log.debug(`${req.name}: the filesystem refused an O_DIRECT write (${code}); writing through the page cache`),
+    }, req.extraHashes);
+    let digests: Awaited<ReturnType<HashingWriter['digests']>>;
+    try {
+      // The partial's bytes go into the hash first, so the recorded SHA-256 is the whole file's.
+      await sink.hashExisting(offset);
+      const fetched = await fetchRange({
+        reader: req.session,
+        handle,
+        sink,
+        from: offset,
+        size: req.remote.size,
+        chunkSize: req.transfer.chunkSize,
+        chunksInFlight: req.transfer.chunksInFlight,
+        readSize: req.transfer.readSize,
+        dataTimeoutMs: req.transfer.dataTimeoutMs,
+        pool,
+        onStall: (why) => req.session.destroy(why),
+        onChunk: (end) => req.onProgress(end, req.remote.size),
+        signal: req.signal,
+      });
+      bytesTransferred += fetched.bytesRead;
+      digests = await sink.digests();
+    } finally {
+      await sink.abort();
+    }
+    if (sink.directBytes > 0) req.log.debug(`${req.name}: ${sink.directBytes} bytes written with O_DIRECT`);
+    await direct?.close();
+    direct = null;
 
-    // The second look: a file replaced or still growing during the download is not published as a mix.
-    const after = await req.session.stat(req.remotePath);
+    // The local fsync runs while the server is asked again about the file (the second look:
+    // a file replaced or still growing during the download is not published as a mix), and
+    // the remote handle is closed in the same round trip.
+    const mtime = new Date(req.remote.mtimeMs);
+    await local.utimes(mtime, mtime);
+    const syncing = local.sync();
+    syncing.catch(() => {});
+    const [after] = await Promise.all([req.session.stat(req.remotePath), req.session.close(handle).catch(() => {})]);
     if (after.size !== req.remote.size || after.mtimeMs !== req.remote.mtimeMs) {
       throw new RemoteChangedError(`${req.name} changed on the server during the download (size ${req.remote.size} -> ${after.size}); it will be fetched again`);
     }
@@ -105,28 +167,26 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
     if (localSize !== req.remote.size) {
       throw new TransientError(`${req.name}: local size ${localSize} differs from the remote size ${req.remote.size} after the download`);
     }
-    const digests: Partial<Record<HashAlgo, string>> = {};
-    for (const [algo, h] of hashes) digests[algo] = h.digest('hex');
     if (req.accept) {
       try {
         await req.accept(digests);
       } catch (err) {
+        // Nothing of these bytes is kept: the next attempt starts from zero.
+        await syncing.catch(() => {});
         await local.close().catch(() => {});
         await fs.rm(paths.part, { force: true });
         await fs.rm(paths.meta, { force: true });
         throw err;
       }
     }
-    await local.sync();
+    await syncing;
     await local.close();
-    const mtime = new Date(req.remote.mtimeMs);
-    await fs.utimes(paths.part, mtime, mtime);
     await renameDurably(paths.part, paths.final);
-    await fs.rm(paths.meta, { force: true });
+    if (recorded || partSize !== null) await fs.rm(paths.meta, { force: true });
     return {
       localPath: paths.final,
       size: req.remote.size,
-      sha256: digests.sha256!,
+      sha256: digests.sha256,
       digests,
       bytesTransferred,
       resumedFrom: offset,
@@ -135,8 +195,23 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
   } catch (err) {
     throw withPath(err, paths.part);
   } finally {
+    await direct?.close().catch(() => {});
     await local.close().catch(() => {});
   }
+}
+
+/**
+ * The .part opened a second time with O_DIRECT, when DIRECT_IO allows it for LOCAL_DIR and
+ * at least one whole chunk is left to write.
+ */
+async function openDirectPart(file: string, t: TransferSettings, remaining: number, dir: string, log: Logger): Promise<FileHandle | null> {
+  if (remaining < t.chunkSize || !(await directIoAllowed(dir, t.directIo, log))) return null;
+  const fh = await openDirect(file, fsConstants.O_WRONLY).catch((err: NodeJS.ErrnoException) => {
+    log.debug(`cannot open ${file} with O_DIRECT (${err.code}); writing through the page cache`);
+    return null;
+  });
+  if (!fh) log.debug(`${dir} refuses O_DIRECT; writing through the page cache`);
+  return fh;
 }
 
 /**
@@ -144,11 +219,12 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
  * after verification, then the run died before publishing) or FTP_IPI.py's partial, which it
  * wrote under the final name. Either way it is treated as a partial and its tail is checked.
  */
-async function adoptUnrecordedFinal(paths: { final: string; part: string }, log: Logger): Promise<void> {
-  if ((await sizeOf(paths.part)) !== null) return;
-  if ((await sizeOf(paths.final)) === null) return;
+async function adoptUnrecordedFinal(paths: { final: string; part: string }, log: Logger): Promise<number | null> {
+  const size = await sizeOf(paths.final);
+  if (size === null) return null;
   log.info(`${paths.final} exists without a completion record: checking it as a partial download`);
   await fs.rename(paths.final, paths.part);
+  return size;
 }
 
 async function openForResume(file: string): Promise<FileHandle> {
@@ -189,14 +265,4 @@ async function readExactly(session: SftpSession, handle: Buffer, buf: Buffer, po
   }
   buf.fill(0, got);
   return got;
-}
-
-async function hashPrefix(local: FileHandle, length: number, hashes: Hash[]): Promise<void> {
-  const buf = Buffer.allocUnsafe(1024 * 1024);
-  for (let pos = 0; pos < length;) {
-    const { bytesRead } = await local.read(buf, 0, Math.min(buf.length, length - pos), pos);
-    if (bytesRead === 0) break;
-    for (const h of hashes) h.update(buf.subarray(0, bytesRead));
-    pos += bytesRead;
-  }
 }

@@ -1,23 +1,31 @@
 // The pipelined fetch: a file as CHUNK_SIZE chunks, each filled by several READ requests
 // sized to what the server accepts, with CHUNKS_IN_FLIGHT chunks requested at once.
-// Chunks are written strictly in order, one write each, so the local file is always a
+// Chunks are handed to the sink (sink.ts) strictly in order, and the sink writes them one
+// write each, each starting after the previous one finished, so the local file is always a
 // correct prefix of the remote one and its length is the resume point. When the link dies
 // mid-chunk, the part of the received data that is contiguous from the last written byte
-// is written too, so the next attempt resumes where the data stopped, not at the chunk's start. Memory is
-// CHUNK_SIZE x (CHUNKS_IN_FLIGHT + 1) whatever the file size.
-import type { FileHandle } from 'node:fs/promises';
+// is written too, so the next attempt resumes where the data stopped, not at the chunk's
+// start. Memory is CHUNK_SIZE x (CHUNKS_IN_FLIGHT + WRITE_BEHIND) whatever the file size.
+//
+// Chunk boundaries are multiples of CHUNK_SIZE in the file, so a resume from an odd offset
+// realigns after one short chunk (O_DIRECT needs aligned offsets).
 import { InterruptedError, TransientError } from '../errors.js';
+import { ChunkPool } from './buffers.js';
+import type { ChunkSink } from './sink.js';
 
 /** What the engine needs from a connection; SftpSession provides it, tests can too. */
 export interface RemoteReader {
   readonly maxReadLen: number;
   read(handle: Buffer, buf: Buffer, off: number, len: number, position: number): Promise<number>;
+  /** Send the requests fn issues together (one socket write); optional. */
+  batch?<T>(fn: () => T): T;
 }
 
 export interface FetchOptions {
   reader: RemoteReader;
   handle: Buffer;
-  local: FileHandle;
+  /** Writes (in order, one write per chunk) and hashes what is fetched. */
+  sink: ChunkSink;
   /** First byte to fetch (the resume point). */
   from: number;
   /** Remote size when the download began; bytes past it are not asked for. */
@@ -25,13 +33,18 @@ export interface FetchOptions {
   chunkSize: number;
   chunksInFlight: number;
   readSize: number;
+  /** Buffers shared across the files of a run (the sink may need them from it); a private pool when absent. */
+  pool?: ChunkPool;
   /** No data for this long: give up on the connection (the caller tears it down). */
   dataTimeoutMs: number;
   onStall: (message: string) => void;
-  /** Called in file order after each chunk is written, for hashing and progress. */
-  onChunk: (data: Buffer, endOffset: number) => void;
+  /** Called in file order after each chunk is written (progress). */
+  onChunk: (endOffset: number) => void;
   signal?: AbortSignal;
 }
+
+/** Chunks handed to the sink and not yet written: the one being written and the next, so the disk does not wait for this thread. */
+export const WRITE_BEHIND = 2;
 
 export class RemoteShrankError extends TransientError {}
 
@@ -46,8 +59,7 @@ interface Pending {
 
 export async function fetchRange(opts: FetchOptions): Promise<{ bytesRead: number }> {
   const readLen = Math.max(1024, Math.min(opts.readSize, opts.reader.maxReadLen));
-  const pool: Buffer[] = [];
-  const take = () => pool.pop() ?? Buffer.allocUnsafe(opts.chunkSize);
+  const pool = opts.pool && opts.pool.chunkSize === opts.chunkSize ? opts.pool : new ChunkPool(opts.chunkSize, opts.chunksInFlight + WRITE_BEHIND);
   let lastData = Date.now();
   let bytesRead = 0;
   let stalled: Error | null = null;
@@ -74,15 +86,18 @@ export async function fetchRange(opts: FetchOptions): Promise<{ bytesRead: numbe
     }
   };
 
-  const startChunk = (start: number): Pending => {
-    const len = Math.min(opts.chunkSize, opts.size - start);
-    const buf = take();
-    const reads: Promise<void>[] = [];
+  const startChunk = (start: number, len: number): Pending => {
+    const buf = pool.take();
+    // Even spans: 2 MiB at the 255 KiB OpenSSH limit is 9 reads of ~233 KiB, not 8 full
+    // ones and an 8 KiB straggler that costs a whole request.
+    const count = Math.ceil(len / readLen);
+    const span = Math.ceil(len / count);
     const spans: Pending['spans'] = [];
-    for (let off = 0; off < len; off += readLen) {
-      const span = { len: Math.min(readLen, len - off), complete: false };
-      spans.push(span);
-      reads.push(readSpan(buf, off, span.len, start + off).then(() => void (span.complete = true)));
+    const reads: Promise<void>[] = [];
+    for (let off = 0; off < len; off += span) {
+      const s = { len: Math.min(span, len - off), complete: false };
+      spans.push(s);
+      reads.push(readSpan(buf, off, s.len, start + off).then(() => void (s.complete = true)));
     }
     const done = Promise.all(reads).then(() => undefined);
     // A later chunk may fail while we still await an earlier one; its rejection is seen
@@ -91,8 +106,16 @@ export async function fetchRange(opts: FetchOptions): Promise<{ bytesRead: numbe
     return { start, len, buf, done, spans };
   };
 
-  /** After a failure: write what arrived contiguously after the last written byte (best effort). */
+  const queue: Pending[] = [];
+  const writing: Promise<void>[] = [];
+
+  /**
+   * After a failure: let the chunks already handed to the sink finish, then write what
+   * arrived contiguously after them, so a retry does not fetch it again. Best effort: a
+   * failed write ends it (the sink then refuses anything after the hole).
+   */
   const salvage = async (pending: Pending[]): Promise<void> => {
+    for (const w of writing.splice(0)) await w;
     for (const p of pending) {
       let prefix = 0;
       for (const span of p.spans) {
@@ -100,47 +123,51 @@ export async function fetchRange(opts: FetchOptions): Promise<{ bytesRead: numbe
         prefix += span.len;
       }
       if (prefix > 0) {
-        await writeFully(opts.local, p.buf, prefix, p.start);
-        opts.onChunk(p.buf.subarray(0, prefix), p.start + prefix);
+        await opts.sink.put(p.buf.subarray(0, prefix), p.start);
+        opts.onChunk(p.start + prefix);
       }
       if (prefix < p.len) return;
     }
   };
 
-  const queue: Pending[] = [];
-  /** The chunk taken off the queue and not yet written. */
-  let current: Pending | null = null;
   let next = opts.from;
+  /** The chunk taken off the queue and not yet handed to the sink. */
+  let current: Pending | null = null;
+  const refill = (): void => {
+    while (queue.length < opts.chunksInFlight && next < opts.size) {
+      const end = Math.min(opts.size, (Math.floor(next / opts.chunkSize) + 1) * opts.chunkSize);
+      queue.push(startChunk(next, end - next));
+      next = end;
+    }
+  };
   try {
     while (next < opts.size || queue.length > 0) {
-      while (queue.length < opts.chunksInFlight && next < opts.size) {
-        queue.push(startChunk(next));
-        next += Math.min(opts.chunkSize, opts.size - next);
-      }
+      if (opts.reader.batch) opts.reader.batch(refill);
+      else refill();
       const head = queue.shift()!;
       current = head;
       await head.done;
       if (stalled) throw stalled;
-      await writeFully(opts.local, head.buf, head.len, head.start);
-      current = null;
-      opts.onChunk(head.buf.subarray(0, head.len), head.start + head.len);
-      pool.push(head.buf);
       if (opts.signal?.aborted) throw new InterruptedError(String(opts.signal.reason ?? 'a signal'));
+      const end = head.start + head.len;
+      current = null;
+      const w = opts.sink.put(head.buf.subarray(0, head.len), head.start).then(() => {
+        pool.give(head.buf);
+        opts.onChunk(end);
+      });
+      w.catch(() => {});
+      writing.push(w);
+      // Bounded write-behind: wait for the oldest write before taking more buffers.
+      while (writing.length >= WRITE_BEHIND) await writing.shift();
     }
+    for (const w of writing.splice(0)) await w;
   } catch (err) {
-    // A failed local write cannot be helped by writing more: the salvage is best effort.
     await salvage(current ? [current, ...queue] : queue).catch(() => {});
+    // Nothing may still be writing to the file when the caller closes it.
+    await opts.sink.abort();
     throw stalled ?? err;
   } finally {
     clearInterval(watchdog);
   }
   return { bytesRead };
-}
-
-async function writeFully(fh: FileHandle, buf: Buffer, len: number, position: number): Promise<void> {
-  let off = 0;
-  while (off < len) {
-    const { bytesWritten } = await fh.write(buf, off, len - off, position + off);
-    off += bytesWritten;
-  }
 }

@@ -187,7 +187,7 @@ describe('operator commands', () => {
     assert.ok(progress.length >= 5 && progress.length <= 11, `progress lines:\n${progress.join('\n')}`);
     const pcts = progress.map((l) => Number(/\((\d+)%\)/.exec(l)![1]));
     for (let i = 1; i < pcts.length; i++) assert.ok(pcts[i]! - pcts[i - 1]! >= 8, `steps of about 10 %: ${pcts}`);
-    assert.match(r.stdout, /IPI_20250601\.dat: delivered 24\.0 MiB in [\d.]+ s \([\d.]+ MB\/s\); marker -> IPI_20250601\.dat/);
+    assert.match(r.stdout, /IPI_20250601\.dat: delivered 24\.0 MiB in [\d.]+ s \([\d.]+ MB\/s\), sha256 [0-9a-f]{64}, published to .+; marker -> IPI_20250601\.dat/);
   });
 
   test('LOG_FILE rotates by size and keeps LOG_MAX_FILES files', async () => {

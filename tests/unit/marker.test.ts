@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseMarker, readMarker, writeMarker } from '../../src/marker.js';
+import { parseMarker, prepareMarker, readMarker, removeStaleMarkerTemporaries, writeMarker } from '../../src/marker.js';
 
 describe('parseMarker', () => {
   test('the bare name, as FTP_IPI.py writes it', () => {
@@ -62,6 +62,27 @@ describe('readMarker / writeMarker', () => {
     await writeMarker(file, 'IPI_20240103.csv');
     assert.equal(await readMarker(file), 'IPI_20240103.csv');
     assert.deepEqual(fs.readdirSync(sub), ['last_file.txt']);
+  });
+
+  test('a prepared marker moves nothing until commit; a dead run\'s prepared marker is removed under the lock', async () => {
+    const sub = fs.mkdtempSync(path.join(dir, 'prep-'));
+    const file = path.join(sub, 'last_file.txt');
+    await writeMarker(file, 'IPI_20240101.csv');
+    const next = await prepareMarker(file, 'IPI_20240102.csv');
+    assert.equal(await readMarker(file), 'IPI_20240101.csv', 'not moved before commit');
+    const discarded = await prepareMarker(file, 'IPI_20240103.csv');
+    await discarded.discard();
+    await next.commit();
+    assert.equal(await readMarker(file), 'IPI_20240102.csv');
+    assert.deepEqual(fs.readdirSync(sub), ['last_file.txt']);
+    // A run killed between prepare and commit leaves its temporary: fresh, so the hour-old
+    // sweep would keep it; the lock holder removes it, and nothing else in the folder.
+    await prepareMarker(file, 'IPI_20240104.csv');
+    fs.writeFileSync(path.join(sub, '.other.txt.tmp-1-abc'), 'x');
+    const removed = await removeStaleMarkerTemporaries(file);
+    assert.equal(removed.length, 1);
+    assert.deepEqual(fs.readdirSync(sub).sort(), ['.other.txt.tmp-1-abc', 'last_file.txt']);
+    assert.equal(await readMarker(file), 'IPI_20240102.csv');
   });
 
   test('reads a marker written by the seed on Windows (BOM + CRLF)', async () => {

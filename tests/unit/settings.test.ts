@@ -105,7 +105,7 @@ describe('the settings table', () => {
     const d = (name: SettingName) => spec(name).parse(spec(name).default!, ctx);
     assert.equal(d('port'), 22);
     assert.equal(d('chunkSize'), 2 * 1024 * 1024);
-    assert.equal(d('chunksInFlight'), 8);
+    assert.equal(d('chunksInFlight'), 4);
     assert.equal(d('readSize'), 255 * 1024);
     assert.equal(d('rekeyBytes'), 512 * 1024 * 1024);
     assert.equal(d('retries'), 7);
