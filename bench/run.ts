@@ -1,5 +1,5 @@
-// `npm run bench`: ipi-pull against OpenSSH's sftp and ssh2's fastGet, same machine, same
-// sshd, same run, contenders alternating. See BENCHMARKS.md for how to read the output.
+// `npm run bench`: ipi-pull against OpenSSH's sftp and ssh2's fastGet, and ipi-push against
+// OpenSSH's sftp put; same machine, same sshd, same run, contenders alternating. See BENCHMARKS.md for how to read the output.
 //
 // Everything is a child process timed from spawn to exit (start-up, connect, log-in, transfer,
 // exit), so ipi-pull is measured through the built CLI, the product path, with no bench-only
@@ -22,6 +22,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
 const RESULTS_DIR = path.join(ROOT, 'bench', 'results');
 const FASTGET = path.join(HERE, 'fastget.js');
+const PUSH_CLI = path.join(ROOT, 'dist', 'src', 'bin', 'ipi-push.js');
 const CIPHER_PROBE = path.join(HERE, 'cipher-probe.js');
 const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr'];
 const MiB = 1024 * 1024;
@@ -38,6 +39,7 @@ interface Options {
   warmup: boolean;
   cpuProf: boolean;
   ciphers: boolean;
+  upload: boolean;
 }
 
 const HELP = `usage: npm run bench -- [options]
@@ -46,6 +48,7 @@ const HELP = `usage: npm run bench -- [options]
   --rounds N         timed rounds per contender, at least 3 (default 7)
   --small-files N    number of 10 KiB files in the many-small-files case (default 1000; 0 skips it)
   --quick            256MiB, 3 rounds, 200 small files (explicit options still win)
+  --no-upload        skip the upload case (ipi-push --once against OpenSSH sftp put)
   --no-warmup        skip the untimed warm-up round
   --cpu-prof         after the rounds, profile one ipi-pull run of each case (node --cpu-prof)
                      and print where the time goes; profiles saved in bench/results/
@@ -73,6 +76,7 @@ function parseArgs(argv: string[]): Options {
       case '--small-files': given.smallFiles = Number(value()); break;
       case '--quick': quick = true; break;
       case '--no-warmup': given.warmup = false; break;
+      case '--no-upload': given.upload = false; break;
       case '--cpu-prof': given.cpuProf = true; break;
       case '--ciphers': given.ciphers = true; break;
       case '-h': case '--help': console.log(HELP); process.exit(0); break;
@@ -87,6 +91,7 @@ function parseArgs(argv: string[]): Options {
     warmup: given.warmup ?? true,
     cpuProf: given.cpuProf ?? false,
     ciphers: given.ciphers ?? false,
+    upload: given.upload ?? true,
   };
   if (!Number.isInteger(opts.rounds) || opts.rounds < 3) throw new Error('--rounds must be a whole number of at least 3');
   if (!Number.isInteger(opts.smallFiles) || opts.smallFiles < 0) throw new Error('--small-files must be a whole number');
@@ -450,6 +455,55 @@ function opensshSmall(server: SftpServerHandle, small: { remoteDir: string }, co
   };
 }
 
+/**
+ * ipi-push --once uploading the big file (a hard link of the server's copy in its own
+ * WATCH_DIR) into a fresh remote folder. VERIFY=size, so it does what `sftp put` does (which
+ * verifies nothing); the server-side sha256sum of VERIFY=sha256 is timed in its own row.
+ */
+function ipiPushBig(server: SftpServerHandle, data: Dataset, verify: 'size' | 'sha256'): Contender {
+  return {
+    id: verify === 'size' ? 'push' : 'push-sha256',
+    label: `ipi-push ${human(data.size)} (upload, VERIFY=${verify})`,
+    async run() {
+      const dir = await opensshWorkspace(server);
+      const watchDir = path.join(dir, 'outgoing');
+      await fsp.mkdir(watchDir);
+      await fsp.link(path.join(data.dir, data.name), path.join(watchDir, data.name));
+      const remoteFolder = `up-${path.basename(dir)}`;
+      leftovers.push(path.join(server.root, remoteFolder));
+      const env = {
+        ...childEnv(dir),
+        SFTP_HOST: server.host, SFTP_PORT: String(server.port), SFTP_USER: server.user, SFTP_KEY: server.clientKeyPath,
+        SFTP_KNOWN_HOSTS: path.join(dir, 'known_hosts'), WATCH_DIR: watchDir, SFTP_UPLOAD_DIR: `${server.remoteDir}/${remoteFolder}`,
+        STATE_FILE: path.join(dir, 'state.json'), PUSH_SETTLE: '0', VERIFY: verify, LOG_FILE: 'none',
+      };
+      const run = await timeChild(process.execPath, [PUSH_CLI, '--once', '--json'], dir, env);
+      if (run.code !== 0) fail('ipi-push', run);
+      const got = await fsp.stat(path.join(server.root, remoteFolder, data.name)).catch(() => null);
+      if (got?.size !== data.size) throw new Error(`ipi-push left ${got?.size ?? 'no'} bytes on the server, expected ${data.size}`);
+      return { wallMs: run.wallMs, rssKb: run.rssKb, cpuMs: run.cpuMs, serverCpuMs: run.serverCpuMs, bytes: data.size, extra: {} };
+    },
+  };
+}
+
+function opensshPut(server: SftpServerHandle, data: Dataset): Contender {
+  return {
+    id: 'openssh-put',
+    label: 'OpenSSH sftp put',
+    async run() {
+      const dir = await opensshWorkspace(server);
+      const remoteName = `put-${path.basename(dir)}.bin`;
+      leftovers.push(path.join(server.root, remoteName));
+      await fsp.writeFile(path.join(dir, 'batch'), `put ${q(path.join(data.dir, data.name))} ${q(`${server.remoteDir}/${remoteName}`)}\n`);
+      const run = await timeChild('sftp', sftpArgs(server, path.join(dir, 'known_hosts'), path.join(dir, 'batch')), dir, childEnv(dir));
+      if (run.code !== 0) fail('OpenSSH sftp put', run);
+      const size = (await fsp.stat(path.join(server.root, remoteName))).size;
+      if (size !== data.size) throw new Error(`OpenSSH sftp put left ${size} bytes, expected ${data.size}`);
+      return { wallMs: run.wallMs, rssKb: run.rssKb, cpuMs: run.cpuMs, serverCpuMs: run.serverCpuMs, bytes: data.size, extra: {} };
+    },
+  };
+}
+
 // ---------------------------------------------------------------- statistics and output
 
 function medianOf(xs: Array<number | null>): number | null {
@@ -574,7 +628,7 @@ async function main(): Promise<void> {
     console.error('Debian/Ubuntu: apt-get install openssh-server openssh-client');
     process.exit(1);
   }
-  if (!fs.existsSync(CLI) || !fs.existsSync(FASTGET) || !fs.existsSync(CIPHER_PROBE)) {
+  if (!fs.existsSync(CLI) || !fs.existsSync(PUSH_CLI) || !fs.existsSync(FASTGET) || !fs.existsSync(CIPHER_PROBE)) {
     console.error(`built files missing (${CLI}): run through \`npm run bench\`, which builds first`);
     process.exit(1);
   }
@@ -625,6 +679,7 @@ async function main(): Promise<void> {
       ipiPullBig(server, mid, `ipi-pull ${human(mid.size)} (download+verify)`, 'ipi-pull-mid'),
     ];
     if (small) contenders.push(ipiPullSmall(server, small, opts.smallFiles), opensshSmall(server, small, opts.smallFiles));
+    if (opts.upload) contenders.push(ipiPushBig(server, big, 'size'), opensshPut(server, big), ipiPushBig(server, big, 'sha256'));
 
     const samples = new Map<string, Sample[]>(contenders.map((c) => [c.id, []]));
     const describe = (c: Contender, s: Sample): string => {
@@ -673,13 +728,14 @@ async function main(): Promise<void> {
     for (const r of rows) {
       if (['ipi-pull', 'openssh', 'fastget'].includes(r.id)) r.ratioToOpenssh = r.medianWallMs / ossh.medianWallMs;
       if (r.id === 'small-ipi' || r.id === 'small-openssh') r.ratioToOpenssh = r.medianWallMs / rowOf('small-openssh')!.medianWallMs;
+      if (['push', 'push-sha256', 'openssh-put'].includes(r.id)) r.ratioToOpenssh = r.medianWallMs / rowOf('openssh-put')!.medianWallMs;
     }
 
     const ipi = rowOf('ipi-pull')!;
     const fg = rowOf('fastget')!;
     const resume = rowOf('resume')!;
     const ipiMid = rowOf('ipi-pull-mid')!;
-    const ipiRows = rows.filter((r) => ['ipi-pull', 'ipi-pull-mid', 'resume', 'small-ipi'].includes(r.id));
+    const ipiRows = rows.filter((r) => ['ipi-pull', 'ipi-pull-mid', 'resume', 'small-ipi', 'push', 'push-sha256'].includes(r.id));
     const ipiPeak = Math.max(...ipiRows.map((r) => r.peakRssMB ?? 0));
     const servedPct = Math.max(...resume.samples.map((s) => s.extra.servedPct!));
     const targets: Array<{ name: string; pass: boolean; detail: string }> = [
@@ -694,7 +750,7 @@ async function main(): Promise<void> {
         detail: `${s2(fg.medianWallMs)} s / ${s2(ipi.medianWallMs)} s = ${(fg.medianWallMs / ipi.medianWallMs).toFixed(1)} x`,
       },
       {
-        name: 'peak RSS of every ipi-pull run <= 150 MB',
+        name: `peak RSS of every ipi-pull${opts.upload ? ' and ipi-push' : ''} run <= 150 MB`,
         pass: ipiPeak <= 150,
         detail: `highest ${ipiPeak.toFixed(0)} MB`,
       },
@@ -719,12 +775,23 @@ async function main(): Promise<void> {
       });
     }
 
+    if (opts.upload) {
+      const push = rowOf('push')!;
+      const put = rowOf('openssh-put')!;
+      targets.push({
+        name: `${human(big.size)} upload: ipi-push <= 1.2 x OpenSSH sftp put`,
+        pass: push.medianWallMs <= 1.2 * put.medianWallMs,
+        detail: `${s2(push.medianWallMs)} s vs ${s2(put.medianWallMs)} s = ${(push.medianWallMs / put.medianWallMs).toFixed(2)} x (limit ${s2(1.2 * put.medianWallMs)} s)`,
+      });
+    }
+
     const header = [
       `ipi-pull benchmark, ${startedAt.toISOString()}: ${human(big.size)} file, ${opts.rounds} rounds${small ? `, ${opts.smallFiles} files of 10 KiB` : ''}`,
       `machine: ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), ${(os.totalmem() / 1024 ** 3).toFixed(0)} GiB RAM, ${os.type()} ${os.release()}; working folder ${workDir} on ${fsType}`,
       `server: ${toolVersion('ssh', ['-V'])} sshd on 127.0.0.1 (sftp-server); cipher ${CIPHER} for OpenSSH sftp, ipi-pull negotiated ${cipher}`,
       `client: node ${process.versions.node}, ssh2 ${sshVersion()}, native crypto binding ${nativeCryptoAvailable() ? 'in use' : 'NOT built (slow)'}`,
       'ipi-pull: the built CLI (dist/src/bin/ipi-pull.js --json) with product defaults, except SETTLE_TIME=0 (no settle pause; the files are an hour old)',
+      ...(opts.upload ? ['ipi-push: the built CLI (dist/src/bin/ipi-push.js --once --json) with product defaults, except PUSH_SETTLE=0; VERIFY=size to match sftp put (VERIFY=sha256 in its own row)'] : []),
       `times: wall clock of each child process, spawn to exit, median of ${opts.rounds}; contenders alternate; before each run (untimed) the previous large outputs are removed and \`sync\` is run; small-file outputs are removed at the end; ${RSS_METHOD}`,
     ];
     const out = [...header, '', table(rows), '', 'targets:', ...targets.map((t) => `  [${t.pass ? 'PASS' : 'MISS'}] ${t.name}: ${t.detail}`)].join('\n');

@@ -11,6 +11,8 @@ import { InterruptedError, TransientError } from '../errors.js';
 export interface RemoteWriter {
   readonly maxWriteLen: number;
   write(handle: Buffer, buf: Buffer, off: number, len: number, position: number): Promise<void>;
+  /** Send the requests fn issues together (one socket write); optional. */
+  batch?<T>(fn: () => T): T;
 }
 
 export interface SendOptions {
@@ -67,13 +69,19 @@ export async function sendRange(opts: SendOptions): Promise<{ bytesSent: number;
     await readFully(opts.local, buf, len, start);
     opts.onRead(buf.subarray(0, len), start + len);
     const writes: Promise<void>[] = [];
-    for (let off = 0; off < len; off += writeLen) {
-      const n = Math.min(writeLen, len - off);
-      writes.push(opts.writer.write(opts.handle, buf, off, n, start + off).then(() => {
-        lastAck = Date.now();
-        bytesSent += n;
-      }));
-    }
+    // A chunk's WRITEs leave as one burst: ssh2 cuts each into 32 KiB SSH packets and would
+    // otherwise make a system call per packet.
+    const issue = (): void => {
+      for (let off = 0; off < len; off += writeLen) {
+        const n = Math.min(writeLen, len - off);
+        writes.push(opts.writer.write(opts.handle, buf, off, n, start + off).then(() => {
+          lastAck = Date.now();
+          bytesSent += n;
+        }));
+      }
+    };
+    if (opts.writer.batch) opts.writer.batch(issue);
+    else issue();
     const done = Promise.all(writes).then(() => undefined);
     // A later chunk may fail while we still await an earlier one; its rejection is seen in turn.
     done.catch(() => {});
