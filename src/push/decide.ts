@@ -163,3 +163,15 @@ export function parseSha256sum(stdout: string): string | null {
 export function sameAsRemote(local: { size: number; mtimeMs: number }, remote: { size: number; mtimeMs: number; isFile: boolean }): boolean {
   return remote.isFile && remote.size === local.size && Math.floor(remote.mtimeMs / 1000) === Math.floor(local.mtimeMs / 1000);
 }
+
+/**
+ * Pure: the recorded paths to drop after a complete scan of WATCH_DIR found `seen`. A file
+ * gone from WATCH_DIR (deleted, archived, renamed) has nothing left to skip or retry, so the
+ * state stays the size of the folder instead of growing with every file ever sent. A scan
+ * that found nothing drops nothing: an unmounted share looks empty too (and a file that
+ * comes back is checked against the server before any upload anyway).
+ */
+export function goneFromWatchDir(recorded: Iterable<string>, seen: ReadonlySet<string>): string[] {
+  if (seen.size === 0) return [];
+  return [...recorded].filter((rel) => !seen.has(rel));
+}

@@ -18,7 +18,7 @@ import { LocalChangedError } from '../transfer/upload-engine.js';
 import { sweepTemporaries } from '../util/atomic.js';
 import { formatBytes } from '../util/space.js';
 import {
-  ignoreMatcher, isSettled, needsUpload, nextRetryAt, observe, queueOrder, type IgnoreTest, type Observation,
+  goneFromWatchDir, ignoreMatcher, isSettled, needsUpload, nextRetryAt, observe, queueOrder, type IgnoreTest, type Observation,
 } from './decide.js';
 import { lookAt, scanDir, type ScannedFile } from './scan.js';
 import { StateStore } from './state.js';
@@ -123,7 +123,7 @@ class Pusher {
     this.log.warn(`skipping ${printableName(rel)}: ${reason}`);
   }
 
-  /** Walk WATCH_DIR: every file seen is (re)observed; files gone from it are dropped. */
+  /** Walk WATCH_DIR: every file seen is (re)observed; files gone from it are dropped, from the state too. */
   private async rescan(): Promise<void> {
     const now = Date.now();
     const { files, skipped } = await scanDir(this.config.watchDir, this.ignored);
@@ -134,6 +134,12 @@ class Pusher {
       this.note(f, now);
     }
     for (const rel of [...this.entries.keys()]) if (!seen.has(rel)) this.entries.delete(rel);
+    const { uploaded, failed } = this.store.state;
+    const gone = goneFromWatchDir([...Object.keys(uploaded), ...Object.keys(failed)], seen);
+    if (gone.length > 0) {
+      await this.store.forget(gone);
+      this.log.debug(`state: forgot ${gone.length} file(s) no longer in ${this.config.watchDir}`);
+    }
   }
 
   /** Look at one path again (watcher event, or just before an upload). */

@@ -122,10 +122,14 @@ export class StateStore {
     return rec;
   }
 
-  /** The file is gone from WATCH_DIR: nothing left to retry. */
-  async forgetFailed(rel: string): Promise<void> {
-    if (!(rel in this.state.failed)) return;
-    delete this.state.failed[rel];
-    await this.save();
+  /** Drop the records of these files (gone from WATCH_DIR); saved once, only if something changed. */
+  async forget(rels: readonly string[]): Promise<void> {
+    let changed = false;
+    for (const rel of rels) {
+      if (rel in this.state.uploaded || rel in this.state.failed) changed = true;
+      delete this.state.uploaded[rel];
+      delete this.state.failed[rel];
+    }
+    if (changed) await this.save();
   }
 }

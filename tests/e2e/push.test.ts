@@ -3,7 +3,7 @@
  * sshd is not installed: the helper says so), with the fault proxy for a server that goes away.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -232,6 +232,11 @@ describe('ipi-push --once', () => {
     assert.equal(fs.readFileSync(path.join(p.ws.dir, 'archive/sub/a.dat'), 'utf8'), 'A');
     assert.ok(!exists(path.join(p.watchDir, 'sub/a.dat')));
     assert.equal(fs.readFileSync(path.join(p.remoteRoot, 'sub/a.dat'), 'utf8'), 'A');
+    assert.deepEqual(Object.keys(p.state().uploaded), ['sub/a.dat']);
+    // The next run forgets the archived file: the state holds what WATCH_DIR holds, not all history.
+    p.put('c.dat', 'C');
+    assert.equal((await p.run(['--once'])).code, 0);
+    assert.deepEqual(Object.keys(p.state().uploaded), ['c.dat']);
 
     const d = setup({ AFTER_UPLOAD: 'delete' });
     d.put('b.dat', 'B');
@@ -259,6 +264,37 @@ describe('ipi-push --once', () => {
     const prom = fs.readFileSync(path.join(p.ws.dir, 'ipi_push.prom'), 'utf8');
     assert.match(prom, /^ipi_push_last_run_files_uploaded 1$/m);
     assert.match(prom, /^ipi_push_last_success_timestamp_seconds \d+$/m);
+  });
+
+  test('a remote folder that refuses writes (immutable, as root) is a permanent failure: reported, recorded, not hammered; --retry-failed sends it once allowed', async (t) => {
+    const p = setup({ RETRIES: '5' });
+    p.put('denied.dat', 'D');
+    fs.mkdirSync(p.remoteRoot, { recursive: true });
+    try {
+      execFileSync('chattr', ['+i', p.remoteRoot], { stdio: 'pipe' });
+    } catch {
+      t.skip('chattr +i refused on this filesystem: a write-refusing server folder cannot be produced as root');
+      return;
+    }
+    try {
+      const r = await p.run(['--once']);
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.match(r.stderr, /denied\.dat.*(permission denied|not permitted)/i);
+      assert.doesNotMatch(r.stdout + r.stderr, /retrying in/, 'a permission error is not retried');
+      const failed = p.state().failed['denied.dat'] as { permanent: boolean; attempts: number };
+      assert.equal(failed.permanent, true);
+      assert.equal(failed.attempts, 1);
+      // The next run does not try again by itself: the file is unchanged and the refusal permanent.
+      const again = await p.run(['--once']);
+      assert.equal((p.state().failed['denied.dat'] as { attempts: number }).attempts, 1, again.stdout + again.stderr);
+      assert.match(again.stdout + again.stderr, /denied\.dat/, 'the permanent failure is still reported');
+    } finally {
+      execFileSync('chattr', ['-i', p.remoteRoot], { stdio: 'pipe' });
+    }
+    const fixed = await p.run(['--once', '--retry-failed']);
+    assert.equal(fixed.code, 0, fixed.stdout + fixed.stderr);
+    assert.equal(fs.readFileSync(path.join(p.remoteRoot, 'denied.dat'), 'utf8'), 'D');
+    assert.deepEqual(p.state().failed, {});
   });
 
   test('a refused login is reported once with exit 4, not hammered, in --once and in --watch', async () => {

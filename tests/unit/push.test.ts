@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 
 import {
-  ignoreMatcher, isInside, isSettled, needsUpload, nextRetryAt, observe, parseSha256sum, queueOrder, remoteTarget,
+  goneFromWatchDir, ignoreMatcher, isInside, isSettled, needsUpload, nextRetryAt, observe, parseSha256sum, queueOrder, remoteTarget,
   sameAsRemote, shellQuote, unsafeRelReason, type StateView,
 } from '../../src/push/decide.js';
 import { StateCorruptError, StateStore, emptyState, parseState, readState } from '../../src/push/state.js';
@@ -149,6 +149,23 @@ describe('state file', () => {
     assert.equal(again.inProgress, null);
     assert.equal(again.uploaded.a!.sha256, 'h');
     assert.deepEqual(fs.readdirSync(dir).filter((n) => n.startsWith('.')), [], 'no temporary left');
+  });
+  test('records of files gone from WATCH_DIR are dropped, so the state does not grow forever; an empty scan drops nothing', async () => {
+    assert.deepEqual(goneFromWatchDir(['a', 'sub/b', 'c'], new Set(['a', 'c', 'new'])), ['sub/b']);
+    assert.deepEqual(goneFromWatchDir(['a', 'b'], new Set()), [], 'an unmounted share looks empty: keep everything');
+    const file = path.join(dir, 'forget.json');
+    const store = await StateStore.open(file);
+    const rec = { size: 1, mtimeMs: 2, sha256: 'h', uploadedAt: 'now', remotePath: '/r', verified: 'size' as const };
+    await store.markUploaded('a', rec);
+    await store.markUploaded('sub/b', rec);
+    await store.markFailed('c', { size: 1, mtimeMs: 2 }, 'denied', true, () => null);
+    await store.forget(['sub/b', 'c', 'never-recorded']);
+    const again = await readState(file);
+    assert.deepEqual(Object.keys(again.uploaded), ['a']);
+    assert.deepEqual(again.failed, {});
+    const before = fs.statSync(file).mtimeMs;
+    await store.forget(['nothing-here']);
+    assert.equal(fs.statSync(file).mtimeMs, before, 'nothing to forget: not rewritten');
   });
   test('a damaged state is refused with what is wrong and the recovery steps, never overwritten', async () => {
     for (const [text, why] of [['{"version":1,"uploaded":{}', /not valid JSON/], ['[]', /not a JSON object/], ['{"version":2,"uploaded":{},"failed":{}}', /unknown version/],
