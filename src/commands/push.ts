@@ -1,11 +1,11 @@
 // `ipi-push` / `ipi-push --once` / `ipi-push --watch`: one upload run, or the service.
 import type { Config } from '../config/load.js';
-import { EXIT, classify, type ExitCode, type IpiError } from '../errors.js';
-import { scrub, type ClosableLogger } from '../log.js';
+import { EXIT, type ExitCode, type IpiError } from '../errors.js';
+import { scrub, type Logger } from '../log.js';
 import { writeMetrics } from '../metrics.js';
 import { createProgress, noProgress } from '../progress.js';
 import { runPush, type PushSummary } from '../push/run.js';
-import { configFromArgs, loggerFor, warnIfSecretsExposed, writeJson, type GlobalArgs, type Io } from './shared.js';
+import { runWithSetup, writeJson, type GlobalArgs, type Io } from './shared.js';
 
 export interface PushArgs extends GlobalArgs {
   once?: boolean;
@@ -17,30 +17,8 @@ export interface PushArgs extends GlobalArgs {
 
 export async function pushCommand(args: PushArgs, io: Io): Promise<ExitCode> {
   const started = Date.now();
-  let config: Config;
-  let log: ClosableLogger;
-  try {
-    config = configFromArgs(args, io, false, 'push');
-  } catch (err) {
-    return report(classify(err, 'reading the settings'), null, null, args, io, started, false);
-  }
-  try {
-    log = loggerFor(config, args);
-  } catch (err) {
-    return report(classify(err, `opening LOG_FILE ${config.logFile}`), null, config, args, io, started, false);
-  }
-  warnIfSecretsExposed(config, log);
-
-  const controller = new AbortController();
-  const onSignal = (sig: NodeJS.Signals) => {
-    log.warn(`${sig} received: taking no new file; finishing the writes in flight, then saving the state`);
-    controller.abort(sig);
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  const tty = !args.json && io.stderr.isTTY ? (io.stderr as NodeJS.WriteStream) : null;
   const watch = args.watch === true && !args['dry-run'];
-  const metrics = (summary: PushSummary, code: number) => {
+  const metrics = (config: Config, log: Logger, summary: PushSummary, code: number) => {
     if (!config.metricsFile || args['dry-run']) return Promise.resolve();
     return writeMetrics(config.metricsFile, {
       finishedAtMs: Date.now(), success: code === 0, exitCode: code, filesDelivered: summary.uploaded.filter((u) => !u.adopted).length,
@@ -48,30 +26,25 @@ export async function pushCommand(args: PushArgs, io: Io): Promise<ExitCode> {
       durationMs: Date.now() - started,
     }, 'ipi_push').catch((err) => log.warn(`METRICS_FILE ${config.metricsFile}: could not write it (${err instanceof Error ? err.message : err})`));
   };
-  let summary: PushSummary | null = null;
-  let failure: IpiError | null = null;
-  try {
-    summary = await runPush(config, {
+  const out = await runWithSetup<PushSummary>(args, io, 'push', {
+    onSignal: 'taking no new file; finishing the writes in flight, then saving the state',
+    doing: watch ? 'watching' : 'the run',
+    body: ({ config, log, signal, tty }) => runPush(config, {
       mode: watch ? 'watch' : 'once', dryRun: args['dry-run'], acceptNewHostKey: args['accept-new-host-key'],
-      retryFailed: args['retry-failed'], signal: controller.signal,
+      retryFailed: args['retry-failed'], signal,
     }, {
       log,
       progress: args['dry-run'] ? noProgress : createProgress(log, tty),
       // The service's metrics follow every outcome: "last run" is the last file or connection attempt.
-      onActivity: (s, ok) => void metrics(s, ok ? EXIT.ok : EXIT.failed),
-    });
-  } catch (err) {
-    failure = classify(err, watch ? 'watching' : 'the run');
-    log.error(failure.message);
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
-  const code = exitCodeOf(failure, summary);
-  if (summary && code !== EXIT.ok && !failure) log.error(`${summary.failed.length} file(s) not uploaded: ${summary.failed.map((f) => f.rel).join(', ')}`);
-  await metrics(summary ?? emptySummary(), code);
-  await log.close();
-  return report(failure, summary, config, args, io, started, true);
+      onActivity: (s, ok) => void metrics(config, log, s, ok ? EXIT.ok : EXIT.failed),
+    }),
+    after: async ({ config, log }, summary, failure) => {
+      const code = exitCodeOf(failure, summary);
+      if (summary && code !== EXIT.ok && !failure) log.error(`${summary.failed.length} file(s) not uploaded: ${summary.failed.map((f) => f.rel).join(', ')}`);
+      await metrics(config, log, summary ?? emptySummary(), code);
+    },
+  });
+  return report(out.failure, out.summary, out.config, args, io, started, out.logged);
 }
 
 /** SIGINT/SIGTERM is a clean stop (state saved, upload checkpointed): 0, as a service manager expects. */

@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import type { Argv } from 'yargs';
 import { loadConfig, type Config } from '../config/load.js';
+import { classify, type IpiError } from '../errors.js';
 import { SETTINGS, SETTING_NAMES, appliesTo, flagOf, type SettingName, type Tool } from '../config/settings.js';
 import { createLogger, type ClosableLogger, type Logger } from '../log.js';
 
@@ -64,6 +65,72 @@ export function warnIfSecretsExposed(config: Config, log: Logger): void {
   } catch {
     /* gone since we read it: nothing to warn about */
   }
+}
+
+/** What a run command's body gets from runWithSetup. */
+export interface RunContextOf {
+  config: Config;
+  log: ClosableLogger;
+  /** Aborted by SIGINT/SIGTERM, with the signal's name as its reason. */
+  signal: AbortSignal;
+  /** The terminal for a progress bar, or null (no TTY, or --json). */
+  tty: NodeJS.WriteStream | null;
+}
+
+export interface RunOutcome<S> {
+  /** null when the settings could not be read. */
+  config: Config | null;
+  summary: S | null;
+  failure: IpiError | null;
+  /** Whether the failure was logged already (else it must go to stderr as one line). */
+  logged: boolean;
+}
+
+/**
+ * The frame both programs' run commands share: settings read and validated, the log opened,
+ * SIGINT/SIGTERM turned into an abort, one classified failure. The body does the run;
+ * `after` (metrics) runs before the log is closed.
+ */
+export async function runWithSetup<S>(
+  args: GlobalArgs, io: Io, tool: Tool,
+  opts: { onSignal: string; doing: string; body: (ctx: RunContextOf) => Promise<S>; after?: (ctx: RunContextOf, summary: S | null, failure: IpiError | null) => Promise<void> },
+): Promise<RunOutcome<S>> {
+  let config: Config;
+  let log: ClosableLogger;
+  try {
+    config = configFromArgs(args, io, false, tool);
+  } catch (err) {
+    return { config: null, summary: null, failure: classify(err, 'reading the settings'), logged: false };
+  }
+  try {
+    log = loggerFor(config, args);
+  } catch (err) {
+    return { config, summary: null, failure: classify(err, `opening LOG_FILE ${config.logFile}`), logged: false };
+  }
+  warnIfSecretsExposed(config, log);
+
+  const controller = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    log.warn(`${sig} received: ${opts.onSignal}`);
+    controller.abort(sig);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const ctx: RunContextOf = { config, log, signal: controller.signal, tty: !args.json && io.stderr.isTTY ? (io.stderr as NodeJS.WriteStream) : null };
+  let summary: S | null = null;
+  let failure: IpiError | null = null;
+  try {
+    summary = await opts.body(ctx);
+  } catch (err) {
+    failure = classify(err, opts.doing);
+    log.error(failure.message);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  await opts.after?.(ctx, summary, failure);
+  await log.close();
+  return { config, summary, failure, logged: true };
 }
 
 export function writeJson(io: Io, value: unknown): void {
