@@ -15,7 +15,7 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import { collect, listDir, makeWorkspace, sha256, sha256File, testBytes, type Workspace } from './helpers/cli.js';
 import { startEmbeddedServer, type EmbeddedServerOptions } from './helpers/embedded-server.js';
 import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
-import { startTestServer, writeRemoteFile, type SftpServerHandle } from './helpers/server.js';
+import { remoteFolderWith, startTestServer, writeRemoteFile, type SftpServerHandle } from './helpers/server.js';
 import { startSshd } from './helpers/sshd.js';
 import { delay, getFreePort } from './helpers/util.js';
 
@@ -42,10 +42,7 @@ after(async () => {
 
 /** A fresh remote folder with the given files (an hour old), and a workspace pointed at it. */
 function setup(files: Record<string, Buffer | string>, extra: Record<string, string> = {}, on: SftpServerHandle = server): { ws: Workspace; folder: string } {
-  const folder = `f${++seq}`;
-  fs.mkdirSync(path.join(on.root, folder), { recursive: true });
-  const old = new Date(Math.floor(Date.now() / 1000) * 1000 - 3600_000);
-  for (const [name, data] of Object.entries(files)) fs.utimesSync(writeRemoteFile(on, `${folder}/${name}`, data), old, old);
+  const folder = remoteFolderWith(on, `f${++seq}`, files);
   const ws = makeWorkspace(on, { extra: { SFTP_DIR: `${on.remoteDir}/${folder}`, ...extra } });
   workspaces.push(ws);
   return { ws, folder };

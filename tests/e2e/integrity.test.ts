@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { listDir, makeWorkspace, sha256, testBytes, type Workspace } from './helpers/cli.js';
-import { startTestServer, writeRemoteFile, type SftpServerHandle } from './helpers/server.js';
+import { remoteFolderWith, startTestServer, type SftpServerHandle } from './helpers/server.js';
 
 let server: SftpServerHandle;
 const workspaces: Workspace[] = [];
@@ -24,10 +24,7 @@ after(async () => {
 });
 
 function setup(files: Record<string, Buffer | string>): { ws: Workspace; folder: string } {
-  const folder = `int${++seq}`;
-  fs.mkdirSync(path.join(server.root, folder), { recursive: true });
-  const old = new Date(Date.now() - 3600_000);
-  for (const [name, data] of Object.entries(files)) fs.utimesSync(writeRemoteFile(server, `${folder}/${name}`, data), old, old);
+  const folder = remoteFolderWith(server, `int${++seq}`, files);
   const ws = makeWorkspace(server, { extra: { SFTP_DIR: `${server.remoteDir}/${folder}` } });
   workspaces.push(ws);
   return { ws, folder };

@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { CLI, listDir, makeWorkspace, runCli, testBytes, type Workspace } from './helpers/cli.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
-import { startTestServer, writeRemoteFile, type SftpServerHandle } from './helpers/server.js';
+import { remoteFolderWith, startTestServer, writeRemoteFile, type SftpServerHandle } from './helpers/server.js';
 
 let server: SftpServerHandle;
 const workspaces: Workspace[] = [];
@@ -27,10 +27,7 @@ after(async () => {
 });
 
 function setup(files: Record<string, Buffer | string>, extra: Record<string, string> = {}): { ws: Workspace; folder: string } {
-  const folder = `op${++seq}`;
-  fs.mkdirSync(path.join(server.root, folder), { recursive: true });
-  const old = new Date(Date.now() - 3600_000);
-  for (const [name, data] of Object.entries(files)) fs.utimesSync(writeRemoteFile(server, `${folder}/${name}`, data), old, old);
+  const folder = remoteFolderWith(server, `op${++seq}`, files);
   const ws = makeWorkspace(server, { extra: { SFTP_DIR: `${server.remoteDir}/${folder}`, ...extra } });
   workspaces.push(ws);
   return { ws, folder };

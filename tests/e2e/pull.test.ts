@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { collect, listDir, makeWorkspace, sha256, sha256File, testBytes, type Workspace } from './helpers/cli.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
-import { startTestServer, writeRemoteFile, type SftpServerHandle } from './helpers/server.js';
+import { remoteFolderWith, startTestServer, type SftpServerHandle } from './helpers/server.js';
 
 let server: SftpServerHandle;
 const workspaces: Workspace[] = [];
@@ -28,13 +28,7 @@ after(async () => {
 
 /** A fresh remote folder with the given files (older than a minute), and a workspace pointed at it. */
 function setup(files: Record<string, Buffer | string>, opts: Parameters<typeof makeWorkspace>[1] = {}): { ws: Workspace; folder: string } {
-  const folder = `t${++folderSeq}`;
-  fs.mkdirSync(path.join(server.root, folder), { recursive: true });
-  const old = new Date(Date.now() - 3600_000);
-  for (const [name, data] of Object.entries(files)) {
-    const abs = writeRemoteFile(server, `${folder}/${name}`, data);
-    fs.utimesSync(abs, old, old);
-  }
+  const folder = remoteFolderWith(server, `t${++folderSeq}`, files);
   const ws = makeWorkspace(server, { ...opts, extra: { SFTP_DIR: `${server.remoteDir}/${folder}`, ...(opts.extra ?? {}) } });
   workspaces.push(ws);
   return { ws, folder };

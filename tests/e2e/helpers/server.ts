@@ -63,3 +63,14 @@ export function writeRemoteFile(server: SftpServerHandle, relPath: string, data:
 export function remotePathOf(server: SftpServerHandle, relPath: string): string {
   return path.posix.join(server.remoteDir, relPath.split(path.sep).join('/'));
 }
+
+/**
+ * A fresh remote folder holding `files`, an hour old (whole seconds, as SFTP reports them),
+ * so a run takes them at once; returns its name under the server's root.
+ */
+export function remoteFolderWith(server: SftpServerHandle, folder: string, files: Record<string, Buffer | string>): string {
+  fs.mkdirSync(path.join(server.root, folder), { recursive: true });
+  const old = new Date(Math.floor(Date.now() / 1000) * 1000 - 3600_000);
+  for (const [name, data] of Object.entries(files)) fs.utimesSync(writeRemoteFile(server, `${folder}/${name}`, data), old, old);
+  return folder;
+}
