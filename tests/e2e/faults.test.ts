@@ -461,11 +461,13 @@ describe('full or unwritable disks', () => {
     }
   });
 
-  test('LOCAL_DIR fills up mid-file (real ENOSPC): one error naming it and the path, exit 1, partial kept, next run resumes', async (t) => {
+  // DIRECT_IO=auto writes through the page cache on tmpfs; =on makes the same fill hit the
+  // O_DIRECT write path (tmpfs accepts O_DIRECT since Linux 6.6).
+  for (const directIo of ['auto', 'on'] as const) test(`LOCAL_DIR fills up mid-file (real ENOSPC${directIo === 'on' ? ', O_DIRECT writes' : ''}): one error naming it and the path, exit 1, partial kept, next run resumes`, async (t) => {
     const size = 10 * MiB;
     const data = testBytes(size, 702);
     const name = 'IPI_20250702_fill.dat';
-    const { ws } = setup({ [name]: data });
+    const { ws } = setup({ [name]: data }, { DIRECT_IO: directIo, LOG_LEVEL: 'debug' });
     fs.writeFileSync(ws.markerFile, 'IPI_20250630.dat');
     const unmount = mountTmpfs(ws.localDir, '12m');
     if (!unmount) return t.skip('mount -t tmpfs refused in this sandbox: no small filesystem to fill');
@@ -500,6 +502,11 @@ describe('full or unwritable disks', () => {
       assert.match(again.stdout, /resuming at byte [1-9]/);
       assert.equal(sha256File(path.join(ws.serverDir, name)), sha256(data));
       assert.equal(ws.marker(), name);
+      if (directIo === 'on') {
+        const log = fs.readFileSync(ws.logFile, 'utf8');
+        assert.doesNotMatch(log, /refuse|cannot open .* with O_DIRECT/, 'the O_DIRECT path was the one exercised');
+        assert.match(log, /bytes written with O_DIRECT/);
+      }
     } finally {
       unmount();
     }
