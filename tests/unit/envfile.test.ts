@@ -1,6 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { EnvFileError, parseEnvFile } from '../../src/config/envfile.js';
+import dotenv from 'dotenv';
 
 // An empty environment unless a test says otherwise, so the machine's variables never leak in.
 const parse = (content: string, env: NodeJS.ProcessEnv = {}) => parseEnvFile(content, env);
@@ -245,4 +246,23 @@ describe('parseEnvFile: python-dotenv forms', () => {
     () => {
       assert.deepEqual(parse("'SFTP_PASS'=abc#123\nB=2"), { SFTP_PASS: 'abc#123', B: '2' });
     });
+});
+
+// The dotenv package is the reference for what Node users expect of a .env; python-dotenv is
+// the reference for the files we must keep reading. Where the two agree our reader must agree
+// with dotenv; the two places they differ are the reason this reader exists.
+describe('parseEnvFile against the dotenv package', () => {
+  test('the forms both libraries read alike give the same values', () => {
+    const text = [
+      'SFTP_HOST=sftp.example.com', 'SFTP_PORT=22', 'export LOG_LEVEL=debug', '# a comment', '',
+      'SFTP_DIR=/in box', "LOCAL_DIR='C:\\Data\\ipi'", 'SERVER_DIR="two\\nlines"', 'MIN_AGE=5m # trailing comment',
+      'RETRY_DELAYS = 5,10,30', 'EMPTY=', 'QUOTED_HASH="pa#ss"',
+    ].join('\n');
+    assert.deepEqual(parse(text), dotenv.parse(text));
+  });
+  test('where they differ, python-dotenv (FTP_IPI.py) is followed: # inside a value, ${VAR}', () => {
+    const text = 'SFTP_PASS=abc#123\nLOCAL_DIR=${BASE}/in\n';
+    assert.deepEqual(dotenv.parse(text), { SFTP_PASS: 'abc', LOCAL_DIR: '${BASE}/in' });
+    assert.deepEqual(parse(text, { BASE: '/data' }), { SFTP_PASS: 'abc#123', LOCAL_DIR: '/data/in' });
+  });
 });
