@@ -90,11 +90,9 @@ export async function runPull(config: Config, opts: PullOptions, ctx: RunContext
   if (!opts.dryRun) {
     await prepareFolders(config);
     lock = await acquireLock(lockFileFor(config.markerFile), (m) => ctx.log.warn(m));
-    const swept = await removeStaleMarkerTemporaries(config.markerFile);
-    for (const dir of new Set([config.localDir, config.serverDir, path.dirname(config.markerFile)])) swept.push(...await sweepTemporaries(dir, pidAlive));
-    for (const file of swept) ctx.log.info(`removed ${file}, a temporary file left by a run that died`);
   }
   try {
+    if (lock) await sweepLeftovers(config, ctx.log);
     const warned = new Set<string>();
     await withRetries(async (attempt) => {
       const session = await SftpSession.open(sessionOptions(config, opts.acceptNewHostKey, ctx.log));
@@ -118,6 +116,13 @@ export async function runPull(config: Config, opts: PullOptions, ctx: RunContext
     await lock?.release();
   }
   return summary;
+}
+
+/** Temporaries of runs that died: the marker's own at once (we hold its lock), the rest once orphaned. */
+async function sweepLeftovers(config: Config, log: Logger): Promise<void> {
+  const swept = await removeStaleMarkerTemporaries(config.markerFile);
+  for (const dir of new Set([config.localDir, config.serverDir, path.dirname(config.markerFile)])) swept.push(...await sweepTemporaries(dir, pidAlive));
+  for (const file of swept) log.info(`removed ${file}, a temporary file left by a run that died`);
 }
 
 async function prepareFolders(config: Config): Promise<void> {
