@@ -316,7 +316,7 @@ function ipiPullBig(server: SftpServerHandle, data: Dataset, label: string, id: 
       const f = summary.files[0];
       if (!f || f.sha256 !== data.sha256) throw new Error(`${label}: delivered ${JSON.stringify(f)}, expected sha256 ${data.sha256}`);
       // Download and verification: the whole run minus the publish step, which is reported on its own line.
-      return { wallMs: run.wallMs - f.publishMs, rssKb: run.rssKb, cpuMs: run.cpuMs, serverCpuMs: run.serverCpuMs, bytes: data.size, extra: { publishMs: f.publishMs, runMs: run.wallMs } };
+      return sampleOf(run, data.size, { publishMs: f.publishMs, runMs: run.wallMs }, run.wallMs - f.publishMs);
     },
   };
 }
@@ -340,6 +340,19 @@ async function opensshWorkspace(server: SftpServerHandle): Promise<string> {
   return dir;
 }
 
+/** `sftp -b` running `batch` (written into dir) against the bench server; fails the bench on a non-zero exit. */
+async function runSftpBatch(server: SftpServerHandle, dir: string, batch: string, what: string): Promise<ChildRun> {
+  await fsp.writeFile(path.join(dir, 'batch'), batch);
+  const run = await timeChild('sftp', sftpArgs(server, path.join(dir, 'known_hosts'), path.join(dir, 'batch')), dir, childEnv(dir));
+  if (run.code !== 0) fail(what, run);
+  return run;
+}
+
+/** A child's measurements as a sample of `bytes` moved. */
+function sampleOf(run: ChildRun, bytes: number, extra: Record<string, number> = {}, wallMs = run.wallMs): Sample {
+  return { wallMs, rssKb: run.rssKb, cpuMs: run.cpuMs, serverCpuMs: run.serverCpuMs, bytes, extra };
+}
+
 function opensshBig(server: SftpServerHandle, data: Dataset): Contender {
   return {
     id: 'openssh',
@@ -347,12 +360,10 @@ function opensshBig(server: SftpServerHandle, data: Dataset): Contender {
     async run() {
       const dir = await opensshWorkspace(server);
       const out = path.join(dir, data.name);
-      await fsp.writeFile(path.join(dir, 'batch'), `get ${q(`${data.remoteDir}/${data.name}`)} ${q(out)}\n`);
-      const run = await timeChild('sftp', sftpArgs(server, path.join(dir, 'known_hosts'), path.join(dir, 'batch')), dir, childEnv(dir));
-      if (run.code !== 0) fail('OpenSSH sftp', run);
+      const run = await runSftpBatch(server, dir, `get ${q(`${data.remoteDir}/${data.name}`)} ${q(out)}\n`, 'OpenSSH sftp');
       const size = (await fsp.stat(out)).size;
       if (size !== data.size) throw new Error(`OpenSSH sftp wrote ${size} bytes, expected ${data.size}`);
-      return { wallMs: run.wallMs, rssKb: run.rssKb, cpuMs: run.cpuMs, serverCpuMs: run.serverCpuMs, bytes: data.size, extra: {} };
+      return sampleOf(run, data.size);
     },
   };
 }
@@ -369,7 +380,7 @@ function fastGetBig(server: SftpServerHandle, data: Dataset): Contender {
       if (run.code !== 0) fail('ssh2 fastGet', run);
       const size = (await fsp.stat(out)).size;
       if (size !== data.size) throw new Error(`fastGet wrote ${size} bytes, expected ${data.size}`);
-      return { wallMs: run.wallMs, rssKb: run.rssKb, cpuMs: run.cpuMs, serverCpuMs: run.serverCpuMs, bytes: data.size, extra: {} };
+      return sampleOf(run, data.size);
     },
   };
 }
@@ -394,10 +405,9 @@ function ipiPullResume(server: SftpServerHandle, data: Dataset): Contender {
       const f = summary.files[0];
       if (!f || f.sha256 !== data.sha256) throw new Error(`resume: delivered ${JSON.stringify(f)}, expected sha256 ${data.sha256}`);
       if (f.resumedFrom !== half) throw new Error(`resume: resumed from byte ${f.resumedFrom}, expected ${half}`);
-      return {
-        wallMs: run.wallMs - f.publishMs, rssKb: run.rssKb, cpuMs: run.cpuMs, serverCpuMs: run.serverCpuMs, bytes: data.size - half,
-        extra: { publishMs: f.publishMs, runMs: run.wallMs, bytesServed: served, servedPct: (served / data.size) * 100, resumedFrom: half },
-      };
+      return sampleOf(run, data.size - half, {
+        publishMs: f.publishMs, runMs: run.wallMs, bytesServed: served, servedPct: (served / data.size) * 100, resumedFrom: half,
+      }, run.wallMs - f.publishMs);
     },
   };
 }
@@ -430,7 +440,7 @@ function ipiPullSmall(server: SftpServerHandle, small: { remoteDir: string }, co
       if (ws.marker() !== `IPI_20240101_n${String(count - 1).padStart(6, '0')}.dat`) throw new Error(`marker is ${ws.marker()} after the small files`);
       const publishMs = summary.files.reduce((n, f) => n + f.publishMs, 0);
       // Every durability step is inside the timed run: publish, history and marker per file.
-      return { wallMs: run.wallMs, rssKb: run.rssKb, cpuMs: run.cpuMs, serverCpuMs: run.serverCpuMs, bytes: count * SMALL_FILE_SIZE, extra: { publishMs, files: count } };
+      return sampleOf(run, count * SMALL_FILE_SIZE, { publishMs, files: count });
     },
   };
 }
@@ -445,12 +455,10 @@ function opensshSmall(server: SftpServerHandle, small: { remoteDir: string }, co
       const out = path.join(dir, 'out');
       await fsp.mkdir(out);
       if (/[\s"'\\*?[]/.test(small.remoteDir)) throw new Error(`the temporary folder ${small.remoteDir} has spaces or quotes: sftp cannot expand a wildcard there; set TMPDIR to a plain path`);
-      await fsp.writeFile(path.join(dir, 'batch'), `get ${small.remoteDir}/* ${q(`${out}/`)}\n`);
-      const run = await timeChild('sftp', sftpArgs(server, path.join(dir, 'known_hosts'), path.join(dir, 'batch')), dir, childEnv(dir));
-      if (run.code !== 0) fail('OpenSSH sftp (small files)', run);
+      const run = await runSftpBatch(server, dir, `get ${small.remoteDir}/* ${q(`${out}/`)}\n`, 'OpenSSH sftp (small files)');
       const n = (await fsp.readdir(out)).length;
       if (n !== count) throw new Error(`OpenSSH sftp fetched ${n} of ${count} small files`);
-      return { wallMs: run.wallMs, rssKb: run.rssKb, cpuMs: run.cpuMs, serverCpuMs: run.serverCpuMs, bytes: count * SMALL_FILE_SIZE, extra: { files: count } };
+      return sampleOf(run, count * SMALL_FILE_SIZE, { files: count });
     },
   };
 }
@@ -481,7 +489,7 @@ function ipiPushBig(server: SftpServerHandle, data: Dataset, verify: 'size' | 's
       if (run.code !== 0) fail('ipi-push', run);
       const got = await fsp.stat(path.join(server.root, remoteFolder, data.name)).catch(() => null);
       if (got?.size !== data.size) throw new Error(`ipi-push left ${got?.size ?? 'no'} bytes on the server, expected ${data.size}`);
-      return { wallMs: run.wallMs, rssKb: run.rssKb, cpuMs: run.cpuMs, serverCpuMs: run.serverCpuMs, bytes: data.size, extra: {} };
+      return sampleOf(run, data.size);
     },
   };
 }
@@ -494,12 +502,10 @@ function opensshPut(server: SftpServerHandle, data: Dataset): Contender {
       const dir = await opensshWorkspace(server);
       const remoteName = `put-${path.basename(dir)}.bin`;
       leftovers.push(path.join(server.root, remoteName));
-      await fsp.writeFile(path.join(dir, 'batch'), `put ${q(path.join(data.dir, data.name))} ${q(`${server.remoteDir}/${remoteName}`)}\n`);
-      const run = await timeChild('sftp', sftpArgs(server, path.join(dir, 'known_hosts'), path.join(dir, 'batch')), dir, childEnv(dir));
-      if (run.code !== 0) fail('OpenSSH sftp put', run);
+      const run = await runSftpBatch(server, dir, `put ${q(path.join(data.dir, data.name))} ${q(`${server.remoteDir}/${remoteName}`)}\n`, 'OpenSSH sftp put');
       const size = (await fsp.stat(path.join(server.root, remoteName))).size;
       if (size !== data.size) throw new Error(`OpenSSH sftp put left ${size} bytes, expected ${data.size}`);
-      return { wallMs: run.wallMs, rssKb: run.rssKb, cpuMs: run.cpuMs, serverCpuMs: run.serverCpuMs, bytes: data.size, extra: {} };
+      return sampleOf(run, data.size);
     },
   };
 }
@@ -845,7 +851,7 @@ async function cipherScan(server: SftpServerHandle, big: Dataset, rounds: number
       const dir = await opensshWorkspace(server);
       const run = await timeChild(process.execPath, [CIPHER_PROBE, server.host, String(server.port), server.user, server.clientKeyPath, server.hostKeyFingerprint, `${big.remoteDir}/${big.name}`, c], dir, childEnv(dir));
       if (run.code !== 0) fail(`cipher probe ${c}`, run);
-      const s: Sample = { wallMs: run.wallMs, rssKb: run.rssKb, cpuMs: run.cpuMs, serverCpuMs: run.serverCpuMs, bytes: big.size, extra: {} };
+      const s = sampleOf(run, big.size);
       samples.get(c)!.push(s);
       log(`  cipher ${c}: ${s2(s.wallMs)} s, client CPU ${s.cpuMs === null ? 'n/a' : s2(s.cpuMs)} s`);
     }
