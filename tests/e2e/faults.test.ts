@@ -557,6 +557,45 @@ describe('full or unwritable disks', () => {
     }
   });
 
+  test('SERVER_DIR fills while the next file downloads: the run stops at the file that did not fit, marker on the one before; the next run delivers the rest in order', async (t) => {
+    const files = {
+      'IPI_20250705_a.dat': testBytes(512 * 1024, 7051),
+      'IPI_20250705_b.dat': testBytes(3 * MiB, 7052),
+      'IPI_20250705_c.dat': testBytes(256 * 1024, 7053),
+    };
+    const names = Object.keys(files) as Array<keyof typeof files>;
+    const { ws } = setup(files);
+    fs.writeFileSync(ws.markerFile, 'IPI_20250630.dat');
+    const unmount = mountTmpfs(ws.serverDir, '5m');
+    if (!unmount) return t.skip('mount -t tmpfs refused in this sandbox: no small filesystem to fill');
+    // 2 MiB left: room for the first file, not the second.
+    const filler = path.join(ws.serverDir, 'filler');
+    fs.writeFileSync(filler, Buffer.alloc(3 * MiB));
+    try {
+      const r = await ws.run();
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      const errs = errorLines(r.stderr);
+      assert.equal(errs.length, 1, r.stderr);
+      assert.match(errs[0]!, /no space left on device/);
+      assert.ok(errs[0]!.includes(ws.serverDir), errs[0]);
+      assert.equal(ws.marker(), names[0], 'the marker names the last file that is whole in SERVER_DIR');
+      assert.deepEqual(listDir(ws.serverDir).filter((n) => n !== 'filler'), [names[0]], 'nothing after it, no temporary');
+      // The second and third files were downloaded and verified (the third while the second was
+      // being published); they wait in LOCAL_DIR and are checked again, not trusted blindly.
+      assert.deepEqual(listDir(ws.localDir).filter((n) => n !== names[0]), [names[1], names[2]]);
+      fs.rmSync(filler);
+      const again = await ws.run();
+      assert.equal(again.code, 0, again.stdout + again.stderr);
+      for (const n of [names[1], names[2]]) assert.match(again.stdout, new RegExp(`${n.replace('.', '\\.')} exists without a completion record`));
+      for (const n of names) assert.equal(sha256File(path.join(ws.serverDir, n)), sha256(files[n]), n);
+      assert.equal(ws.marker(), names[2]);
+      const delivered = fs.readFileSync(ws.historyFile, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { name: string }).name);
+      assert.deepEqual(delivered, names, 'each file recorded once, in order');
+    } finally {
+      unmount();
+    }
+  });
+
   test('the marker\'s folder full: one error naming it, exit 1, marker unchanged, no empty lock left behind; with room the next run delivers', async (t) => {
     const data = testBytes(1 * MiB, 705);
     const name = 'IPI_20250705_mk.dat';
