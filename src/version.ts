@@ -1,6 +1,8 @@
-// What --version and debug output say about this build: our version, and whether ssh2's
-// native crypto binding is in use (without it AES-GCM runs in JavaScript, several times slower).
+// What --version and debug output say about this build: our version, whether ssh2's native
+// crypto binding is in use (without it AES-GCM runs in JavaScript, several times slower), and
+// the GC tuning in effect (gc-tuning.ts).
 import { createRequire } from 'node:module';
+import { gcTuningNote } from './gc-tuning.js';
 
 const require = createRequire(import.meta.url);
 
@@ -18,5 +20,5 @@ export function nativeCryptoAvailable(): boolean {
 
 export function versionLine(program = 'ipi-pull'): string {
   const crypto = nativeCryptoAvailable() ? 'native crypto binding in use' : 'WARNING: ssh2 native crypto binding NOT built (slow); reinstall with build tools';
-  return `${program} ${packageVersion()} (node ${process.versions.node}; ssh2 ${crypto})`;
+  return `${program} ${packageVersion()} (node ${process.versions.node}; ssh2 ${crypto}; ${gcTuningNote()})`;
 }

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import './gc-first.js';
 import { main } from '../cli.js';
 
 /**

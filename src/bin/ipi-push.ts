@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import './gc-first.js';
 import { pushMain } from '../push-cli.js';
 
 pushMain(process.argv.slice(2)).then(
