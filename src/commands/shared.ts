@@ -68,7 +68,7 @@ export function warnIfSecretsExposed(config: Config, log: Logger): void {
 }
 
 /** What a run command's body gets from runWithSetup. */
-export interface RunContextOf {
+export interface CommandContext {
   config: Config;
   log: ClosableLogger;
   /** Aborted by SIGINT/SIGTERM, with the signal's name as its reason. */
@@ -93,7 +93,7 @@ export interface RunOutcome<S> {
  */
 export async function runWithSetup<S>(
   args: GlobalArgs, io: Io, tool: Tool,
-  opts: { onSignal: string; doing: string; body: (ctx: RunContextOf) => Promise<S>; after?: (ctx: RunContextOf, summary: S | null, failure: IpiError | null) => Promise<void> },
+  opts: { onSignal: string; doing: string; body: (ctx: CommandContext) => Promise<S>; after?: (ctx: CommandContext, summary: S | null, failure: IpiError | null) => Promise<void> },
 ): Promise<RunOutcome<S>> {
   let config: Config;
   let log: ClosableLogger;
@@ -116,7 +116,7 @@ export async function runWithSetup<S>(
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
-  const ctx: RunContextOf = { config, log, signal: controller.signal, tty: !args.json && io.stderr.isTTY ? (io.stderr as NodeJS.WriteStream) : null };
+  const ctx: CommandContext = { config, log, signal: controller.signal, tty: !args.json && io.stderr.isTTY ? (io.stderr as NodeJS.WriteStream) : null };
   let summary: S | null = null;
   let failure: IpiError | null = null;
   try {
