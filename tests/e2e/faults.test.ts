@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 
-import { collect, listDir, makeWorkspace, sha256, sha256File, testBytes, type Workspace } from './helpers/cli.js';
+import { collect, listDir, makeWorkspace, sha256, sha256File, testBytes, type Workspace, type CliResult } from './helpers/cli.js';
 import { startEmbeddedServer, type EmbeddedServerOptions } from './helpers/embedded-server.js';
 import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
 import { remoteFolderWith, startTestServer, writeRemoteFile, type SftpServerHandle } from './helpers/server.js';
@@ -440,6 +440,15 @@ function chattr(flag: '+i' | '-i', target: string): boolean {
 
 const errorLines = (text: string) => text.split('\n').filter((l) => /ERROR:/.test(l));
 
+/** A full disk ends the run with exit 1 and exactly one error line, naming `where`. */
+function assertOneFullDiskError(r: CliResult, where: string): void {
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  const errs = errorLines(r.stderr);
+  assert.equal(errs.length, 1, r.stderr);
+  assert.match(errs[0]!, /no space left on device/);
+  assert.ok(errs[0]!.includes(where), `the error names ${where}: ${errs[0]}`);
+}
+
 describe('full or unwritable disks', () => {
   test('LOCAL_DIR too small: the early free-space check fails with one line naming the folder; exit 1', async (t) => {
     const name = 'IPI_20250701_big.dat';
@@ -486,11 +495,7 @@ describe('full or unwritable disks', () => {
       }
       proxy.throttle(null);
       const r = await done;
-      assert.equal(r.code, 1, r.stdout + r.stderr);
-      const errs = errorLines(r.stderr);
-      assert.equal(errs.length, 1, r.stderr);
-      assert.match(errs[0]!, /no space left on device/);
-      assert.ok(errs[0]!.includes(part), `the error names ${part}: ${errs[0]}`);
+      assertOneFullDiskError(r, part);
       assert.doesNotMatch(r.stderr, /retrying in/);
       assert.equal(ws.marker(), 'IPI_20250630.dat');
       assert.deepEqual(listDir(ws.serverDir), []);
@@ -518,11 +523,7 @@ describe('full or unwritable disks', () => {
     fs.mkdirSync(ws.localDir, { recursive: true });
     fs.symlinkSync('/dev/full', path.join(ws.localDir, `${name}.part`));
     const r = await ws.run();
-    assert.equal(r.code, 1, r.stdout + r.stderr);
-    const errs = errorLines(r.stderr);
-    assert.equal(errs.length, 1, r.stderr);
-    assert.match(errs[0]!, /no space left on device/);
-    assert.ok(errs[0]!.includes(`${name}.part`), errs[0]);
+    assertOneFullDiskError(r, `${name}.part`);
     assert.doesNotMatch(r.stderr, /retrying in/);
     assert.equal(ws.marker(), null);
     assert.deepEqual(listDir(ws.serverDir), []);
@@ -539,11 +540,7 @@ describe('full or unwritable disks', () => {
     let mounted = true;
     try {
       const r = await ws.run();
-      assert.equal(r.code, 1, r.stdout + r.stderr);
-      const errs = errorLines(r.stderr);
-      assert.equal(errs.length, 1, r.stderr);
-      assert.match(errs[0]!, /no space left on device/);
-      assert.ok(errs[0]!.includes(ws.serverDir), errs[0]);
+      assertOneFullDiskError(r, ws.serverDir);
       assert.equal(ws.marker(), 'IPI_20250630.dat');
       assert.deepEqual(listDir(ws.serverDir), [], 'no temporary or half file left in SERVER_DIR');
       unmount();
@@ -573,11 +570,7 @@ describe('full or unwritable disks', () => {
     fs.writeFileSync(filler, Buffer.alloc(3 * MiB));
     try {
       const r = await ws.run();
-      assert.equal(r.code, 1, r.stdout + r.stderr);
-      const errs = errorLines(r.stderr);
-      assert.equal(errs.length, 1, r.stderr);
-      assert.match(errs[0]!, /no space left on device/);
-      assert.ok(errs[0]!.includes(ws.serverDir), errs[0]);
+      assertOneFullDiskError(r, ws.serverDir);
       assert.equal(ws.marker(), names[0], 'the marker names the last file that is whole in SERVER_DIR');
       assert.deepEqual(listDir(ws.serverDir).filter((n) => n !== 'filler'), [names[0]], 'nothing after it, no temporary');
       // The second and third files were downloaded and verified (the third while the second was
@@ -612,11 +605,7 @@ describe('full or unwritable disks', () => {
         /* full now */
       }
       const r = await ws.run();
-      assert.equal(r.code, 1, r.stdout + r.stderr);
-      const errs = errorLines(r.stderr);
-      assert.equal(errs.length, 1, r.stderr);
-      assert.match(errs[0]!, /no space left on device/);
-      assert.ok(errs[0]!.includes(stateDir), errs[0]);
+      assertOneFullDiskError(r, stateDir);
       assert.equal(fs.readFileSync(path.join(stateDir, 'last_file.txt'), 'utf8'), 'IPI_20250630.dat');
       assert.deepEqual(listDir(stateDir).filter((n) => n.includes('lock') || n.startsWith('.')), [], 'no lock or temporary left');
       for (const n of listDir(ws.serverDir)) assert.equal(sha256File(path.join(ws.serverDir, n)), sha256(data), `SERVER_DIR/${n} is whole`);
