@@ -165,13 +165,15 @@ export function sameAsRemote(local: { size: number; mtimeMs: number }, remote: {
 }
 
 /**
- * Pure: the recorded paths to drop after a complete scan of WATCH_DIR found `seen`. A file
- * gone from WATCH_DIR (deleted, archived, renamed) has nothing left to skip or retry, so the
- * state stays the size of the folder instead of growing with every file ever sent. A scan
- * that found nothing drops nothing: an unmounted share looks empty too (and a file that
- * comes back is checked against the server before any upload anyway).
+ * Pure: the recorded paths to drop after a scan of WATCH_DIR found `seen` and could not look
+ * at `skipped` (unreadable folders, names it refused). A file gone from WATCH_DIR (deleted,
+ * archived, renamed) has nothing left to skip or retry, so the state stays the size of the
+ * folder instead of growing with every file ever sent. Only what is known to be gone is
+ * dropped: a record at or under a skipped path is kept (an unreadable folder is not an empty
+ * one), and a scan that found nothing drops nothing (an unmounted share looks empty too).
  */
-export function goneFromWatchDir(recorded: Iterable<string>, seen: ReadonlySet<string>): string[] {
+export function goneFromWatchDir(recorded: Iterable<string>, seen: ReadonlySet<string>, skipped: readonly string[] = []): string[] {
   if (seen.size === 0) return [];
-  return [...recorded].filter((rel) => !seen.has(rel));
+  const unseenUnder = (rel: string) => skipped.some((s) => rel === s || rel.startsWith(`${s}/`));
+  return [...recorded].filter((rel) => !seen.has(rel) && !unseenUnder(rel));
 }

@@ -135,7 +135,7 @@ class Pusher {
     }
     for (const rel of [...this.entries.keys()]) if (!seen.has(rel)) this.entries.delete(rel);
     const { uploaded, failed } = this.store.state;
-    const gone = goneFromWatchDir([...Object.keys(uploaded), ...Object.keys(failed)], seen);
+    const gone = goneFromWatchDir([...Object.keys(uploaded), ...Object.keys(failed)], seen, skipped.map((s) => s.rel));
     if (gone.length > 0) {
       await this.store.forget(gone);
       this.log.debug(`state: forgot ${gone.length} file(s) no longer in ${this.config.watchDir}`);

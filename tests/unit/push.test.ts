@@ -153,6 +153,8 @@ describe('state file', () => {
   test('records of files gone from WATCH_DIR are dropped, so the state does not grow forever; an empty scan drops nothing', async () => {
     assert.deepEqual(goneFromWatchDir(['a', 'sub/b', 'c'], new Set(['a', 'c', 'new'])), ['sub/b']);
     assert.deepEqual(goneFromWatchDir(['a', 'b'], new Set()), [], 'an unmounted share looks empty: keep everything');
+    assert.deepEqual(goneFromWatchDir(['a', 'locked/x', 'locked/deep/y', 'lockedness', 'odd'], new Set(['a']), ['locked', 'odd']), ['lockedness'],
+      'records under a folder that could not be read, or a name that was skipped, are not forgotten');
     const file = path.join(dir, 'forget.json');
     const store = await StateStore.open(file);
     const rec = { size: 1, mtimeMs: 2, sha256: 'h', uploadedAt: 'now', remotePath: '/r', verified: 'size' as const };
