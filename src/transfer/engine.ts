@@ -10,15 +10,14 @@
 // Chunk boundaries are multiples of CHUNK_SIZE in the file, so a resume from an odd offset
 // realigns after one short chunk (O_DIRECT needs aligned offsets).
 import { InterruptedError, TransientError } from '../errors.js';
+import { StallWatch, inBatch, type RequestBatching } from './stall.js';
 import { ChunkPool } from './buffers.js';
 import type { ChunkSink } from './sink.js';
 
 /** What the engine needs from a connection; SftpSession provides it, tests can too. */
-export interface RemoteReader {
+export interface RemoteReader extends RequestBatching {
   readonly maxReadLen: number;
   read(handle: Buffer, buf: Buffer, off: number, len: number, position: number): Promise<number>;
-  /** Send the requests fn issues together (one socket write); optional. */
-  batch?<T>(fn: () => T): T;
 }
 
 export interface FetchOptions {
@@ -60,24 +59,14 @@ interface Pending {
 export async function fetchRange(opts: FetchOptions): Promise<{ bytesRead: number }> {
   const readLen = Math.max(1024, Math.min(opts.readSize, opts.reader.maxReadLen));
   const pool = opts.pool && opts.pool.chunkSize === opts.chunkSize ? opts.pool : new ChunkPool(opts.chunkSize, opts.chunksInFlight + WRITE_BEHIND);
-  let lastData = Date.now();
   let bytesRead = 0;
-  let stalled: Error | null = null;
-
-  const watchdog = setInterval(() => {
-    const idle = Date.now() - lastData;
-    if (idle >= opts.dataTimeoutMs && !stalled) {
-      stalled = new TransientError(`no data for ${Math.round(idle / 1000)} s (DATA_TIMEOUT)`);
-      opts.onStall(stalled.message);
-    }
-  }, Math.min(1000, Math.max(50, opts.dataTimeoutMs / 4)));
-  watchdog.unref();
+  const watch = new StallWatch(opts.dataTimeoutMs, 'data', opts.onStall);
 
   /** Fill buf[off, off+len) from `position`, re-asking after short reads. */
   const readSpan = async (buf: Buffer, off: number, len: number, position: number): Promise<void> => {
     while (len > 0) {
       const n = await opts.reader.read(opts.handle, buf, off, len, position);
-      lastData = Date.now();
+      watch.touch();
       if (n <= 0) throw new RemoteShrankError(`the remote file ended at byte ${position}, before its listed size ${opts.size}: it changed during the download`);
       bytesRead += n;
       off += n;
@@ -142,12 +131,11 @@ export async function fetchRange(opts: FetchOptions): Promise<{ bytesRead: numbe
   };
   try {
     while (next < opts.size || queue.length > 0) {
-      if (opts.reader.batch) opts.reader.batch(refill);
-      else refill();
+      inBatch(opts.reader, refill);
       const head = queue.shift()!;
       current = head;
       await head.done;
-      if (stalled) throw stalled;
+      if (watch.stalled) throw watch.stalled;
       if (opts.signal?.aborted) throw new InterruptedError(String(opts.signal.reason ?? 'a signal'));
       const end = head.start + head.len;
       current = null;
@@ -165,9 +153,9 @@ export async function fetchRange(opts: FetchOptions): Promise<{ bytesRead: numbe
     await salvage(current ? [current, ...queue] : queue).catch(() => {});
     // Nothing may still be writing to the file when the caller closes it.
     await opts.sink.abort();
-    throw stalled ?? err;
+    throw watch.stalled ?? err;
   } finally {
-    clearInterval(watchdog);
+    watch.stop();
   }
   return { bytesRead };
 }

@@ -6,13 +6,12 @@
 // a stop (signal) waits for the writes already sent, so the server holds a clean prefix.
 import type { FileHandle } from 'node:fs/promises';
 import { InterruptedError, TransientError } from '../errors.js';
+import { StallWatch, inBatch, type RequestBatching } from './stall.js';
 
 /** What the engine needs from a connection; SftpSession provides it, tests can too. */
-export interface RemoteWriter {
+export interface RemoteWriter extends RequestBatching {
   readonly maxWriteLen: number;
   write(handle: Buffer, buf: Buffer, off: number, len: number, position: number): Promise<void>;
-  /** Send the requests fn issues together (one socket write); optional. */
-  batch?<T>(fn: () => T): T;
 }
 
 export interface SendOptions {
@@ -49,19 +48,9 @@ export async function sendRange(opts: SendOptions): Promise<{ bytesSent: number;
   const writeLen = Math.max(512, opts.writer.maxWriteLen);
   const pool: Buffer[] = [];
   const take = () => pool.pop() ?? Buffer.allocUnsafe(opts.chunkSize);
-  let lastAck = Date.now();
   let bytesSent = 0;
   let ackedTo = opts.from;
-  let stalled: Error | null = null;
-
-  const watchdog = setInterval(() => {
-    const idle = Date.now() - lastAck;
-    if (idle >= opts.dataTimeoutMs && !stalled) {
-      stalled = new TransientError(`no acknowledgement from the server for ${Math.round(idle / 1000)} s (DATA_TIMEOUT)`);
-      opts.onStall(stalled.message);
-    }
-  }, Math.min(1000, Math.max(50, opts.dataTimeoutMs / 4)));
-  watchdog.unref();
+  const watch = new StallWatch(opts.dataTimeoutMs, 'acknowledgement from the server', opts.onStall);
 
   const sendChunk = async (start: number): Promise<InFlight> => {
     const len = Math.min(opts.chunkSize, opts.size - start);
@@ -75,13 +64,12 @@ export async function sendRange(opts: SendOptions): Promise<{ bytesSent: number;
       for (let off = 0; off < len; off += writeLen) {
         const n = Math.min(writeLen, len - off);
         writes.push(opts.writer.write(opts.handle, buf, off, n, start + off).then(() => {
-          lastAck = Date.now();
+          watch.touch();
           bytesSent += n;
         }));
       }
     };
-    if (opts.writer.batch) opts.writer.batch(issue);
-    else issue();
+    inBatch(opts.writer, issue);
     const done = Promise.all(writes).then(() => undefined);
     // A later chunk may fail while we still await an earlier one; its rejection is seen in turn.
     done.catch(() => {});
@@ -95,14 +83,14 @@ export async function sendRange(opts: SendOptions): Promise<{ bytesSent: number;
     while (next < opts.size || queue.length > 0) {
       stopping ||= opts.signal?.aborted === true;
       while (!stopping && queue.length < opts.chunksInFlight && next < opts.size) {
-        if (queue.length === 0) lastAck = Date.now(); // the clock runs only while something waits for an answer
+        if (queue.length === 0) watch.touch(); // the clock runs only while something waits for an answer
         queue.push(await sendChunk(next));
         next += queue[queue.length - 1]!.len;
       }
       const head = queue.shift();
       if (!head) break;
       await head.done;
-      if (stalled) throw stalled;
+      if (watch.stalled) throw watch.stalled;
       ackedTo = head.start + head.len;
       opts.onAcked(ackedTo);
       pool.push(head.buf);
@@ -110,9 +98,9 @@ export async function sendRange(opts: SendOptions): Promise<{ bytesSent: number;
     if (stopping && ackedTo < opts.size) throw new InterruptedError(String(opts.signal?.reason ?? 'a signal'));
   } catch (err) {
     for (const q of queue) q.done.catch(() => {});
-    throw stalled ?? err;
+    throw watch.stalled ?? err;
   } finally {
-    clearInterval(watchdog);
+    watch.stop();
   }
   return { bytesSent, ackedTo };
 }
