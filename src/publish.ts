@@ -9,6 +9,7 @@ import { withPath } from './errors.js';
 import { alignedBuffers, type ChunkPool } from './transfer/buffers.js';
 import { fsyncDir, renameDurably, tempNameFor } from './util/atomic.js';
 import { DIRECT_ALIGN, directIoAllowed, openDirect, type DirectIoMode } from './util/direct.js';
+import { writeFully } from './util/fileio.js';
 
 export type PublishMode = 'copy' | 'hardlink' | 'move';
 
@@ -124,10 +125,10 @@ async function directCopy(from: string, to: string, size: number, mode: number, 
       const at = pos;
       const whole = n - (n % DIRECT_ALIGN);
       writing = (async () => {
-        if (whole > 0) await writeFully(dst!, buf, 0, whole, at);
+        if (whole > 0) await writeFully(dst!, buf, at, 0, whole);
         if (whole < n) {
           files.tail ??= await fs.open(to, 'r+');
-          await writeFully(files.tail, buf, whole, n - whole, at + whole);
+          await writeFully(files.tail, buf, at + whole, whole, n - whole);
         }
       })();
       writing.catch(() => {});
@@ -162,13 +163,6 @@ async function readFully(fh: FileHandle, buf: Buffer, len: number, position: num
     got += bytesRead;
   }
   return Math.min(got, len);
-}
-
-async function writeFully(fh: FileHandle, buf: Buffer, off: number, len: number, position: number): Promise<void> {
-  for (let done = 0; done < len;) {
-    const { bytesWritten } = await fh.write(buf, off + done, len - done, position + done);
-    done += bytesWritten;
-  }
 }
 
 async function moveInto(from: string, to: string, opts: PublishOptions): Promise<PublishMethod> {

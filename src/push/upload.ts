@@ -9,6 +9,7 @@ import type { Logger } from '../log.js';
 import { printableName } from '../names.js';
 import type { SftpSession } from '../sftp/session.js';
 import { LocalChangedError, sendRange } from '../transfer/upload-engine.js';
+import { readRange } from '../util/fileio.js';
 import { parseSha256sum, remoteTarget, sameAsRemote, shellQuote } from './decide.js';
 import { openInside, type ScannedFile } from './scan.js';
 import type { InProgressRecord } from './state.js';
@@ -221,14 +222,8 @@ async function hashLocal(local: FileHandle, size: number): Promise<string> {
   return h.digest('hex');
 }
 
-async function hashRange(local: FileHandle, start: number, end: number, h: Hash): Promise<void> {
-  const buf = Buffer.allocUnsafe(1024 * 1024);
-  for (let pos = start; pos < end;) {
-    const { bytesRead } = await local.read(buf, 0, Math.min(buf.length, end - pos), pos);
-    if (bytesRead === 0) throw new LocalChangedError('the local file got shorter while it was being read');
-    h.update(buf.subarray(0, bytesRead));
-    pos += bytesRead;
-  }
+function hashRange(local: FileHandle, start: number, end: number, h: Hash): Promise<void> {
+  return readRange(local, start, end, (block) => h.update(block), () => new LocalChangedError('the local file got shorter while it was being read'));
 }
 
 async function readExact(local: FileHandle, buf: Buffer, position: number): Promise<void> {

@@ -10,6 +10,7 @@ import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import type { HashAlgo } from '../checksum.js';
 import { DIRECT_ALIGN } from '../util/direct.js';
+import { readRange, writeFully } from '../util/fileio.js';
 
 export interface ChunkSink {
   /** Hash data now and write it at `position` after the previous write; resolves once written (data may then be reused). */
@@ -80,14 +81,7 @@ export class HashingWriter implements ChunkSink {
 
   /** The first `length` bytes already in the file (a resumed partial) into the hash. */
   async hashExisting(length: number): Promise<void> {
-    if (length === 0) return;
-    const buf = Buffer.allocUnsafe(Math.min(length, 1024 * 1024));
-    for (let pos = 0; pos < length;) {
-      const { bytesRead } = await this.files.local.read(buf, 0, Math.min(buf.length, length - pos), pos);
-      if (bytesRead === 0) throw new Error(`the partial file is shorter than ${length} bytes`);
-      this.hash(buf.subarray(0, bytesRead));
-      pos += bytesRead;
-    }
+    await readRange(this.files.local, 0, length, (block) => this.hash(block), () => new Error(`the partial file is shorter than ${length} bytes`));
   }
 
   /** Once every write is done: the digests of everything put (and hashExisting's prefix). */
@@ -102,12 +96,5 @@ export class HashingWriter implements ChunkSink {
   async abort(): Promise<void> {
     this.stopped ??= new Error('aborted');
     await this.tail;
-  }
-}
-
-async function writeFully(fh: FileHandle, data: Buffer, position: number): Promise<void> {
-  for (let off = 0; off < data.length;) {
-    const { bytesWritten } = await fh.write(data, off, data.length - off, position + off);
-    off += bytesWritten;
   }
 }
