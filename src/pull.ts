@@ -179,6 +179,8 @@ async function drain(
     // network and the local disk work at the same time. The order of what consumers and
     // the marker see is unchanged: a file is published only after the marker names the
     // file before it, and the marker moves only after its file is published.
+    // Looked up once per queued file: a thousand files must not scan the listing a thousand times.
+    const listed = new Set(entries.filter((e) => e.isFile).map((e) => e.name));
     let finishing: Promise<void> | null = null;
     const settle = async (): Promise<void> => {
       const f = finishing;
@@ -199,7 +201,7 @@ async function drain(
           summary.waiting = { name: entry.name, reason: 'still being written' };
           return;
         }
-        const companion = config.checksumSuffixes.find((c) => entries.some((e) => e.isFile && e.name === entry.name + c.suffix));
+        const companion = config.checksumSuffixes.find((c) => listed.has(entry.name + c.suffix));
         const got = await fetchOne(session, pool, config, entry, companion ?? null, ctx, attempt, opts.signal);
         await settle();
         finishing = finishOne(session, pool, history, config, entry, got, ctx, summary, attempt);
