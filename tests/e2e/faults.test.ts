@@ -15,50 +15,36 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import { collect, listDir, makeWorkspace, sha256, sha256File, testBytes, type Workspace, type CliResult } from './helpers/cli.js';
 import { startEmbeddedServer, type EmbeddedServerOptions } from './helpers/embedded-server.js';
 import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
-import { remoteFolderWith, startTestServer, writeRemoteFile, type SftpServerHandle } from './helpers/server.js';
+import { writeRemoteFile, type SftpServerHandle } from './helpers/server.js';
 import { startSshd } from './helpers/sshd.js';
 import { delay, getFreePort } from './helpers/util.js';
+import { pullSuite } from './helpers/suite.js';
 
 const MiB = 1024 * 1024;
 const PASSPHRASE = 'pp-Zebra-7731-quokka';
-let server: SftpServerHandle;
-const workspaces: Workspace[] = [];
+const suite = pullSuite('faults', 'f', { passphrase: PASSPHRASE });
+const setup = suite.setup;
 const proxies: FaultProxy[] = [];
 const extraServers: SftpServerHandle[] = [];
 const children = new Set<ChildProcess>();
-let seq = 0;
-
-before(async () => {
-  server = await startTestServer({ passphrase: PASSPHRASE });
-  process.stderr.write(`e2e faults: using ${server.kind} server on port ${server.port}\n`);
-});
-after(async () => {
+// Registered first, so it runs before the workspaces go: nothing still writes into them.
+suite.onCleanup(async () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   for (const p of proxies) await p.stop();
   for (const s of extraServers) await s.stop();
-  for (const ws of workspaces) ws.cleanup();
-  await server?.stop();
 });
-
-/** A fresh remote folder with the given files (an hour old), and a workspace pointed at it. */
-function setup(files: Record<string, Buffer | string>, extra: Record<string, string> = {}, on: SftpServerHandle = server): { ws: Workspace; folder: string } {
-  const folder = remoteFolderWith(on, `f${++seq}`, files);
-  const ws = makeWorkspace(on, { extra: { SFTP_DIR: `${on.remoteDir}/${folder}`, ...extra } });
-  workspaces.push(ws);
-  return { ws, folder };
-}
 
 /** Route the workspace through a new fault proxy; the host key is pinned (known_hosts names sshd's port). */
 async function proxied(ws: Workspace): Promise<FaultProxy> {
-  const proxy = await startFaultProxy(server.port);
+  const proxy = await startFaultProxy(suite.server.port);
   proxies.push(proxy);
   ws.env.SFTP_PORT = String(proxy.port);
-  ws.env.SFTP_HOST_KEY = server.hostKeyFingerprint;
+  ws.env.SFTP_HOST_KEY = suite.server.hostKeyFingerprint;
   ws.writeEnv();
   return proxy;
 }
 
-function remote(folder: string, name: string, on: SftpServerHandle = server): string {
+function remote(folder: string, name: string, on: SftpServerHandle = suite.server): string {
   return path.join(on.root, folder, name);
 }
 
@@ -233,14 +219,14 @@ describe('crashes', () => {
     assert.equal(ws.marker(), null);
 
     proxy.throttle(null);
-    const before = await server.bytesServed(name);
+    const before = await suite.server.bytesServed(name);
     const r = await ws.run();
     const problems = watch.stop();
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout + r.stderr, /took over|lock/i, 'the dead run\'s lock is taken over');
     const resumedAt = Number(/resuming at byte (\d+)/.exec(r.stdout)?.[1]);
     assert.ok(resumedAt > 0 && resumedAt <= kept, `resumed at ${resumedAt}, partial was ${kept}`);
-    const served = (await server.bytesServed(name)) - before;
+    const served = (await suite.server.bytesServed(name)) - before;
     assert.ok(served <= size - resumedAt + 2 * MiB, `second run served ${served}, expected about ${size - resumedAt}`);
     assert.equal(sha256File(path.join(ws.serverDir, name)), sha256(data));
     assert.equal(ws.marker(), name);
@@ -667,8 +653,7 @@ describe('hostile server (embedded ssh2 server)', () => {
     ];
     const srv = await embedded({ extraEntries: evil.map((name) => ({ name, size: 4096, content: 'E'.repeat(4096) })) });
     const good = { 'IPI_20250801.dat': testBytes(700_000, 801), 'IPI_20250812.dat': testBytes(12345, 812) };
-    const ws = makeWorkspace(srv, { extra: { FILE_PATTERN: '*' } });
-    workspaces.push(ws);
+    const ws = suite.track(makeWorkspace(srv, { extra: { FILE_PATTERN: '*' } }));
     const old = new Date(Date.now() - 3600_000);
     for (const [n, d] of Object.entries(good)) fs.utimesSync(writeRemoteFile(srv, n, d), old, old);
     const parent = path.dirname(ws.dir);
@@ -704,8 +689,7 @@ describe('secrets', () => {
 
   test('a password never reaches stdout, stderr, a log or any file produced: success, refused login, unreachable server', async () => {
     const ok = await embedded({ password: PASSWORD });
-    const ws = makeWorkspace(ok, { auth: 'password', extra: { LOG_LEVEL: 'debug' } });
-    workspaces.push(ws);
+    const ws = suite.track(makeWorkspace(ok, { auth: 'password', extra: { LOG_LEVEL: 'debug' } }));
     writeRemoteFile(ok, 'IPI_20250901.dat', testBytes(100_000, 901));
     fs.utimesSync(path.join(ok.root, 'IPI_20250901.dat'), new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
     assert.equal(ws.env.SFTP_PASS, PASSWORD);
@@ -735,10 +719,10 @@ describe('secrets', () => {
   });
 
   test('a key passphrase (real sshd) never appears, in success or failure; a wrong one is a config error', async () => {
-    assert.equal(server.passphrase, PASSPHRASE);
+    assert.equal(suite.server.passphrase, PASSPHRASE);
     const { ws } = setup({ 'IPI_20250902.dat': testBytes(50_000, 902) }, { LOG_LEVEL: 'debug' });
     delete ws.env.SFTP_PASS;
-    ws.env.SFTP_KEY = server.passphraseKeyPath!;
+    ws.env.SFTP_KEY = suite.server.passphraseKeyPath!;
     ws.env.SFTP_KEY_PASSPHRASE = PASSPHRASE;
     ws.writeEnv();
     const good = await ws.run();
@@ -753,8 +737,7 @@ describe('secrets', () => {
 
   test('a .env holding a password that others can read is warned about, naming chmod 600', async () => {
     const srv = await embedded({ password: PASSWORD });
-    const ws = makeWorkspace(srv, { auth: 'password' });
-    workspaces.push(ws);
+    const ws = suite.track(makeWorkspace(srv, { auth: 'password' }));
     fs.chmodSync(path.join(ws.dir, '.env'), 0o644);
     const r = await ws.run();
     assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -801,24 +784,19 @@ describe('retry classification through the CLI', () => {
   test('permanent failures end at once with their exit code: refused login (4), wrong host key (4), missing folder (1), permission denied (1)', async () => {
     const base = { RETRIES: '5', RETRY_DELAYS: '1' };
     const refusing = await embedded({ failAuthAlways: true });
-    const wsAuth = makeWorkspace(refusing, { extra: base });
-    workspaces.push(wsAuth);
+    const wsAuth = suite.track(makeWorkspace(refusing, { extra: base }));
     const cases: Array<{ what: string; ws: Workspace; code: number; re: RegExp }> = [
       { what: 'login', ws: wsAuth, code: 4, re: /refused the login/ },
     ];
     const { ws: wsKey } = setup({ 'IPI_20251003.dat': 'x' }, { ...base, SFTP_HOST_KEY: 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' });
     cases.push({ what: 'host key', ws: wsKey, code: 4, re: /host key refused/ });
-    const { ws: wsDir } = setup({}, { ...base, SFTP_DIR: `${server.remoteDir}/no-such-dir` });
+    const { ws: wsDir } = setup({}, { ...base, SFTP_DIR: `${suite.server.remoteDir}/no-such-dir` });
     cases.push({ what: 'missing folder', ws: wsDir, code: 1, re: /no-such-dir: no such folder/ });
     // Root reads any file, so chmod 000 proves nothing: a second sshd whose sftp-server refuses
     // OPEN (sftp-server -P open) answers SSH_FX_PERMISSION_DENIED, as for an unreadable file.
     const denying = await startSshd({ extraConfig: ['Match all', '  ForceCommand internal-sftp -P open'] });
     extraServers.push(denying);
-    fs.mkdirSync(path.join(denying.root, 'd'));
-    writeRemoteFile(denying, 'd/IPI_20251004.dat', 'locked');
-    fs.utimesSync(path.join(denying.root, 'd/IPI_20251004.dat'), new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
-    const wsPerm = makeWorkspace(denying, { extra: { ...base, SFTP_DIR: `${denying.remoteDir}/d` } });
-    workspaces.push(wsPerm);
+    const { ws: wsPerm } = setup({ 'IPI_20251004.dat': 'locked' }, base, { on: denying });
     cases.push({ what: 'permission denied', ws: wsPerm, code: 1, re: /denied permission/ });
     for (const c of cases) {
       const started = Date.now();
@@ -834,7 +812,7 @@ describe('retry classification through the CLI', () => {
   test('sshd restarted while a run waits to retry: the run then succeeds', async () => {
     const data = testBytes(2 * MiB, 1005);
     const { ws } = setup({ 'IPI_20251005.dat': data }, { RETRIES: '10', RETRY_DELAYS: '0.5' });
-    const restarting = server.restart(2500);
+    const restarting = suite.server.restart(2500);
     await delay(200);
     const r = await ws.run([], {}, 60_000);
     await restarting;

@@ -6,29 +6,13 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
-import { listDir, makeWorkspace, sha256, testBytes, type Workspace } from './helpers/cli.js';
-import { remoteFolderWith, startTestServer, type SftpServerHandle } from './helpers/server.js';
+import { listDir, sha256, testBytes } from './helpers/cli.js';
+import { pullSuite } from './helpers/suite.js';
 
-let server: SftpServerHandle;
-const workspaces: Workspace[] = [];
-let seq = 0;
-
-before(async () => {
-  server = await startTestServer();
-});
-after(async () => {
-  for (const ws of workspaces) ws.cleanup();
-  await server?.stop();
-});
-
-function setup(files: Record<string, Buffer | string>): { ws: Workspace; folder: string } {
-  const folder = remoteFolderWith(server, `int${++seq}`, files);
-  const ws = makeWorkspace(server, { extra: { SFTP_DIR: `${server.remoteDir}/${folder}` } });
-  workspaces.push(ws);
-  return { ws, folder };
-}
+const suite = pullSuite('integrity', 'int');
+const setup = suite.setup;
 
 describe('companion checksum files', () => {
   test('NAME.sha256 (sha256sum format) and NAME.md5 (bare hash) are checked, and not delivered themselves', async () => {
@@ -54,12 +38,12 @@ describe('companion checksum files', () => {
       'IPI_20260201.dat.sha256': `${'0'.repeat(64)}  IPI_20260201.dat\n`,
     });
     fs.writeFileSync(ws.markerFile, 'IPI_20260131.dat');
-    const before = await server.bytesServed('IPI_20260201.dat');
+    const before = await suite.server.bytesServed('IPI_20260201.dat');
     const r = await ws.run();
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /does not match IPI_20260201\.dat\.sha256.*discarded, fetching it once more/);
     assert.match(r.stderr, /again: not published, marker not moved/);
-    assert.equal((await server.bytesServed('IPI_20260201.dat')) - before, 2 * data.length, 'exactly two full downloads');
+    assert.equal((await suite.server.bytesServed('IPI_20260201.dat')) - before, 2 * data.length, 'exactly two full downloads');
     assert.deepEqual(listDir(ws.serverDir), []);
     assert.deepEqual(listDir(ws.localDir), [], 'the rejected bytes are discarded, not kept under any name');
     assert.equal(ws.marker(), 'IPI_20260131.dat');

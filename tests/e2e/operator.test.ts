@@ -8,30 +8,15 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
-import { CLI, listDir, makeWorkspace, runCli, testBytes, type Workspace } from './helpers/cli.js';
+import { CLI, listDir, runCli, testBytes } from './helpers/cli.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
-import { remoteFolderWith, startTestServer, writeRemoteFile, type SftpServerHandle } from './helpers/server.js';
+import { writeRemoteFile } from './helpers/server.js';
+import { pullSuite } from './helpers/suite.js';
 
-let server: SftpServerHandle;
-const workspaces: Workspace[] = [];
-let seq = 0;
-
-before(async () => {
-  server = await startTestServer();
-});
-after(async () => {
-  for (const ws of workspaces) ws.cleanup();
-  await server?.stop();
-});
-
-function setup(files: Record<string, Buffer | string>, extra: Record<string, string> = {}): { ws: Workspace; folder: string } {
-  const folder = remoteFolderWith(server, `op${++seq}`, files);
-  const ws = makeWorkspace(server, { extra: { SFTP_DIR: `${server.remoteDir}/${folder}`, ...extra } });
-  workspaces.push(ws);
-  return { ws, folder };
-}
+const suite = pullSuite('operator', 'op');
+const setup = suite.setup;
 
 /** Prometheus text format: `name value` lines, with # HELP / # TYPE comments. */
 function parseProm(text: string): Map<string, number> {
@@ -126,10 +111,10 @@ describe('operator commands', () => {
     const b = setup(files, { START_FROM: 'latest' });
     assert.equal((await b.ws.run()).code, 0);
     assert.deepEqual(listDir(b.ws.serverDir), ['IPI_20250303.dat']);
-    writeRemoteFile(server, `${b.folder}/IPI_20250304.dat`, 'a');
-    writeRemoteFile(server, `${b.folder}/IPI_20250305.dat`, 'b');
-    fs.utimesSync(path.join(server.root, b.folder, 'IPI_20250305.dat'), new Date(0), new Date(Date.now() - 120_000));
-    fs.utimesSync(path.join(server.root, b.folder, 'IPI_20250304.dat'), new Date(0), new Date(Date.now() - 120_000));
+    writeRemoteFile(suite.server, `${b.folder}/IPI_20250304.dat`, 'a');
+    writeRemoteFile(suite.server, `${b.folder}/IPI_20250305.dat`, 'b');
+    fs.utimesSync(path.join(suite.server.root, b.folder, 'IPI_20250305.dat'), new Date(0), new Date(Date.now() - 120_000));
+    fs.utimesSync(path.join(suite.server.root, b.folder, 'IPI_20250304.dat'), new Date(0), new Date(Date.now() - 120_000));
     assert.equal((await b.ws.run()).code, 0);
     assert.deepEqual(listDir(b.ws.serverDir), ['IPI_20250303.dat', 'IPI_20250304.dat', 'IPI_20250305.dat'], 'with a marker, every later file');
   });
@@ -137,17 +122,17 @@ describe('operator commands', () => {
   test('POST_ACTION=delete and move:DIR act on the server only after delivery', async () => {
     const del = setup({ 'IPI_20250401.dat': testBytes(100, 1) }, { POST_ACTION: 'delete' });
     assert.equal((await del.ws.run()).code, 0);
-    assert.deepEqual(listDir(path.join(server.root, del.folder)), []);
+    assert.deepEqual(listDir(path.join(suite.server.root, del.folder)), []);
     assert.deepEqual(listDir(del.ws.serverDir), ['IPI_20250401.dat']);
 
     const mv = setup({ 'IPI_20250402.dat': testBytes(100, 2) });
-    fs.mkdirSync(path.join(server.root, mv.folder, 'done'));
-    mv.ws.env.POST_ACTION = `move:${server.remoteDir}/${mv.folder}/done`;
+    fs.mkdirSync(path.join(suite.server.root, mv.folder, 'done'));
+    mv.ws.env.POST_ACTION = `move:${suite.server.remoteDir}/${mv.folder}/done`;
     mv.ws.writeEnv();
     assert.equal((await mv.ws.run()).code, 0);
-    assert.deepEqual(listDir(path.join(server.root, mv.folder, 'done')), ['IPI_20250402.dat']);
+    assert.deepEqual(listDir(path.join(suite.server.root, mv.folder, 'done')), ['IPI_20250402.dat']);
 
-    const broken = setup({ 'IPI_20250403.dat': testBytes(100, 3) }, { POST_ACTION: `move:${server.remoteDir}/no/such/dir` });
+    const broken = setup({ 'IPI_20250403.dat': testBytes(100, 3) }, { POST_ACTION: `move:${suite.server.remoteDir}/no/such/dir` });
     const r = await broken.ws.run();
     assert.equal(r.code, 0, 'a failed post-action never fails the delivery');
     assert.match(r.stderr, /delivered, but POST_ACTION move failed/);
@@ -250,7 +235,7 @@ describe('progress on a terminal', () => {
       return;
     }
     const { ws } = setup({ 'IPI_20250801.dat': testBytes(6 * 1024 * 1024, 8) });
-    const proxy = await startFaultProxy(server.port);
+    const proxy = await startFaultProxy(suite.server.port);
     proxy.throttle(2 * 1024 * 1024); // about 3 s for the file: long enough to see the bar move
     const session = `ipi-progress-${process.pid}`;
     const script = path.join(ws.dir, 'run.sh');
@@ -258,7 +243,7 @@ describe('progress on a terminal', () => {
       '#!/bin/sh',
       `cd '${ws.dir}'`,
       `export HOME='${ws.dir}' PATH='${process.env.PATH}'`,
-      `'${process.execPath}' '${CLI}' --sftp-port ${proxy.port} --sftp-host-key '${server.hostKeyFingerprint}'`,
+      `'${process.execPath}' '${CLI}' --sftp-port ${proxy.port} --sftp-host-key '${suite.server.hostKeyFingerprint}'`,
       'echo "exit=$?"',
       'sleep 30',
     ].join('\n'), { mode: 0o755 });
@@ -301,12 +286,12 @@ describe('the README path for a newcomer', () => {
     assert.equal((await ws.run(['init'])).code, 0);
     // What the README tells a person to do: set the server, the folder and a way to log in.
     const edited = fs.readFileSync(path.join(ws.dir, '.env'), 'utf8')
-      .replace(/^SFTP_HOST=.*$/m, `SFTP_HOST=${server.host}`)
-      .replace(/^#SFTP_PORT=.*$/m, `SFTP_PORT=${server.port}`)
-      .replace(/^SFTP_USER=.*$/m, `SFTP_USER=${server.user}`)
-      .replace(/^SFTP_DIR=.*$/m, `SFTP_DIR=${server.remoteDir}/${folder}`)
-      .replace(server.kind === 'openssh' ? /^#SFTP_KEY=.*$/m : /^#SFTP_PASS=.*$/m,
-        server.kind === 'openssh' ? `SFTP_KEY=${server.clientKeyPath}` : `SFTP_PASS=${server.password}`);
+      .replace(/^SFTP_HOST=.*$/m, `SFTP_HOST=${suite.server.host}`)
+      .replace(/^#SFTP_PORT=.*$/m, `SFTP_PORT=${suite.server.port}`)
+      .replace(/^SFTP_USER=.*$/m, `SFTP_USER=${suite.server.user}`)
+      .replace(/^SFTP_DIR=.*$/m, `SFTP_DIR=${suite.server.remoteDir}/${folder}`)
+      .replace(suite.server.kind === 'openssh' ? /^#SFTP_KEY=.*$/m : /^#SFTP_PASS=.*$/m,
+        suite.server.kind === 'openssh' ? `SFTP_KEY=${suite.server.clientKeyPath}` : `SFTP_PASS=${suite.server.password}`);
     fs.writeFileSync(path.join(ws.dir, '.env'), edited);
     const dry = await ws.run(['--dry-run']);
     assert.equal(dry.code, 0, dry.stderr + dry.stdout);

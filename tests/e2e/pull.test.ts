@@ -7,35 +7,17 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
-import { collect, listDir, makeWorkspace, sha256, sha256File, testBytes, type Workspace } from './helpers/cli.js';
+import { collect, listDir, sha256, sha256File, testBytes, type Workspace } from './helpers/cli.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
-import { remoteFolderWith, startTestServer, type SftpServerHandle } from './helpers/server.js';
+import { pullSuite } from './helpers/suite.js';
 
-let server: SftpServerHandle;
-const workspaces: Workspace[] = [];
-let folderSeq = 0;
-
-before(async () => {
-  server = await startTestServer();
-  process.stderr.write(`e2e pull: using ${server.kind} server on port ${server.port}\n`);
-});
-after(async () => {
-  for (const ws of workspaces) ws.cleanup();
-  await server?.stop();
-});
-
-/** A fresh remote folder with the given files (older than a minute), and a workspace pointed at it. */
-function setup(files: Record<string, Buffer | string>, opts: Parameters<typeof makeWorkspace>[1] = {}): { ws: Workspace; folder: string } {
-  const folder = remoteFolderWith(server, `t${++folderSeq}`, files);
-  const ws = makeWorkspace(server, { ...opts, extra: { SFTP_DIR: `${server.remoteDir}/${folder}`, ...(opts.extra ?? {}) } });
-  workspaces.push(ws);
-  return { ws, folder };
-}
+const suite = pullSuite('pull', 't');
+const setup = suite.setup;
 
 function remoteFile(folder: string, name: string): string {
-  return path.join(server.root, folder, name);
+  return path.join(suite.server.root, folder, name);
 }
 
 /** No temporary or partial file is left anywhere a consumer or the next run looks. */
@@ -123,10 +105,10 @@ describe('ipi-pull against a real SFTP server', () => {
     fs.writeFileSync(path.join(ws.localDir, 'IPI_20240501.dat.part.json'), JSON.stringify({
       name: 'IPI_20240501.dat', remoteSize: size, remoteMtimeMs: Math.floor(st.mtimeMs / 1000) * 1000, startedAt: new Date().toISOString(),
     }));
-    const servedBefore = await server.bytesServed('IPI_20240501.dat');
+    const servedBefore = await suite.server.bytesServed('IPI_20240501.dat');
     const r = await ws.run();
     assert.equal(r.code, 0, r.stderr);
-    const served = (await server.bytesServed('IPI_20240501.dat')) - servedBefore;
+    const served = (await suite.server.bytesServed('IPI_20240501.dat')) - servedBefore;
     const rest = size - have;
     assert.ok(served >= rest && served <= rest + 64 * 1024, `served ${served} bytes, the rest is ${rest}`);
     assert.equal(sha256File(path.join(ws.serverDir, 'IPI_20240501.dat')), sha256(data));
@@ -142,10 +124,10 @@ describe('ipi-pull against a real SFTP server', () => {
     const { ws } = setup({ 'IPI_20240502.dat': data });
     fs.mkdirSync(ws.localDir, { recursive: true });
     fs.writeFileSync(path.join(ws.localDir, 'IPI_20240502.dat'), data.subarray(0, 1024 * 1024));
-    const servedBefore = await server.bytesServed('IPI_20240502.dat');
+    const servedBefore = await suite.server.bytesServed('IPI_20240502.dat');
     const r = await ws.run();
     assert.equal(r.code, 0, r.stderr);
-    const served = (await server.bytesServed('IPI_20240502.dat')) - servedBefore;
+    const served = (await suite.server.bytesServed('IPI_20240502.dat')) - servedBefore;
     assert.ok(served <= size - 1024 * 1024 + 64 * 1024, `served ${served}`);
     assert.equal(sha256File(path.join(ws.serverDir, 'IPI_20240502.dat')), sha256(data));
     assert.equal(sha256File(path.join(ws.localDir, 'IPI_20240502.dat')), sha256(data));
@@ -196,20 +178,20 @@ describe('ipi-pull against a real SFTP server', () => {
     const { ws, folder } = setup({ 'IPI_20240701.dat': testBytes(70_000, 7) });
     // Exactly the seed's keys, nothing else: relative paths as in its README.
     ws.env = {
-      SFTP_HOST: server.host,
-      SFTP_PORT: String(server.port),
-      SFTP_USER: server.user,
-      SFTP_PASS: server.password ?? 'the-seed-used-a-password',
-      SFTP_DIR: `${server.remoteDir}/${folder}`,
+      SFTP_HOST: suite.server.host,
+      SFTP_PORT: String(suite.server.port),
+      SFTP_USER: suite.server.user,
+      SFTP_PASS: suite.server.password ?? 'the-seed-used-a-password',
+      SFTP_DIR: `${suite.server.remoteDir}/${folder}`,
       LOCAL_DIR: './local_downloads',
       SERVER_DIR: './synced_server',
       LOG_FILE: './logs/sftp_transfer.log',
       LAST_FILE_RECORD: './last_file.txt',
     };
     ws.writeEnv();
-    if (server.kind === 'openssh') {
+    if (suite.server.kind === 'openssh') {
       // Our sshd has passwords off; like `sftp`, ipi-pull then logs in with ~/.ssh/id_ed25519.
-      fs.copyFileSync(server.clientKeyPath, path.join(ws.dir, '.ssh', 'id_ed25519'));
+      fs.copyFileSync(suite.server.clientKeyPath, path.join(ws.dir, '.ssh', 'id_ed25519'));
       fs.chmodSync(path.join(ws.dir, '.ssh', 'id_ed25519'), 0o600);
     }
     const r = await ws.run();
@@ -219,11 +201,11 @@ describe('ipi-pull against a real SFTP server', () => {
   });
 
   test('a key with a passphrase works, and the passphrase never reaches a log', async () => {
-    const { ws } = setup({ 'IPI_20240801.dat': testBytes(5000, 8) }, { auth: 'passphrase' });
-    const r = await ws.run(['--sftp-key-passphrase', server.passphrase!, '--log-level', 'debug']);
+    const { ws } = setup({ 'IPI_20240801.dat': testBytes(5000, 8) }, {}, { auth: 'passphrase' });
+    const r = await ws.run(['--sftp-key-passphrase', suite.server.passphrase!, '--log-level', 'debug']);
     assert.equal(r.code, 0, r.stderr);
     const everything = r.stdout + r.stderr + fs.readFileSync(ws.logFile, 'utf8');
-    assert.ok(!everything.includes(server.passphrase!), 'passphrase leaked');
+    assert.ok(!everything.includes(suite.server.passphrase!), 'passphrase leaked');
     const bad = await ws.run(['--sftp-key-passphrase', 'wrong-passphrase-XYZZY']);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /SFTP_KEY_PASSPHRASE does not decrypt it/);
@@ -237,13 +219,13 @@ describe('refusals: exit codes and nothing changed', () => {
     fs.writeFileSync(path.join(ws.dir, '.ssh', 'known_hosts'), '');
     const r = await ws.run();
     assert.equal(r.code, 4, r.stderr);
-    assert.ok(r.stderr.includes(server.hostKeyFingerprint), r.stderr);
-    assert.ok(r.stderr.includes(server.knownHostsLine), 'names the exact known_hosts line');
+    assert.ok(r.stderr.includes(suite.server.hostKeyFingerprint), r.stderr);
+    assert.ok(r.stderr.includes(suite.server.knownHostsLine), 'names the exact known_hosts line');
     assert.equal(ws.marker(), null);
     assert.deepEqual(listDir(ws.serverDir), []);
     const ok = await ws.run(['--accept-new-host-key']);
     assert.equal(ok.code, 0, ok.stderr);
-    assert.ok(fs.readFileSync(path.join(ws.dir, '.ssh', 'known_hosts'), 'utf8').includes(server.knownHostsLine));
+    assert.ok(fs.readFileSync(path.join(ws.dir, '.ssh', 'known_hosts'), 'utf8').includes(suite.server.knownHostsLine));
   });
 
   test('a changed host key is refused even with --accept-new-host-key', async () => {
@@ -251,11 +233,11 @@ describe('refusals: exit codes and nothing changed', () => {
     const other = path.join(ws.dir, 'otherkey');
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other]);
     const pub = fs.readFileSync(`${other}.pub`, 'utf8').trim().split(/\s+/);
-    fs.writeFileSync(path.join(ws.dir, '.ssh', 'known_hosts'), `[127.0.0.1]:${server.port} ${pub[0]} ${pub[1]}\n`);
+    fs.writeFileSync(path.join(ws.dir, '.ssh', 'known_hosts'), `[127.0.0.1]:${suite.server.port} ${pub[0]} ${pub[1]}\n`);
     const r = await ws.run(['--accept-new-host-key']);
     assert.equal(r.code, 4);
     assert.match(r.stderr, /CHANGED/);
-    assert.ok(r.stderr.includes(server.hostKeyFingerprint));
+    assert.ok(r.stderr.includes(suite.server.hostKeyFingerprint));
     assert.equal(ws.marker(), null);
   });
 
@@ -265,7 +247,7 @@ describe('refusals: exit codes and nothing changed', () => {
     const wrong = await ws.run(['--sftp-host-key', 'SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s']);
     assert.equal(wrong.code, 4);
     assert.match(wrong.stderr, /not the pinned SFTP_HOST_KEY/);
-    const right = await ws.run(['--sftp-host-key', server.hostKeyFingerprint]);
+    const right = await ws.run(['--sftp-host-key', suite.server.hostKeyFingerprint]);
     assert.equal(right.code, 0, right.stderr);
     assert.equal(ws.marker(), 'IPI_20240903.dat');
   });
@@ -301,7 +283,7 @@ describe('refusals: exit codes and nothing changed', () => {
   });
 
   test('a missing remote folder is permanent: exit 1, named, not retried', async () => {
-    const { ws } = setup({}, { extra: { SFTP_DIR: `${server.remoteDir}/no-such-folder` } });
+    const { ws } = setup({}, { SFTP_DIR: `${suite.server.remoteDir}/no-such-folder` });
     const r = await ws.run();
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /SFTP_DIR .*no-such-folder: no such folder/);
@@ -340,10 +322,10 @@ describe('signals', () => {
     const size = 12 * 1024 * 1024;
     const data = testBytes(size, 77);
     const { ws } = setup({ 'IPI_20250901.dat': data });
-    const proxy = await startFaultProxy(server.port);
+    const proxy = await startFaultProxy(suite.server.port);
     try {
       proxy.throttle(3 * 1024 * 1024);
-      const child = ws.spawn(['--sftp-port', String(proxy.port), '--sftp-host-key', server.hostKeyFingerprint, '--data-timeout', '120']);
+      const child = ws.spawn(['--sftp-port', String(proxy.port), '--sftp-host-key', suite.server.hostKeyFingerprint, '--data-timeout', '120']);
       const done = collect(child, 60_000);
       const part = path.join(ws.localDir, 'IPI_20250901.dat.part');
       const deadline = Date.now() + 20_000;
