@@ -11,7 +11,7 @@ import { after, test } from 'node:test';
 
 import { ChunkPool } from '../../src/transfer/buffers.js';
 import { WRITE_BEHIND, fetchRange, type RemoteReader } from '../../src/transfer/engine.js';
-import { HashingWriter } from '../../src/transfer/sink.js';
+import { HASH_SLICE, HashingWriter } from '../../src/transfer/sink.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-engine-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -199,5 +199,26 @@ test('buffers stay within CHUNKS_IN_FLIGHT + WRITE_BEHIND whatever the file size
   });
   await fh.close();
   assert.equal(extra, 0, 'no buffer beyond the pool was needed');
+  assert.ok(fs.readFileSync(file).equals(data));
+});
+
+test('the hash is taken in slices, in put order, and done with a buffer before put resolves', async () => {
+  const file = path.join(dir, `f${++seq}`);
+  const fh = await fsp.open(file, 'w+');
+  const sink = new HashingWriter({ local: fh, direct: null, aligned: false, onDirectRefused: () => {} }, ['md5']);
+  const size = 3 * HASH_SLICE + 123;
+  const data = source(2 * size);
+  const first = Buffer.from(data.subarray(0, size));
+  const second = Buffer.from(data.subarray(size));
+  // Both put at once: the second's slices must not go into the hash before the first's.
+  const puts = [sink.put(first, 0), sink.put(second, size)];
+  await Promise.all(puts);
+  // The caller may now reuse the buffers: nothing of this may reach the hash or the file.
+  first.fill(0);
+  second.fill(0);
+  const digests = await sink.digests();
+  await fh.close();
+  assert.equal(digests.sha256, createHash('sha256').update(data).digest('hex'));
+  assert.equal(digests.md5, createHash('md5').update(data).digest('hex'));
   assert.ok(fs.readFileSync(file).equals(data));
 });
