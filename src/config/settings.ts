@@ -5,7 +5,7 @@ import os from 'node:os';
 import { algoOfSuffix } from '../checksum.js';
 import path from 'node:path';
 import {
-  ValueError, parseBoolean, parseChoice, parseDuration, parseFingerprints, parseInteger, parseList, parseSize,
+  ValueError, parseChoice, parseDuration, parseFingerprints, parseInteger, parseList, parseSize,
 } from './parse.js';
 
 export interface ParseContext {

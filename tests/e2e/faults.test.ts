@@ -6,11 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, test, type TestContext } from 'node:test';
+import { describe, test } from 'node:test';
 
 import { collect, listDir, makeWorkspace, sha256, sha256File, testBytes, type Workspace, type CliResult } from './helpers/cli.js';
 import { startEmbeddedServer, type EmbeddedServerOptions } from './helpers/embedded-server.js';

@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
 import { describe, test } from 'node:test';
 
 import { listDir, sha256, testBytes } from './helpers/cli.js';

@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { collect, makeWorkspace, sha256, sha256File, testBytes, type CliResult, type Workspace } from './helpers/cli.js';
 import { spawn } from 'node:child_process';
 import { childEnv } from './helpers/cli.js';
-import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
+import { startFaultProxy } from './helpers/fault-proxy.js';
 import { startTestServer, type SftpServerHandle } from './helpers/server.js';
 import { startSshd, sshdAvailable } from './helpers/sshd.js';
 
