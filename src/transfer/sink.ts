@@ -8,9 +8,9 @@
 // ~10 MB of memory, so it is not used.
 //
 // It runs in slices, with a turn of the event loop between them: SHA-256 of a whole 2 MiB
-// chunk holds the thread ~1 ms, during which ssh2 reads nothing from the socket and grants
-// the server no window, so the server stalls; then data arrives in a burst. Sliced, the hash
-// fills the gaps between arrivals (1 GiB download 4-7 % faster, BENCHMARKS.md).
+// chunk holds the thread ~1 ms, during which ssh2 can neither read the socket nor send a
+// window adjustment, and the machine was measurably idle. Sliced, the hash fills the gaps
+// between arrivals (1 GiB download 4-7 % faster, BENCHMARKS.md).
 import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import type { HashAlgo } from '../checksum.js';
