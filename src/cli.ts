@@ -1,26 +1,20 @@
 // Commands and flags, and the one place where a command's outcome becomes the process's
 // exit code. Each command lives in src/commands/.
-import yargs, { type Argv } from 'yargs';
+import type { Argv } from 'yargs';
 import { demoCommand, type DemoArgs } from './commands/demo.js';
 import { initCommand } from './commands/init.js';
 import { markCommand, type MarkArgs } from './commands/mark.js';
 import { pullCommand, type PullArgs } from './commands/pull.js';
-import { parseStrictly, withSettingFlags, type GlobalArgs, type Io } from './commands/shared.js';
+import { processIo, program, withSettingFlags, type GlobalArgs, type Io } from './commands/shared.js';
 import { statusCommand, type StatusArgs } from './commands/status.js';
-import { EXIT, type ExitCode } from './errors.js';
+import type { ExitCode } from './errors.js';
 import { versionLine } from './version.js';
 
 export type { Io } from './commands/shared.js';
 
-const defaultIo = (): Io => ({ stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() });
-
-export async function main(argv: string[], io: Io = defaultIo()): Promise<ExitCode> {
-  let exit: ExitCode = EXIT.ok;
-  const run = <A>(command: (args: A, io: Io) => Promise<ExitCode>) => async (args: A) => {
-    exit = await command(args, io);
-  };
-  const parser = yargs(argv)
-    .scriptName('ipi-pull')
+export async function main(argv: string[], io: Io = processIo()): Promise<ExitCode> {
+  const { parser: base, run, finish } = program(argv, 'ipi-pull', io);
+  const parser = base
     .usage([
       '$0 [command] [options]',
       '',
@@ -76,9 +70,7 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<ExitCo
         .example('$0 mark IPI_20240131.dat --force', 'Set it without connecting') as unknown as Argv<MarkArgs>,
       run(markCommand),
     )
-    .option('env-file', { type: 'string', describe: 'Settings file to read [default: ./.env]', global: true })
-    .option('json', { type: 'boolean', default: false, describe: 'Machine-readable output on stdout (logs go to stderr)', global: true })
     .epilog('Exit codes: 0 success (also "nothing new"), 1 failed after retries, 2 bad usage or config, 3 another run holds the lock, 4 authentication or host key refused, 130 interrupted.\nDocs: README.md; every setting is listed in .env.example.')
     .version(versionLine());
-  return (await parseStrictly(parser, 'ipi-pull', io)) ? exit : EXIT.usage;
+  return finish(parser);
 }

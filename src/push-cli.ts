@@ -1,22 +1,16 @@
 // ipi-push's commands and flags, and the one place where its outcome becomes the exit code.
 // The same settings table, .env conventions and exit codes as ipi-pull (src/cli.ts).
-import yargs, { type Argv } from 'yargs';
+import type { Argv } from 'yargs';
 import { initCommand } from './commands/init.js';
 import { pushCommand, type PushArgs } from './commands/push.js';
 import { pushStatusCommand } from './commands/push-status.js';
-import { parseStrictly, withSettingFlags, type GlobalArgs, type Io } from './commands/shared.js';
-import { EXIT, type ExitCode } from './errors.js';
+import { processIo, program, withSettingFlags, type GlobalArgs, type Io } from './commands/shared.js';
+import type { ExitCode } from './errors.js';
 import { versionLine } from './version.js';
 
-const defaultIo = (): Io => ({ stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() });
-
-export async function pushMain(argv: string[], io: Io = defaultIo()): Promise<ExitCode> {
-  let exit: ExitCode = EXIT.ok;
-  const run = <A>(command: (args: A, io: Io) => Promise<ExitCode>) => async (args: A) => {
-    exit = await command(args, io);
-  };
-  const parser = yargs(argv)
-    .scriptName('ipi-push')
+export async function pushMain(argv: string[], io: Io = processIo()): Promise<ExitCode> {
+  const { parser: base, run, finish } = program(argv, 'ipi-push', io);
+  const parser = base
     .usage([
       '$0 [command] [options]',
       '',
@@ -54,9 +48,7 @@ export async function pushMain(argv: string[], io: Io = defaultIo()): Promise<Ex
       (y) => y.example('$0 init', 'Create ./.env from the settings table'),
       run((args: GlobalArgs, io2: Io) => initCommand(args, io2, 'push')),
     )
-    .option('env-file', { type: 'string', describe: 'Settings file to read [default: ./.env]', global: true })
-    .option('json', { type: 'boolean', default: false, describe: 'Machine-readable output on stdout (logs go to stderr)', global: true })
     .epilog('Exit codes: 0 success (also "nothing new", and a clean stop by SIGINT/SIGTERM), 1 a file could not be uploaded (after retries), 2 bad usage, config or state file, 3 another run holds the lock, 4 authentication or host key refused.\nDocs: README.md ("ipi-push"); every setting is listed in .env.example.')
     .version(versionLine('ipi-push'));
-  return (await parseStrictly(parser, 'ipi-push', io)) ? exit : EXIT.usage;
+  return finish(parser);
 }

@@ -9,7 +9,8 @@ import { readMarker, writeMarker } from '../marker.js';
 import { unsafeNameReason } from '../names.js';
 import { sessionOptions } from '../pull.js';
 import { SftpSession } from '../sftp/session.js';
-import { configFromArgs, type GlobalArgs, type Io } from './shared.js';
+import type { Config } from '../config/load.js';
+import { configFromArgs, failureLine, type GlobalArgs, type Io } from './shared.js';
 
 export interface MarkArgs extends GlobalArgs {
   name: string;
@@ -17,10 +18,12 @@ export interface MarkArgs extends GlobalArgs {
 }
 
 export async function markCommand(args: MarkArgs, io: Io): Promise<ExitCode> {
+  let loaded: Config | null = null;
   try {
     const unsafe = unsafeNameReason(args.name);
     if (unsafe) throw new ConfigError(`mark ${JSON.stringify(args.name)}: not a file name we would deliver (${unsafe})`);
     const config = configFromArgs(args, io, args.force);
+    loaded = config;
     if (!args.force) {
       if (!picomatch(config.pattern, { dot: true })(args.name)) {
         throw new ConfigError(`mark ${args.name}: does not match FILE_PATTERN ${config.pattern} (use --force to set it anyway)`);
@@ -48,7 +51,7 @@ export async function markCommand(args: MarkArgs, io: Io): Promise<ExitCode> {
     return EXIT.ok;
   } catch (err) {
     const e = classify(err, 'setting the marker');
-    io.stderr.write(`ipi-pull: ${e.message}\n`);
+    failureLine('ipi-pull', e, loaded, io, false);
     return e.exitCode;
   }
 }

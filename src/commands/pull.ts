@@ -1,11 +1,10 @@
 // `ipi-pull` / `ipi-pull pull`: one scheduled run.
 import type { Config } from '../config/load.js';
 import { EXIT, InterruptedError, type ExitCode, type IpiError } from '../errors.js';
-import { scrub } from '../log.js';
 import { recordRun } from '../metrics.js';
 import { createProgress, noProgress } from '../progress.js';
 import { runPull, type RunSummary } from '../pull.js';
-import { runWithSetup, writeJson, type GlobalArgs, type Io } from './shared.js';
+import { failureLine, runWithSetup, writeJson, type GlobalArgs, type Io } from './shared.js';
 
 export interface PullArgs extends GlobalArgs {
   once: boolean;
@@ -44,9 +43,7 @@ function report(
   args: PullArgs, io: Io, started: number, logged: boolean,
 ): ExitCode {
   const code = failure ? failure.exitCode : EXIT.ok;
-  const message = failure ? scrub(failure.message, config?.secrets ?? []) : null;
-  // Nothing was logged when the settings or the log file failed: the one line goes to stderr.
-  if (message && !logged) io.stderr.write(`ipi-pull: ${message}\n`);
+  const message = failureLine('ipi-pull', failure, config, io, logged);
   if (args.json) {
     const files = summary?.delivered ?? [];
     writeJson(io, {

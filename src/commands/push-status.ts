@@ -7,7 +7,7 @@ import { ignoreMatcher, needsUpload, queueOrder, type FailedRecord, type Uploade
 import { scanDir } from '../push/scan.js';
 import { readState, type InProgressRecord } from '../push/state.js';
 import { formatBytes } from '../util/space.js';
-import { configFromArgs, writeJson, type GlobalArgs, type Io } from './shared.js';
+import { configFromArgs, failureLine, writeJson, type GlobalArgs, type Io } from './shared.js';
 
 export interface PushStatus {
   stateFile: string;
@@ -28,7 +28,7 @@ export async function pushStatusCommand(args: GlobalArgs, io: Io): Promise<ExitC
     config = configFromArgs(args, io, true, 'push');
   } catch (err) {
     const e = classify(err, 'reading the settings');
-    io.stderr.write(`ipi-push: ${e.message}\n`);
+    failureLine('ipi-push', e, null, io, false);
     return e.exitCode;
   }
   let status: PushStatus;
@@ -36,7 +36,7 @@ export async function pushStatusCommand(args: GlobalArgs, io: Io): Promise<ExitC
     status = await gatherPushStatus(config);
   } catch (err) {
     const e = classify(err, 'reading the state');
-    io.stderr.write(`ipi-push: ${e.message}\n`);
+    failureLine('ipi-push', e, config, io, false);
     return e.exitCode;
   }
   if (args.json) writeJson(io, status);

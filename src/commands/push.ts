@@ -1,11 +1,11 @@
 // `ipi-push` / `ipi-push --once` / `ipi-push --watch`: one upload run, or the service.
 import type { Config } from '../config/load.js';
 import { EXIT, type ExitCode, type IpiError } from '../errors.js';
-import { scrub, type Logger } from '../log.js';
+import type { Logger } from '../log.js';
 import { writeMetrics } from '../metrics.js';
 import { createProgress, noProgress } from '../progress.js';
 import { runPush, type PushSummary } from '../push/run.js';
-import { runWithSetup, writeJson, type GlobalArgs, type Io } from './shared.js';
+import { failureLine, runWithSetup, writeJson, type GlobalArgs, type Io } from './shared.js';
 
 export interface PushArgs extends GlobalArgs {
   once?: boolean;
@@ -63,8 +63,7 @@ function report(
   args: PushArgs, io: Io, started: number, logged: boolean,
 ): ExitCode {
   const code = exitCodeOf(failure, summary);
-  const message = failure ? scrub(failure.message, config?.secrets ?? []) : null;
-  if (message && !logged) io.stderr.write(`ipi-push: ${message}\n`);
+  const message = failureLine('ipi-push', failure, config, io, logged);
   if (args.json) {
     const files = (summary?.uploaded ?? []).map((u) => ({
       path: u.rel, remotePath: u.remotePath, size: u.size, sha256: u.sha256, verified: u.verified, alreadyThere: u.adopted,

@@ -1,11 +1,11 @@
 // What every command shares: the settings flags (generated from the table), turning argv
 // into a validated Config, and opening the logger.
 import fs from 'node:fs';
-import type { Argv } from 'yargs';
+import yargs, { type Argv } from 'yargs';
 import { loadConfig, type Config } from '../config/load.js';
-import { classify, type IpiError } from '../errors.js';
+import { EXIT, classify, type ExitCode, type IpiError } from '../errors.js';
 import { SETTINGS, SETTING_NAMES, appliesTo, flagOf, type SettingName, type Tool } from '../config/settings.js';
-import { createLogger, type ClosableLogger, type Logger } from '../log.js';
+import { createLogger, scrub, type ClosableLogger, type Logger } from '../log.js';
 
 export interface Io {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
@@ -137,13 +137,49 @@ export function writeJson(io: Io, value: unknown): void {
   io.stdout.write(`${JSON.stringify(value)}\n`);
 }
 
+/**
+ * A run's failure as the one line users see, with any secret of the config taken out. When
+ * nothing was logged (the settings or the log file failed) the line goes to stderr here.
+ */
+export function failureLine(tool: string, failure: IpiError | null, config: Config | null, io: Io, logged: boolean): string | null {
+  if (!failure) return null;
+  const message = scrub(failure.message, config?.secrets ?? []);
+  if (!logged) io.stderr.write(`${tool}: ${message}\n`);
+  return message;
+}
+
+export const processIo = (): Io => ({ stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() });
+
+/** What both programs' command lines share: the global flags, and the exit code a command returns. */
+export interface Program {
+  parser: Argv;
+  /** A yargs handler that runs the command and keeps its exit code. */
+  run<A>(command: (args: A, io: Io) => Promise<ExitCode>): (args: A) => Promise<void>;
+  /** Parse and run: the command's exit code, or EXIT.usage for a usage error. */
+  finish(parser: Argv): Promise<ExitCode>;
+}
+
+export function program(argv: string[], tool: string, io: Io): Program {
+  let exit: ExitCode = EXIT.ok;
+  return {
+    parser: yargs(argv)
+      .scriptName(tool)
+      .option('env-file', { type: 'string', describe: 'Settings file to read [default: ./.env]', global: true })
+      .option('json', { type: 'boolean', default: false, describe: 'Machine-readable output on stdout (logs go to stderr)', global: true }),
+    run: (command) => async (args) => {
+      exit = await command(args, io);
+    },
+    finish: async (parser) => ((await parseStrictly(parser, tool, io)) ? exit : EXIT.usage),
+  };
+}
+
 class UsageError extends Error {}
 
 /**
  * The common tail of both programs' parsers: strict flags, help aliases, and a usage error
  * turned into one line and exit 2 (throwing from fail() stops yargs before a command runs).
  */
-export async function parseStrictly(parser: Argv, tool: string, io: Io): Promise<boolean> {
+async function parseStrictly(parser: Argv, tool: string, io: Io): Promise<boolean> {
   try {
     await parser
       .alias('h', 'help')

@@ -15,7 +15,7 @@ import { selectNext } from '../select.js';
 import { SftpSession } from '../sftp/session.js';
 import { partialPaths, readMeta } from '../transfer/partial.js';
 import { formatBytes } from '../util/space.js';
-import { configFromArgs, writeJson, type GlobalArgs, type Io } from './shared.js';
+import { configFromArgs, failureLine, writeJson, type GlobalArgs, type Io } from './shared.js';
 
 export interface StatusArgs extends GlobalArgs {
   local: boolean;
@@ -35,7 +35,7 @@ export async function statusCommand(args: StatusArgs, io: Io): Promise<ExitCode>
     config = configFromArgs(args, io, true);
   } catch (err) {
     const e = classify(err, 'reading the settings');
-    io.stderr.write(`ipi-pull: ${e.message}\n`);
+    failureLine('ipi-pull', e, null, io, false);
     return e.exitCode;
   }
   const status = await gatherStatus(config, !args.local);

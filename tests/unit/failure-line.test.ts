@@ -1,0 +1,35 @@
+// The one line every command prints for a failure: secrets of the config never in it, and
+// written to stderr only when the logger has not already said it.
+import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
+import { test } from 'node:test';
+
+import { failureLine, type Io } from '../../src/commands/shared.js';
+import type { Config } from '../../src/config/load.js';
+import { AccessDeniedError } from '../../src/errors.js';
+
+function io(): Io & { err: () => string } {
+  const stderr = new PassThrough();
+  let text = '';
+  stderr.on('data', (d: Buffer) => (text += d.toString()));
+  return { stdout: new PassThrough(), stderr, env: {}, cwd: '/', err: () => text };
+}
+
+const config = { secrets: ['pw-Quokka-913'] } as unknown as Config;
+const failure = new AccessDeniedError('login as ipi with password pw-Quokka-913 refused');
+
+test('the line names the tool, hides the secret, and goes to stderr when nothing was logged', () => {
+  const out = io();
+  const line = failureLine('ipi-pull', failure, config, out, false);
+  assert.ok(line && !line.includes('pw-Quokka-913'), line ?? 'null');
+  assert.match(out.err(), /^ipi-pull: login as ipi with password \S+ refused\n$/);
+  assert.ok(!out.err().includes('pw-Quokka-913'));
+});
+
+test('already logged: returned for --json, not printed twice; no failure: null', () => {
+  const out = io();
+  assert.ok(failureLine('ipi-push', failure, config, out, true));
+  assert.equal(out.err(), '');
+  assert.equal(failureLine('ipi-push', null, config, out, false), null);
+  assert.equal(out.err(), '');
+});
