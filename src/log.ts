@@ -10,9 +10,13 @@ export interface Logger {
   warn(msg: string): void;
   info(msg: string): void;
   debug(msg: string): void;
+  /** An info line for LOG_FILE only: what the console already shows another way (the live progress bar). */
+  record(msg: string): void;
 }
 
 export interface LogOptions {
+  /** Names the program in each LOG_FILE line: ipi-pull and ipi-push may share one file. */
+  tool: string;
   level: 'error' | 'warn' | 'info' | 'debug';
   file: string | null;
   maxSize: number;
@@ -28,23 +32,53 @@ export interface ClosableLogger extends Logger {
   close(): Promise<void>;
 }
 
+/**
+ * Below this length a secret is hidden only where it stands alone. Replaced everywhere, a
+ * password like `p` or `ipi` would turn every line into asterisks ("/opt/***" for /opt/ipi,
+ * "***-push"), hiding what the log is for while protecting nothing.
+ */
+export const SHORT_SECRET = 6;
+
+/** Where a short secret counts as standing alone: between these, or at either end of the text. */
+const DELIMITER = /[\s=:@,;'"()[\]{}<>]/;
+
 export function scrub(text: string, secrets: readonly string[]): string {
   let out = text;
   // Longest first: a short secret inside a longer one must not leave the longer one's rest.
-  for (const s of [...secrets].sort((a, b) => b.length - a.length)) if (s.length > 0) out = out.split(s).join('***');
+  for (const s of [...secrets].sort((a, b) => b.length - a.length)) {
+    if (s.length === 0) continue;
+    out = s.length >= SHORT_SECRET ? out.split(s).join('***') : scrubStandalone(out, s);
+  }
   return out;
 }
+
+function scrubStandalone(text: string, secret: string): string {
+  const parts = text.split(secret);
+  let out = parts[0]!;
+  for (let i = 1; i < parts.length; i++) {
+    // Neighbours in the original text: the end of the part before, the start of the part after.
+    const before = parts[i - 1]!.at(-1) ?? (i === 1 ? '' : secret.at(-1)!);
+    const after = parts[i]![0] ?? (i === parts.length - 1 ? '' : secret[0]!);
+    const alone = (before === '' || DELIMITER.test(before)) && (after === '' || DELIMITER.test(after));
+    out += (alone ? '***' : secret) + parts[i];
+  }
+  return out;
+}
+
+const FILE_ONLY = Symbol('file only');
 
 export function createLogger(opts: LogOptions): ClosableLogger {
   const scrubber = winston.format((info) => {
     info.message = scrub(String(info.message), opts.secrets);
     return info;
   });
+  const notFileOnly = winston.format((info) => (info[FILE_ONLY] ? false : info));
   const transports: winston.transport[] = [];
   if (!opts.quietConsole) {
     transports.push(new winston.transports.Console({
       stderrLevels: opts.allToStderr ? ['error', 'warn', 'info', 'debug'] : ['error', 'warn'],
       format: winston.format.combine(
+        notFileOnly(),
         winston.format.timestamp({ format: 'HH:mm:ss' }),
         winston.format.printf((i) => `${i.timestamp} ${i.level === 'info' ? '' : `${i.level.toUpperCase()}: `}${i.message}`),
       ),
@@ -59,7 +93,7 @@ export function createLogger(opts: LogOptions): ClosableLogger {
       tailable: true,
       format: winston.format.combine(
         winston.format.timestamp(),
-        winston.format.printf((i) => `${i.timestamp} ${i.level.toUpperCase().padEnd(5)} [${process.pid}] ${i.message}`),
+        winston.format.printf((i) => `${i.timestamp} ${i.level.toUpperCase().padEnd(5)} ${opts.tool}[${process.pid}] ${i.message}`),
       ),
     }));
   }
@@ -73,6 +107,7 @@ export function createLogger(opts: LogOptions): ClosableLogger {
     warn: (m) => logger.warn(m),
     info: (m) => logger.info(m),
     debug: (m) => logger.debug(m),
+    record: (m) => logger.info(m, { [FILE_ONLY]: true }),
     close: () => new Promise<void>((resolve) => {
       // Resolve when every transport has flushed, so an exit right after loses no line.
       logger.once('finish', () => setImmediate(resolve));
@@ -82,4 +117,4 @@ export function createLogger(opts: LogOptions): ClosableLogger {
 }
 
 /** A logger for code paths that must not print (and for unit tests). */
-export const silentLogger: Logger = { error() {}, warn() {}, info() {}, debug() {} };
+export const silentLogger: Logger = { error() {}, warn() {}, info() {}, debug() {}, record() {} };

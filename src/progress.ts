@@ -1,5 +1,6 @@
-// Progress for long transfers: a live bar on a terminal; in cron (no terminal) a log line
-// every 10 s or 10 %, so a mailed log shows the job was alive without drowning in lines.
+// Progress for long transfers: a log line every 10 s or 10 %, so a mailed log shows the job
+// was alive without drowning in lines; on a terminal a live bar instead, and those lines go
+// to LOG_FILE only.
 import type { Logger } from './log.js';
 import { formatBytes } from './util/space.js';
 
@@ -52,21 +53,20 @@ export function createProgress(log: Logger, tty: NodeJS.WriteStream | null): Pro
     },
     update(done) {
       const now = Date.now();
-      if (tty) {
-        if (now - lastDraw < 100 && done < total) return;
-        lastDraw = now;
-        const width = 24;
-        const filled = total > 0 ? Math.round((done / total) * width) : width;
-        const bar = `${'#'.repeat(filled)}${'-'.repeat(width - filled)}`;
-        tty.write(`\r\x1b[K${name} [${bar}] ${line(done)}`);
-        drawn = true;
-        return;
-      }
       const fraction = total > 0 ? done / total : 1;
       if (done < total && dueForLine(last, now, fraction)) {
         last = { atMs: now, fraction };
-        log.info(`${name}: ${line(done)}`);
+        // On a terminal the bar shows it; LOG_FILE gets the line all the same, as in cron.
+        if (tty) log.record(`${name}: ${line(done)}`);
+        else log.info(`${name}: ${line(done)}`);
       }
+      if (!tty || (now - lastDraw < 100 && done < total)) return;
+      lastDraw = now;
+      const width = 24;
+      const filled = total > 0 ? Math.round((done / total) * width) : width;
+      const bar = `${'#'.repeat(filled)}${'-'.repeat(width - filled)}`;
+      tty.write(`\r\x1b[K${name} [${bar}] ${line(done)}`);
+      drawn = true;
     },
     end() {
       if (tty && drawn) tty.write('\r\x1b[K');

@@ -47,7 +47,7 @@ export async function demoCommand(args: DemoArgs, io: Io): Promise<ExitCode> {
     await leaveHalfADownload(server.root, config.localDir);
 
     const log = createLogger({
-      level: 'info', file: config.logFile, maxSize: config.logMaxSize, maxFiles: config.logMaxFiles,
+      tool: 'ipi-pull', level: 'info', file: config.logFile, maxSize: config.logMaxSize, maxFiles: config.logMaxFiles,
       secrets: config.secrets, allToStderr: args.json,
     });
     const say = (line: string) => (args.json ? io.stderr : io.stdout).write(`${line}\n`);

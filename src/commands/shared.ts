@@ -45,15 +45,15 @@ export function configFromArgs(args: GlobalArgs, io: Io, serverOptional = false,
   return loadConfig({ envFile: args['env-file'], flags: flagValues(args), env: io.env, cwd: io.cwd, serverOptional, tool });
 }
 
-export function loggerFor(config: Config, args: GlobalArgs, opts: { quietConsole?: boolean; noFile?: boolean } = {}): ClosableLogger {
+export function loggerFor(config: Config, args: GlobalArgs, tool: Tool): ClosableLogger {
   return createLogger({
+    tool: `ipi-${tool}`,
     level: config.logLevel,
-    file: opts.noFile ? null : config.logFile,
+    file: config.logFile,
     maxSize: config.logMaxSize,
     maxFiles: config.logMaxFiles,
     secrets: config.secrets,
     allToStderr: args.json,
-    quietConsole: opts.quietConsole,
   });
 }
 
@@ -103,7 +103,7 @@ export async function runWithSetup<S>(
     return { config: null, summary: null, failure: classify(err, 'reading the settings'), logged: false };
   }
   try {
-    log = loggerFor(config, args);
+    log = loggerFor(config, args, tool);
   } catch (err) {
     return { config, summary: null, failure: classify(err, `opening LOG_FILE ${config.logFile}`), logged: false };
   }

@@ -68,6 +68,9 @@ function parsePostAction(raw: string): PostAction {
   throw new ValueError(`'${raw}' is not none, delete or move:DIR`);
 }
 
+/** Python's logging level names that differ from ours. */
+const PYTHON_LEVELS: Record<string, string> = { warning: 'warn', critical: 'error' };
+
 export const SETTINGS = {
   host: setting({
     env: 'SFTP_HOST', section: 'Server', required: true,
@@ -295,8 +298,8 @@ export const SETTINGS = {
   }),
   logLevel: setting({
     env: 'LOG_LEVEL', section: 'Logging', default: 'info', example: 'info',
-    help: 'error, warn, info or debug.',
-    parse: (raw) => parseChoice(raw, ['error', 'warn', 'info', 'debug'] as const),
+    help: 'error, warn, info or debug. The Python names WARNING and CRITICAL (sftpmonitor\'s config) mean warn and error.',
+    parse: (raw) => parseChoice(PYTHON_LEVELS[raw.trim().toLowerCase()] ?? raw, ['error', 'warn', 'info', 'debug'] as const),
   }),
   logMaxSize: setting({
     env: 'LOG_MAX_SIZE', section: 'Logging', default: '10MiB', example: '10MiB', advanced: true,

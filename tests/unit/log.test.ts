@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createLogger, scrub, silentLogger } from '../../src/log.js';
+import { SHORT_SECRET, createLogger, scrub, silentLogger } from '../../src/log.js';
 
 describe('scrub', () => {
   test('replaces every occurrence of every secret', () => {
@@ -25,7 +25,20 @@ describe('scrub', () => {
   });
 
   test('adjacent occurrences', () => {
-    assert.equal(scrub('xxxx', ['xx']), '******');
+    assert.equal(scrub('hunter2hunter2', ['hunter2']), '******');
+  });
+
+  test('a secret shorter than SHORT_SECRET is hidden only where it stands alone', () => {
+    assert.equal(SHORT_SECRET, 6);
+    const secrets = ['ipi'];
+    // Standing alone: between delimiters or at either end.
+    assert.equal(scrub('ipi', secrets), '***');
+    assert.equal(scrub('password=ipi, user ipi:ipi@host (ipi) "ipi"', secrets), 'password=***, user ***:***@host (***) "***"');
+    // Inside a word, a path or a program name it is left alone: it is not the password there.
+    assert.equal(scrub('ipi-push: uploaded /opt/ipi/IPI_1.csv; pipit', secrets), 'ipi-push: uploaded /opt/ipi/IPI_1.csv; pipit');
+    assert.equal(scrub('would upload "sub/a.dat"', ['p']), 'would upload "sub/a.dat"');
+    // Doubled, neither half stands alone.
+    assert.equal(scrub('ipiipi', secrets), 'ipiipi');
   });
 
   test('one secret inside another: neither is left readable', () => {
@@ -50,7 +63,7 @@ describe('createLogger', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  const base = { maxSize: 10 * 1024 * 1024, maxFiles: 2, allToStderr: false, quietConsole: true } as const;
+  const base = { tool: 'ipi-test', maxSize: 10 * 1024 * 1024, maxFiles: 2, allToStderr: false, quietConsole: true } as const;
 
   test('the log file never contains a secret', async () => {
     const file = path.join(dir, 'logs', 'sftp_transfer.log'); // the folder does not exist yet
@@ -71,15 +84,38 @@ describe('createLogger', () => {
     assert.match(lines[3]!, /debug \*\*\*$/);
   });
 
-  test('file lines carry an ISO timestamp, the level and the pid', async () => {
+  test('file lines carry an ISO timestamp, the level, the program and the pid', async () => {
     const file = path.join(dir, 'format.log');
     const log = createLogger({ ...base, level: 'info', file, secrets: [] });
     log.info('hello');
     log.warn('careful');
     await log.close();
     const lines = fs.readFileSync(file, 'utf8').trim().split('\n');
-    assert.match(lines[0]!, new RegExp(`^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{3}Z INFO  \\[${process.pid}\\] hello$`));
-    assert.match(lines[1]!, new RegExp(`^\\S+ WARN  \\[${process.pid}\\] careful$`));
+    assert.match(lines[0]!, new RegExp(`^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{3}Z INFO  ipi-test\\[${process.pid}\\] hello$`));
+    assert.match(lines[1]!, new RegExp(`^\\S+ WARN  ipi-test\\[${process.pid}\\] careful$`));
+  });
+
+  test('record(): an info line in LOG_FILE that the console does not get', async () => {
+    const file = path.join(dir, 'record.log');
+    const printed: string[] = [];
+    const originals = { out: process.stdout.write, err: process.stderr.write };
+    const capture = (chunk: string | Uint8Array) => (printed.push(String(chunk)), true);
+    process.stdout.write = capture as typeof process.stdout.write;
+    process.stderr.write = capture as typeof process.stderr.write;
+    try {
+      const log = createLogger({ ...base, quietConsole: false, level: 'info', file, secrets: ['hunter2'] });
+      log.record('IPI_1.csv: 50 % with hunter2');
+      log.info('on both');
+      await log.close();
+    } finally {
+      process.stdout.write = originals.out;
+      process.stderr.write = originals.err;
+    }
+    const lines = fs.readFileSync(file, 'utf8').trim().split('\n');
+    assert.deepEqual(lines.map((l) => l.replace(/^.*\] /, '')), ['IPI_1.csv: 50 % with ***', 'on both']);
+    assert.match(lines[0]!, / INFO  /);
+    assert.equal(printed.filter((p) => p.includes('IPI_1.csv')).length, 0);
+    assert.equal(printed.filter((p) => p.includes('on both')).length, 1);
   });
 
   test('LOG_LEVEL filters lower levels out of the file', async () => {
@@ -116,7 +152,7 @@ describe('createLogger', () => {
 
 describe('silentLogger', () => {
   test('has every level and does nothing', () => {
-    for (const level of ['error', 'warn', 'info', 'debug'] as const) {
+    for (const level of ['error', 'warn', 'info', 'debug', 'record'] as const) {
       assert.equal(silentLogger[level]('x'), undefined);
     }
   });

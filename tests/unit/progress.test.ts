@@ -133,7 +133,7 @@ describe('createProgress without a terminal (cron)', () => {
 });
 
 describe('createProgress on a terminal', () => {
-  test('draws a bar (throttled) instead of logging, and clears it at the end', () => {
+  test('draws a bar (throttled), and clears it at the end', () => {
     const t = clock(1_000_000);
     const log = fakeLog();
     const writes: string[] = [];
@@ -152,7 +152,21 @@ describe('createProgress on a terminal', () => {
     assert.match(writes[1]!, /\[#{24}\]/);
     p.end();
     assert.equal(writes.at(-1), '\r\x1b[K');
-    assert.deepEqual(log.lines, []);
+  });
+
+  test('the console gets the bar; LOG_FILE still gets a line every 10 %, not the console', () => {
+    const t = clock(2_000_000);
+    const log = fakeLog();
+    const tty = { write: () => true } as unknown as NodeJS.WriteStream;
+    const p = createProgress(log, tty);
+    p.start('IPI_4.csv', 1000, 0);
+    t.advance(200);
+    p.update(50); // under 10 % and under 10 s: no line
+    p.update(150);
+    t.advance(200);
+    p.update(200); // only 5 % more than the last line
+    p.update(1000); // the delivery line says the end, not progress
+    assert.deepEqual(log.lines, [['record', 'IPI_4.csv: 150 B of 1000 B (15%), 0.0 MB/s, ETA 0:01']]);
   });
 
   test('end without a drawn bar writes nothing', () => {

@@ -128,6 +128,12 @@ describe('the settings table', () => {
     assert.equal(d('logFile'), path.join(ctx.baseDir, 'logs', 'sftp_transfer.log'));
     assert.equal(d('knownHosts'), path.join(os.homedir(), '.ssh', 'known_hosts'));
   });
+
+  test("LOG_LEVEL takes Python's level names too, in any case (sftpmonitor's config)", () => {
+    const level = (raw: string) => spec('logLevel').parse(raw, ctx);
+    assert.deepEqual(['DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL', 'warn'].map(level), ['debug', 'info', 'warn', 'error', 'error', 'warn']);
+    assert.throws(() => level('verbose'), /'verbose' is not one of error, warn, info, debug/);
+  });
 });
 
 describe('flagOf', () => {

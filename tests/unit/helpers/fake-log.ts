@@ -9,5 +9,6 @@ export function fakeLog(): Logger & { lines: Array<[string, string]> } {
     warn: (m) => lines.push(['warn', m]),
     info: (m) => lines.push(['info', m]),
     debug: (m) => lines.push(['debug', m]),
+    record: (m) => lines.push(['record', m]),
   };
 }
