@@ -13,7 +13,7 @@ import { ensureRoom } from '../util/space.js';
 import { ChunkPool } from './buffers.js';
 import { WRITE_BEHIND, fetchRange } from './engine.js';
 import { HashingWriter } from './sink.js';
-import { partialPaths, readMeta, resumeDecision, sizeOf, tailCheckPoints, writeMeta, type ResumeDecision } from './partial.js';
+import { adoptFinal, partialPaths, readMeta, resumeDecision, sizeOf, tailCheckPoints, writeMeta, type ResumeDecision } from './partial.js';
 
 export type { DirectIoMode };
 
@@ -80,7 +80,7 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
   // costs at most one chunk.
   const recorded = req.remote.size > req.transfer.chunkSize;
   try {
-    partSize = (await sizeOf(paths.part)) ?? (await adoptUnrecordedFinal(paths, req.log));
+    partSize = (await sizeOf(paths.part)) ?? (await adoptUnrecordedFinal(paths, req.remote, req.log));
     // A record without a partial says nothing: read it only when there is something to resume.
     const meta = partSize ? await readMeta(paths.meta) : null;
     decision = resumeDecision(meta, partSize, req.remote);
@@ -214,17 +214,20 @@ async function openDirectPart(file: string, t: TransferSettings, remaining: numb
   return fh;
 }
 
-/**
- * A file under its final name in LOCAL_DIR with no .part beside it is either ours (renamed
- * after verification, then the run died before publishing) or FTP_IPI.py's partial, which it
- * wrote under the final name. Either way it is treated as a partial and its tail is checked.
- */
-async function adoptUnrecordedFinal(paths: { final: string; part: string }, log: Logger): Promise<number | null> {
-  const size = await sizeOf(paths.final);
-  if (size === null) return null;
-  log.info(`${paths.final} exists without a completion record: checking it as a partial download`);
+/** A file under its final name in LOCAL_DIR with no .part beside it: taken as the partial when adoptFinal says so. */
+async function adoptUnrecordedFinal(paths: { final: string; part: string }, remote: RemoteStat, log: Logger): Promise<number | null> {
+  let st;
+  try {
+    st = await fs.stat(paths.final);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  const verdict = adoptFinal(st, remote);
+  log.info(`${paths.final} exists without a completion record; ${verdict.why}`);
+  if (!verdict.adopt) return null;
   await fs.rename(paths.final, paths.part);
-  return size;
+  return st.size;
 }
 
 async function openForResume(file: string): Promise<FileHandle> {

@@ -39,6 +39,35 @@ export function resumeDecision(meta: PartialMeta | null, partSize: number | null
   return { offset: partSize, why: `resuming at byte ${partSize}` };
 }
 
+/** What adoptFinal needs to know about a file under its final name in LOCAL_DIR. */
+export interface LocalFileStat {
+  size: number;
+  mtimeMs: number;
+  nlink: number;
+}
+
+/**
+ * Pure: may a file under its final name in LOCAL_DIR, with no .part beside it, be taken as a
+ * partial (its tail is then checked against the server)? It is one of:
+ * - ours, verified and renamed, after which the run ended before the marker moved: it has
+ *   the remote file's size and mtime (set before the rename);
+ * - FTP_IPI.py's partial, which that script wrote under the final name: shorter than the
+ *   remote file;
+ * - an earlier delivery of this name pulled again (`ipi-pull mark`, a re-issued file): its
+ *   bytes may be another version's, and a matching tail would not show it. Not taken: the
+ *   file is fetched whole, and the new copy replaces it by rename.
+ * A file with other hard links (PUBLISH_MODE=hardlink: the same inode is the published copy
+ * in SERVER_DIR) is never taken: writing into it would change a published file in place.
+ */
+export function adoptFinal(local: LocalFileStat, remote: RemoteStat): { adopt: boolean; why: string } {
+  if (local.nlink > 1) return { adopt: false, why: 'it has other hard links (a published copy), so it is not written into: fetching the file whole' };
+  // Whole seconds: the server's times are, and some filesystems keep no finer ones.
+  const sameTime = Math.floor(local.mtimeMs / 1000) === Math.floor(remote.mtimeMs / 1000);
+  if (local.size === remote.size && sameTime) return { adopt: true, why: 'it has the remote size and time: checking it as a partial download' };
+  if (local.size < remote.size) return { adopt: true, why: 'it is shorter than the remote file: checking it as a partial download' };
+  return { adopt: false, why: `it is another version (${local.size} bytes, modified ${new Date(local.mtimeMs).toISOString()}; the server has ${remote.size} bytes, ${new Date(remote.mtimeMs).toISOString()}): fetching the file whole` };
+}
+
 /**
  * Pure: the window ends to check, newest first, when verifying a partial's tail. A power
  * cut damages the end of a sequentially written file, so we check the last window and,

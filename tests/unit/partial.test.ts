@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  partialPaths, readMeta, resumeDecision, sizeOf, tailCheckPoints, writeMeta, type PartialMeta,
+  adoptFinal, partialPaths, readMeta, resumeDecision, sizeOf, tailCheckPoints, writeMeta, type PartialMeta,
 } from '../../src/transfer/partial.js';
 
 const MiB = 1024 * 1024;
@@ -69,6 +69,37 @@ describe('resumeDecision', () => {
 
   test('a partial longer than the remote file starts over even without a record', () => {
     assert.equal(resumeDecision(null, remote.size + 5, remote).offset, 0);
+  });
+});
+
+describe('adoptFinal (a file under its final name in LOCAL_DIR, no .part beside it)', () => {
+  const local = (o: Partial<{ size: number; mtimeMs: number; nlink: number }> = {}) => ({ size: remote.size, mtimeMs: remote.mtimeMs, nlink: 1, ...o });
+
+  test('ours, verified and renamed before the run ended: the remote size and time, taken (its tail is checked)', () => {
+    assert.equal(adoptFinal(local(), remote).adopt, true);
+    // Sub-second parts do not count: the server's times are whole seconds.
+    assert.equal(adoptFinal(local({ mtimeMs: remote.mtimeMs + 400 }), remote).adopt, true);
+  });
+
+  test("FTP_IPI.py's partial under the final name: shorter than the remote file, taken", () => {
+    const v = adoptFinal(local({ size: 4 * MiB, mtimeMs: remote.mtimeMs + 3_600_000 }), remote);
+    assert.equal(v.adopt, true);
+    assert.match(v.why, /shorter than the remote file/);
+  });
+
+  test('an earlier delivery of another version (pulled again): not taken, fetched whole', () => {
+    // Same size, another time: a re-issued file whose tail may well match.
+    const sameSize = adoptFinal(local({ mtimeMs: remote.mtimeMs - 86_400_000 }), remote);
+    assert.equal(sameSize.adopt, false);
+    assert.match(sameSize.why, /another version .*fetching the file whole/);
+    assert.equal(adoptFinal(local({ size: remote.size + 1 }), remote).adopt, false);
+  });
+
+  test('a file with other hard links (the published copy in hardlink mode) is never written into', () => {
+    const v = adoptFinal(local({ nlink: 2 }), remote);
+    assert.equal(v.adopt, false);
+    assert.match(v.why, /hard links/);
+    assert.equal(adoptFinal(local({ nlink: 2, size: 1 }), remote).adopt, false);
   });
 });
 
