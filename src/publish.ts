@@ -33,22 +33,32 @@ export async function publish(localPath: string, serverDir: string, name: string
   const target = path.join(serverDir, name);
   const tmp = tempNameFor(target, 'publishing');
   let method: PublishMethod;
+  /** Move mode: the file itself now sits at tmp, the only copy, so a failure puts it back. */
+  let moved = false;
   try {
     if (mode === 'hardlink') {
       await fs.link(localPath, tmp);
       method = 'hardlink';
     } else if (mode === 'move') {
       method = await moveInto(localPath, tmp, opts);
+      moved = method === 'rename';
     } else {
       method = await copyDurably(localPath, tmp, opts);
     }
     await renameDurably(tmp, target);
   } catch (err) {
-    await fs.rm(tmp, { force: true }).catch(() => {});
+    if (moved) await fs.rename(tmp, localPath).catch(() => {});
+    else await fs.rm(tmp, { force: true }).catch(() => {});
     // copyFile names its source; what failed is writing into SERVER_DIR.
     throw withPath(err, target, (err as NodeJS.ErrnoException).syscall === 'copyfile');
   }
-  if (mode === 'move') await fsyncDir(path.dirname(localPath)).catch(() => {});
+  if (mode === 'move') {
+    // Across filesystems the bytes were copied: the source goes only now that the copy has
+    // its final name. Failing to remove it leaves a second copy in LOCAL_DIR (as copy mode
+    // does), not a lost file, so the publish stands.
+    if (!moved) await fs.rm(localPath, { force: true }).catch(() => {});
+    await fsyncDir(path.dirname(localPath)).catch(() => {});
+  }
   return { path: target, method };
 }
 
@@ -111,12 +121,17 @@ async function directCopy(from: string, to: string, size: number, mode: number, 
   let src: FileHandle | null = null;
   let dst: FileHandle | null = null;
   const files: { tail: FileHandle | null } = { tail: null };
+  let writing: Promise<unknown> = Promise.resolve();
   try {
     src = await openDirect(from, fsConstants.O_RDONLY);
     dst = src && (await openDirect(to, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, mode & 0o7777));
-    if (!src || !dst) return false;
+    if (!src || !dst) {
+      // Linux creates the file before it refuses O_CREAT|O_DIRECT (EINVAL): the plain copy
+      // that follows needs the name free.
+      if (src) await fs.rm(to, { force: true });
+      return false;
+    }
     await dst.chmod(mode & 0o7777);
-    let writing: Promise<unknown> = Promise.resolve();
     for (let pos = 0, i = 0; pos < size; i++) {
       const buf = bufs[i % bufs.length]!;
       const n = await readFully(src, buf, Math.min(block, size - pos), pos);
@@ -137,6 +152,8 @@ async function directCopy(from: string, to: string, size: number, mode: number, 
     await writing;
     return true;
   } catch (err) {
+    // Nothing may still write into the file, or hold a buffer, once the handles close below.
+    await writing.catch(() => {});
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'EINVAL') throw err;
     // O_DIRECT refused mid-way (alignment the kernel wants is stricter than 4 KiB): start over plainly.
@@ -165,15 +182,13 @@ async function readFully(fh: FileHandle, buf: Buffer, len: number, position: num
   return Math.min(got, len);
 }
 
+/** The file at `to` by rename, or across filesystems by a durable copy (the caller removes the source once the copy is published). */
 async function moveInto(from: string, to: string, opts: PublishOptions): Promise<PublishMethod> {
   try {
     await fs.rename(from, to);
     return 'rename';
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-    // Different filesystems: copy, and remove the source only once the copy is durable.
-    const method = await copyDurably(from, to, opts);
-    await fs.rm(from);
-    return method;
+    return copyDurably(from, to, opts);
   }
 }

@@ -38,19 +38,25 @@ export async function prepareFileAtomic(target: string, data: string | Uint8Arra
   }
   await fh.close();
   return {
-    commit: () => renameDurably(tmp, target),
+    commit: async () => {
+      try {
+        await renameDurably(tmp, target);
+      } catch (err) {
+        await fs.rm(tmp, { force: true }).catch(() => {});
+        throw err;
+      }
+    },
     discard: () => fs.rm(tmp, { force: true }),
   };
 }
 
-/** rename, then make the new directory entry itself durable. */
+/**
+ * rename, then make the new directory entry itself durable. A failed rename leaves `from`
+ * where it was: it may be the only copy (a verified download, a file being moved), so only
+ * a caller that owns it as a temporary removes it.
+ */
 export async function renameDurably(from: string, to: string): Promise<void> {
-  try {
-    await fs.rename(from, to);
-  } catch (err) {
-    await fs.rm(from, { force: true }).catch(() => {});
-    throw err;
-  }
+  await fs.rename(from, to);
   await fsyncDir(path.dirname(to));
 }
 

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 
-import { isOrphanTemp, sweepTemporaries, tempNameFor, writeFileAtomic } from '../../src/util/atomic.js';
+import { isOrphanTemp, prepareFileAtomic, renameDurably, sweepTemporaries, tempNameFor, writeFileAtomic } from '../../src/util/atomic.js';
 
 const HOUR = 3_600_000;
 
@@ -32,6 +32,32 @@ test('sweepTemporaries removes only orphaned temporaries', async () => {
     const removed = await sweepTemporaries(dir, () => false);
     assert.deepEqual(removed, [orphan]);
     assert.deepEqual(fs.readdirSync(dir).sort(), ['IPI_1.dat', 'last_file.txt']);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('renameDurably: a failed rename leaves the source where it was (it may be the only copy)', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-atomic-'));
+  try {
+    const from = path.join(dir, 'IPI_1.dat.part');
+    fs.writeFileSync(from, 'verified bytes');
+    fs.mkdirSync(path.join(dir, 'IPI_1.dat', 'occupied'), { recursive: true });
+    await assert.rejects(renameDurably(from, path.join(dir, 'IPI_1.dat')));
+    assert.equal(fs.readFileSync(from, 'utf8'), 'verified bytes');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('prepareFileAtomic: a commit that fails removes its own temporary', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-atomic-'));
+  try {
+    const target = path.join(dir, 'last_file.txt');
+    const prepared = await prepareFileAtomic(target, 'IPI_2.dat');
+    fs.mkdirSync(path.join(target, 'occupied'), { recursive: true });
+    await assert.rejects(prepared.commit());
+    assert.deepEqual(fs.readdirSync(dir), ['last_file.txt']);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

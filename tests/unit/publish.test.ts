@@ -53,3 +53,50 @@ test('hardlink and move publish the same file', async () => {
     assert.equal(fs.existsSync(file), mode === 'hardlink');
   }
 });
+
+/** A target the final rename cannot replace: a folder that is not empty. */
+function blockTarget(serverDir: string, name: string): void {
+  fs.mkdirSync(path.join(serverDir, name, 'occupied'), { recursive: true });
+}
+
+test('a failed final rename in copy or hardlink mode removes only our temporary; the LOCAL_DIR file stays', async () => {
+  for (const mode of ['copy', 'hardlink'] as const) {
+    const { file, serverDir, data } = setup(100_000);
+    blockTarget(serverDir, path.basename(file));
+    await assert.rejects(publish(file, serverDir, path.basename(file), mode));
+    assert.deepEqual(fs.readdirSync(serverDir), [path.basename(file)], 'no temporary left beside the blocked name');
+    assert.ok(fs.readFileSync(file).equals(data), `${mode}: the verified file is intact`);
+  }
+});
+
+test('move mode: a failed final rename puts the file back in LOCAL_DIR (the temporary was its only copy)', async () => {
+  const { file, serverDir, data } = setup(100_000);
+  blockTarget(serverDir, path.basename(file));
+  await assert.rejects(publish(file, serverDir, path.basename(file), 'move'));
+  assert.ok(fs.readFileSync(file).equals(data), 'back under its LOCAL_DIR name, whole');
+  assert.deepEqual(fs.readdirSync(serverDir), [path.basename(file)]);
+});
+
+// /dev/shm is another filesystem on Linux: a rename from there is refused with EXDEV.
+const otherFs = fs.existsSync('/dev/shm') && fs.statSync('/dev/shm').dev !== fs.statSync(root).dev ? '/dev/shm' : null;
+
+test('move mode across filesystems: copied, and the source removed only once the copy has its final name', { skip: otherFs ? false : 'no second filesystem (/dev/shm) on this machine' }, async () => {
+  const dir = fs.mkdtempSync(path.join(otherFs!, 'ipi-move-'));
+  try {
+    const { serverDir, data } = setup(100_000);
+    const file = path.join(dir, 'IPI_20240101.dat');
+    fs.writeFileSync(file, data);
+    fs.utimesSync(file, new Date('2024-01-01T00:00:00Z'), new Date('2024-01-01T00:00:00Z'));
+    // First the final name is blocked: the copy is not published, so the source must stay.
+    blockTarget(serverDir, 'IPI_20240101.dat');
+    await assert.rejects(publish(file, serverDir, 'IPI_20240101.dat', 'move'));
+    assert.ok(fs.readFileSync(file).equals(data), 'source intact after a failed publish');
+    assert.deepEqual(fs.readdirSync(serverDir), ['IPI_20240101.dat'], 'no temporary left');
+    fs.rmSync(path.join(serverDir, 'IPI_20240101.dat'), { recursive: true });
+    const r = await publish(file, serverDir, 'IPI_20240101.dat', 'move');
+    check(r, file, serverDir, data);
+    assert.equal(fs.existsSync(file), false, 'source removed after the publish');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
