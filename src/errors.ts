@@ -52,6 +52,9 @@ export class PermanentError extends IpiError {
   }
 }
 
+/** The server has no such file or folder. Permanent for what the settings name (SFTP_DIR); a listed file that vanished is the caller's to judge. */
+export class RemoteMissingError extends PermanentError {}
+
 /** The link or the server failed in a way a later attempt can get past. */
 export class TransientError extends IpiError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -68,7 +71,7 @@ export class IntegrityError extends IpiError {
 
 export class InterruptedError extends IpiError {
   constructor(signal: string) {
-    super(`stopped by ${signal}; the partial download is kept and the next run resumes it`, 'permanent', EXIT.interrupted);
+    super(`stopped by ${signal}; what was transferred is kept and the next run resumes it`, 'permanent', EXIT.interrupted);
   }
 }
 
@@ -133,7 +136,7 @@ export function classify(err: unknown, doing: string): IpiError {
   if (e.level === 'client-socket' || e.level === 'protocol') return new TransientError(`${doing}: connection failed (${msg})`, { cause: err });
 
   if (typeof code === 'number') {
-    if (code === SFTP_NO_SUCH_FILE) return new PermanentError(`${doing}: no such file or folder on the server (${msg})`, { cause: err });
+    if (code === SFTP_NO_SUCH_FILE) return new RemoteMissingError(`${doing}: no such file or folder on the server (${msg})`, { cause: err });
     if (code === SFTP_PERMISSION_DENIED) return new PermanentError(`${doing}: the server denied permission (${msg})`, { cause: err });
     if (code === SFTP_NO_CONNECTION || code === SFTP_CONNECTION_LOST) return new TransientError(`${doing}: connection lost (${msg})`, { cause: err });
     // Other SFTP failures (generic FAILURE, EOF at an unexpected point) may pass on a new session.

@@ -5,7 +5,7 @@ import path from 'node:path';
 import picomatch from 'picomatch';
 import type { Config } from './config/load.js';
 import { expectedDigest } from './checksum.js';
-import { IntegrityError, PermanentError } from './errors.js';
+import { IntegrityError, InterruptedError, PermanentError, RemoteMissingError, classify } from './errors.js';
 import { HistoryAppender, historyFileFor, recentDeliveries } from './history.js';
 import { acquireLock, lockFileFor, pidAlive, type Lock } from './lock.js';
 import type { Logger } from './log.js';
@@ -18,7 +18,7 @@ import { withRetries, type Attempt } from './retry.js';
 import { MarkerPlacementError, selectNext, type RemoteEntry } from './select.js';
 import { SftpSession, type SessionOptions } from './sftp/session.js';
 import { ChunkPool } from './transfer/buffers.js';
-import { downloadFile, type Downloaded } from './transfer/download.js';
+import { RemoteChangedError, downloadFile, type Downloaded } from './transfer/download.js';
 import { WRITE_BEHIND } from './transfer/engine.js';
 import { keepFoldersOpen, sweepTemporaries } from './util/atomic.js';
 import { formatBytes } from './util/space.js';
@@ -60,6 +60,9 @@ export interface RunContext {
   progress: Progress;
 }
 
+/** Listings taken again in one run because a listed file had gone: beyond this the server is not settling. */
+const MAX_RELISTS = 5;
+
 export function sessionOptions(config: Config, acceptNewHostKey: boolean, log: Logger): SessionOptions {
   return {
     host: config.host,
@@ -99,6 +102,8 @@ export async function runPull(config: Config, opts: PullOptions, ctx: RunContext
       // A signal must not wait for a stalled read to time out: drop the link, keep the partial.
       const onAbort = () => session.destroy('interrupted');
       opts.signal?.addEventListener('abort', onAbort, { once: true });
+      // A signal that came while connecting: the listener above will never fire for it.
+      if (opts.signal?.aborted) onAbort();
       // One set of chunk buffers per connection, reused by every file: a failed attempt's
       // buffers may still be written by reads in flight, so they are never handed on.
       // (+ PUBLISH_BUFFERS: a large file's O_DIRECT publish borrows two while the next file downloads.)
@@ -142,6 +147,7 @@ async function drain(
   const matches = picomatch(config.pattern, { dot: true });
   const isCompanion = (name: string) => config.checksumSuffixes.some((c) => name.endsWith(c.suffix));
   const historyFile = historyFileFor(config.markerFile);
+  let relists = 0;
   // A listing gives the queue; after draining it we list once more for files that arrived meanwhile.
   for (;;) {
     const marker = await readMarker(config.markerFile);
@@ -182,6 +188,9 @@ async function drain(
     // Looked up once per queued file: a thousand files must not scan the listing a thousand times.
     const listed = new Set(entries.filter((e) => e.isFile).map((e) => e.name));
     let finishing: Promise<void> | null = null;
+    // A failed publish stops the download after it at once, not when it ends (hours, for a large file).
+    const publishFailed = new AbortController();
+    const signal = opts.signal ? AbortSignal.any([opts.signal, publishFailed.signal]) : publishFailed.signal;
     const settle = async (): Promise<void> => {
       const f = finishing;
       finishing = null;
@@ -202,16 +211,30 @@ async function drain(
           return;
         }
         const companion = config.checksumSuffixes.find((c) => listed.has(entry.name + c.suffix));
-        const got = await fetchOne(session, pool, config, entry, companion ?? null, ctx, attempt, opts.signal);
+        const got = await fetchOne(session, pool, config, entry, companion ?? null, ctx, attempt, signal);
         await settle();
         finishing = finishOne(session, pool, history, config, entry, got, ctx, summary, attempt);
-        finishing.catch(() => {});
+        finishing.catch(() => publishFailed.abort('a failed publish'));
         if (opts.once) break;
       }
       await settle();
     } catch (err) {
-      // A file half-way through publishing is finished (or fails) before the run stops.
-      await finishing?.catch(() => {});
+      // A file half-way through publishing is finished (or fails) before the run stops. Its
+      // failure is the one reported: it is about the earlier file, the one the marker waits
+      // for, and is often the lasting one (SERVER_DIR full) while the download's is not.
+      const publishFailure: unknown = await finishing?.then(() => null, (e: unknown) => e);
+      if (publishFailure) {
+        // The download's own failure is still worth a line, unless it only stopped for this one.
+        if (!(err instanceof InterruptedError)) ctx.log.warn(classify(err, 'downloading').message);
+        throw publishFailure;
+      }
+      // A listed file removed or renamed on the server before we got to it (housekeeping,
+      // another consumer): the listing is stale, not the run broken.
+      if (err instanceof RemoteMissingError && relists < MAX_RELISTS) {
+        relists++;
+        ctx.log.info(`${err.message}; it went after the listing: listing again`);
+        continue;
+      }
       throw err;
     }
     if (opts.once) return;
@@ -269,6 +292,7 @@ function downloadOne(
   attempt: Attempt, signal: AbortSignal | undefined, check: (Companion & { expected: string }) | null,
 ): Promise<Downloaded> {
   let startedAt = -1;
+  const progressedBefore = attempt.progressed;
   return downloadFile({
     session,
     remotePath,
@@ -300,6 +324,11 @@ function downloadOne(
         throw new IntegrityError(`${entry.name}: ${check.algo} ${digests[check.algo]} does not match ${entry.name}${check.suffix} (${check.expected})`);
       }
     },
+  }).catch((err: unknown) => {
+    // Those bytes are fetched again from zero: not progress. A file that keeps changing must
+    // use up RETRIES, not start a fresh budget after each full download.
+    if (err instanceof RemoteChangedError) attempt.progressed = progressedBefore;
+    throw err;
   }).finally(() => ctx.progress.end());
 }
 

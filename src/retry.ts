@@ -3,7 +3,7 @@
 // is asked once, not hammered. An attempt that moved data does not use up a retry: a link
 // that drops every few minutes still finishes a long file.
 import pRetry from 'p-retry';
-import { classify, type IpiError } from './errors.js';
+import { InterruptedError, classify, type IpiError } from './errors.js';
 import type { Logger } from './log.js';
 
 export interface RetryPolicy {
@@ -62,6 +62,9 @@ async function withBudget<T>(
       try {
         return await run(current);
       } catch (err) {
+        // A signal ends the run whatever the attempt died of: the link was dropped on purpose,
+        // and "retrying in 5 s" would be a lie.
+        if (signal?.aborted) throw new InterruptedError(String(signal.reason ?? 'a signal'));
         throw classify(err, 'the run');
       }
     },

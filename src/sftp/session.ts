@@ -5,7 +5,7 @@ import os from 'node:os';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import ssh2, { type ConnectConfig, type SFTPWrapper, type Stats } from 'ssh2';
-import { AccessDeniedError, ConfigError, PermanentError, TransientError, classify } from '../errors.js';
+import { AccessDeniedError, ConfigError, PermanentError, RemoteMissingError, TransientError, classify } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RemoteEntry } from '../select.js';
 import { nativeCryptoAvailable } from '../version.js';
@@ -195,9 +195,11 @@ export class SftpSession {
 
   async list(dir: string): Promise<RemoteEntry[]> {
     const list = await this.call<Array<{ filename: string; attrs: Stats }>>(`listing ${dir}`, (cb) => this.sftp.readdir(dir, cb))
-      .catch((err) => {
-        if (err instanceof PermanentError && /no such file/i.test(err.message)) {
-          throw new PermanentError(`SFTP_DIR ${dir}: no such folder on ${this.opts.host}`, { cause: err });
+      .catch(async (err) => {
+        if (err instanceof RemoteMissingError) throw new PermanentError(`SFTP_DIR ${dir}: no such folder on ${this.opts.host}`, { cause: err });
+        // Some servers answer a generic failure for a file given as a folder; retrying would not change it.
+        if (err instanceof TransientError && !this.isClosed && (await this.statOrNull(dir).catch(() => null))?.isFile) {
+          throw new PermanentError(`SFTP_DIR ${dir}: a file on ${this.opts.host}, not a folder`, { cause: err });
         }
         throw err;
       });
@@ -268,7 +270,7 @@ export class SftpSession {
     try {
       return await this.stat(remotePath);
     } catch (err) {
-      if (isNoSuchFile(err)) return null;
+      if (err instanceof RemoteMissingError) return null;
       throw err;
     }
   }
@@ -433,11 +435,6 @@ export class SftpSession {
     this.markClosed(new TransientError(reason));
     this.client.destroy();
   }
-}
-
-function isNoSuchFile(err: unknown): boolean {
-  const cause = (err as { cause?: { code?: unknown } }).cause;
-  return (err as { code?: unknown }).code === 2 || cause?.code === 2;
 }
 
 let cryptoChecked = false;

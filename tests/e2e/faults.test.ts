@@ -283,6 +283,71 @@ function plantPartial(ws: Workspace, folder: string, name: string, bytes: Buffer
   }));
 }
 
+describe('the same name pulled again, and files that go after the listing', () => {
+  /** Replace a remote file with other bytes of the same size and the same last 64 KiB, an hour newer. */
+  function reissue(folder: string, name: string, old: Buffer, seed: number): Buffer {
+    const fresh = Buffer.concat([testBytes(old.length - 64 * 1024, seed), old.subarray(old.length - 64 * 1024)]);
+    const file = remote(folder, name);
+    fs.writeFileSync(file, fresh);
+    const t = new Date(fs.statSync(file).mtimeMs - 1_800_000);
+    fs.utimesSync(file, t, t);
+    return fresh;
+  }
+
+  test('a re-issued file (same size, same tail) pulled again delivers the new bytes, not the copy left in LOCAL_DIR', async () => {
+    const old = testBytes(5 * MiB, 301);
+    const name = 'IPI_20250301.dat';
+    const { ws, folder } = setup({ [name]: old });
+    assert.equal((await ws.run()).code, 0);
+    assert.ok(fs.existsSync(path.join(ws.localDir, name)), 'copy mode keeps the LOCAL_DIR copy');
+    const fresh = reissue(folder, name, old, 302);
+    fs.writeFileSync(ws.markerFile, 'IPI_20250228.dat');
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /it is another version .*fetching the file whole/);
+    assert.equal(sha256File(path.join(ws.serverDir, name)), sha256(fresh));
+    assert.equal(sha256File(path.join(ws.localDir, name)), sha256(fresh));
+    assert.equal(ws.history().at(-1)!.sha256, sha256(fresh));
+    assertNoLeftovers(ws);
+  });
+
+  test('PUBLISH_MODE=hardlink: pulling a published file again never writes into the published inode', async () => {
+    const old = testBytes(5 * MiB, 303);
+    const name = 'IPI_20250302.dat';
+    const { ws, folder } = setup({ [name]: old }, { PUBLISH_MODE: 'hardlink' });
+    assert.equal((await ws.run()).code, 0);
+    // A consumer that has the published file open sees its inode: keep another link to it.
+    const consumerView = path.join(ws.dir, 'consumer-view');
+    fs.linkSync(path.join(ws.serverDir, name), consumerView);
+    const fresh = reissue(folder, name, old, 304);
+    fs.writeFileSync(ws.markerFile, 'IPI_20250301.dat');
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /other hard links .*fetching the file whole/);
+    assert.equal(sha256File(consumerView), sha256(old), 'the inode consumers had is unchanged');
+    assert.equal(sha256File(path.join(ws.serverDir, name)), sha256(fresh), 'the new version replaced it by rename');
+    fs.rmSync(consumerView);
+    assertNoLeftovers(ws);
+  });
+
+  test('a listed file removed on the server before it is fetched: listed again, the rest delivered, exit 0', async () => {
+    const files = { 'IPI_20250303.dat': testBytes(300 * 1024, 305), 'IPI_20250304.dat': testBytes(200 * 1024, 306) };
+    const { ws, folder } = setup(files, { SETTLE_TIME: '3' });
+    const { child, done } = spawnTracked(ws);
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    // The first look happens right after "connected"; the second SETTLE_TIME later.
+    await waitFor('the connection', () => out.includes('connected to'), 30_000);
+    await delay(800);
+    fs.rmSync(remote(folder, 'IPI_20250303.dat'));
+    const r = await done;
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /IPI_20250303\.dat: no such file or folder on the server .*it went after the listing: listing again/);
+    assert.deepEqual(listDir(ws.serverDir), ['IPI_20250304.dat']);
+    assert.equal(ws.marker(), 'IPI_20250304.dat');
+  });
+});
+
 describe('torn partials', () => {
   test('a torn tail (wrong last bytes after a power cut) is found and re-fetched from a good point', async () => {
     const data = testBytes(12 * MiB, 301);

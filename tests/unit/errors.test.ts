@@ -1,7 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  AccessDeniedError, ConfigError, EXIT, InterruptedError, IpiError, LockHeldError, PermanentError, TransientError, classify,
+  AccessDeniedError, ConfigError, EXIT, InterruptedError, IpiError, LockHeldError, PermanentError, RemoteMissingError, TransientError, classify,
 } from '../../src/errors.js';
 
 const doing = 'downloading IPI_20240101.dat';
@@ -35,7 +35,7 @@ describe('error classes', () => {
   });
 
   test('InterruptedError says the partial is kept', () => {
-    assert.equal(new InterruptedError('SIGTERM').message, 'stopped by SIGTERM; the partial download is kept and the next run resumes it');
+    assert.equal(new InterruptedError('SIGTERM').message, 'stopped by SIGTERM; what was transferred is kept and the next run resumes it');
   });
 
   test('the cause is kept', () => {
@@ -79,9 +79,10 @@ describe('classify', () => {
     }
   });
 
-  test('SFTP status 2 (no such file) is permanent', () => {
+  test('SFTP status 2 (no such file) is permanent, and says it is about a missing remote file', () => {
     const e = classify(raw('No such file', { code: 2 }), 'listing /outgoing/ipi');
     assert.ok(e instanceof PermanentError);
+    assert.ok(e instanceof RemoteMissingError);
     assert.equal(e.exitCode, EXIT.failed);
     assert.equal(e.message, 'listing /outgoing/ipi: no such file or folder on the server (No such file)');
   });

@@ -1,7 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { retryDelay, withRetries, type Attempt } from '../../src/retry.js';
-import { AccessDeniedError, PermanentError, TransientError } from '../../src/errors.js';
+import { AccessDeniedError, EXIT, InterruptedError, PermanentError, TransientError } from '../../src/errors.js';
 import { fakeLog } from './helpers/fake-log.js';
 
 
@@ -209,6 +209,20 @@ describe('withRetries', () => {
       throw new TransientError('down');
     }, { retries: 3, delaysMs: [60_000] }, fakeLog(), ac.signal), (err: unknown) => err === reason);
     assert.ok(Date.now() - started < 5000, 'did not wait the full delay');
+  });
+
+  test('an attempt that fails because a signal dropped the link ends the run as interrupted, with no "retrying" line', async () => {
+    const ac = new AbortController();
+    const log = fakeLog();
+    let attempts = 0;
+    await assert.rejects(withRetries(async (attempt: Attempt) => {
+      attempts++;
+      attempt.progressed = true;
+      ac.abort('SIGTERM');
+      throw new TransientError('reading remote data: interrupted');
+    }, { retries: 3, delaysMs: [0] }, log, ac.signal), (err: unknown) => err instanceof InterruptedError && err.exitCode === EXIT.interrupted && /stopped by SIGTERM/.test(err.message));
+    assert.equal(attempts, 1);
+    assert.deepEqual(log.lines, []);
   });
 
   test('an already aborted signal runs nothing', async () => {
