@@ -33,13 +33,22 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
-/** Pure: may a lock with this content be taken over? */
-export function isStale(info: LockInfo | null, ageMs: number, here: { host: string; alive: Liveness }): boolean {
+/**
+ * Pure: may a lock with this content be taken over? `here` is the process asking, with the
+ * tokens of the locks it holds.
+ */
+export function isStale(info: LockInfo | null, ageMs: number, here: { host: string; pid: number; held: ReadonlySet<string>; alive: Liveness }): boolean {
   // Unreadable content: a run died while writing it. Give a live writer a moment to finish.
   if (!info) return ageMs > 10_000;
   if (info.host !== here.host) return false; // cannot see another machine's processes: never steal
+  // Our own pid in a lock we did not take: a dead run's, its pid since reused by us (a
+  // container's job is often pid 1 every time). "Alive" would be us, and block every run.
+  if (info.pid === here.pid) return !here.held.has(info.token);
   return !here.alive(info.pid);
 }
+
+/** Tokens of the locks this process holds. */
+const heldHere = new Set<string>();
 
 export async function readLock(file: string): Promise<{ info: LockInfo | null; ageMs: number } | null> {
   try {
@@ -90,13 +99,20 @@ export async function acquireLock(
       } finally {
         await fh.close().catch(() => {});
       }
-      return { file, release: () => releaseLock(file, me.token) };
+      heldHere.add(me.token);
+      return {
+        file,
+        release: async () => {
+          heldHere.delete(me.token);
+          await releaseLock(file, me.token);
+        },
+      };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
     const held = await readLock(file);
     if (!held) continue; // released between our open and our read: try again
-    if (!isStale(held.info, held.ageMs, { host: me.host, alive })) {
+    if (!isStale(held.info, held.ageMs, { host: me.host, pid: me.pid, held: heldHere, alive })) {
       throw new LockHeldError(`another ${program} run holds the lock: ${describeHolder(held.info, file)}. If no such process exists, delete the lock file.`);
     }
     // Rename is atomic: of two runs taking over the same stale lock, only one moves it away.
@@ -108,9 +124,11 @@ export async function acquireLock(
       throw err;
     }
     const still = await readLock(aside);
-    if (still && !isStale(still.info, still.ageMs, { host: me.host, alive })) {
-      // What we moved aside was a fresh lock taken between our read and our rename: give it back.
-      await fs.rename(aside, file).catch(() => {});
+    if (still && !isStale(still.info, still.ageMs, { host: me.host, pid: me.pid, held: heldHere, alive })) {
+      // What we moved aside was a fresh lock taken between our read and our rename: give it
+      // back. By link, not rename: a rename would replace a lock a third run took meanwhile.
+      await fs.link(aside, file).catch(() => {});
+      await fs.rm(aside, { force: true }).catch(() => {});
       throw new LockHeldError(`another ${program} run holds the lock: ${describeHolder(still.info, file)}`);
     }
     await fs.rm(aside, { force: true });
