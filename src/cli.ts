@@ -2,10 +2,10 @@
 // exit code. Each command lives in src/commands/.
 import type { Argv } from 'yargs';
 import { demoCommand, type DemoArgs } from './commands/demo.js';
-import { initCommand } from './commands/init.js';
+import { initCommand, type InitArgs } from './commands/init.js';
 import { markCommand, type MarkArgs } from './commands/mark.js';
 import { pullCommand, type PullArgs } from './commands/pull.js';
-import { processIo, program, withSettingFlags, type GlobalArgs, type Io } from './commands/shared.js';
+import { processIo, program, withSettingFlags, type Io } from './commands/shared.js';
 import { statusCommand, type StatusArgs } from './commands/status.js';
 import type { ExitCode } from './errors.js';
 import { versionLine } from './version.js';
@@ -53,11 +53,12 @@ export async function main(argv: string[], io: Io = processIo()): Promise<ExitCo
         .example('$0 demo --dir /tmp/ipi-demo --json', 'Elsewhere, with a JSON summary') as unknown as Argv<DemoArgs>,
       run(demoCommand),
     )
-    .command<GlobalArgs>(
-      'init',
-      'Write a commented .env (or --env-file) to fill in; never overwrites one',
-      (y) => y.example('$0 init', 'Create ./.env from the settings table')
-        .example('$0 init --env-file /etc/ipi-pull/site-a.env', 'Create it elsewhere'),
+    .command<InitArgs>(
+      'init [file]',
+      'Write a commented .env (or FILE) to fill in; never overwrites one',
+      (y) => y.positional('file', { type: 'string', describe: 'Where to write it [default: ./.env]' })
+        .example('$0 init', 'Create ./.env from the settings table')
+        .example('$0 init /etc/ipi-pull/site-a.env', 'Create it elsewhere (then run with --env-file /etc/ipi-pull/site-a.env)') as unknown as Argv<InitArgs>,
       run(initCommand),
     )
     .command<MarkArgs>(

@@ -6,9 +6,18 @@ import { EXIT, type ExitCode } from '../errors.js';
 import type { Tool } from '../config/settings.js';
 import type { GlobalArgs, Io } from './shared.js';
 
-export async function initCommand(args: GlobalArgs, io: Io, tool: Tool = 'pull'): Promise<ExitCode> {
+export interface InitArgs extends GlobalArgs {
+  /**
+   * Where to write. A positional, not --env-file alone: Node itself reads `--env-file` even
+   * after the program's name, and stops with "node: FILE: not found" (exit 9) when the file
+   * does not exist yet, which for init it never does.
+   */
+  file?: string;
+}
+
+export async function initCommand(args: InitArgs, io: Io, tool: Tool = 'pull'): Promise<ExitCode> {
   const me = tool === 'push' ? 'ipi-push' : 'ipi-pull';
-  const target = path.resolve(io.cwd, args['env-file'] ?? '.env');
+  const target = path.resolve(io.cwd, args.file ?? args['env-file'] ?? '.env');
   try {
     // 'wx' fails if the file exists, even if it appears between a check and the write.
     await fs.writeFile(target, renderEnvTemplate(tool), { flag: 'wx', mode: 0o600 });

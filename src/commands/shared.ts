@@ -169,7 +169,7 @@ export function program(argv: string[], tool: string, io: Io): Program {
     run: (command) => async (args) => {
       exit = await command(args, io);
     },
-    finish: async (parser) => ((await parseStrictly(parser, tool, io)) ? exit : EXIT.usage),
+    finish: async (parser) => ((await parseStrictly(parser, tool, io, argv)) ? exit : EXIT.usage),
   };
 }
 
@@ -179,7 +179,7 @@ class UsageError extends Error {}
  * The common tail of both programs' parsers: strict flags, help aliases, and a usage error
  * turned into one line and exit 2 (throwing from fail() stops yargs before a command runs).
  */
-async function parseStrictly(parser: Argv, tool: string, io: Io): Promise<boolean> {
+async function parseStrictly(parser: Argv, tool: string, io: Io, argv: readonly string[]): Promise<boolean> {
   try {
     await parser
       .alias('h', 'help')
@@ -194,7 +194,26 @@ async function parseStrictly(parser: Argv, tool: string, io: Io): Promise<boolea
     return true;
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    io.stderr.write(`${tool}: ${err.message}\nRun '${tool} --help' for usage.\n`);
+    io.stderr.write(`${tool}: ${scrub(err.message, secretsOnCommandLine(argv))} (see '${tool} --help')\n`);
     return false;
   }
+}
+
+const SECRET_FLAG = new RegExp(`^--?(?:${SETTING_NAMES.filter((n) => 'secret' in SETTINGS[n]).map(flagOf).join('|')})(?:=(.*))?$`);
+
+/**
+ * Pure: what may be a password on a command line that yargs could not parse. Usage errors
+ * quote arguments ("Unknown argument: Sp4ceP" for an unquoted `--sftp-pass my Sp4ceP`), and
+ * they come before any configuration exists to scrub with: every word after a secret flag,
+ * up to the next flag, is taken for part of the secret.
+ */
+export function secretsOnCommandLine(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const m = SECRET_FLAG.exec(argv[i]!);
+    if (!m) continue;
+    if (m[1]) out.push(m[1]);
+    for (let j = i + 1; j < argv.length && !argv[j]!.startsWith('-'); j++) out.push(argv[j]!);
+  }
+  return out.filter((s) => s.trim() !== '');
 }

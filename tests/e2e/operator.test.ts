@@ -45,6 +45,13 @@ describe('operator commands', () => {
       assert.equal(again.code, 0);
       assert.match(again.stderr, /already exists; left unchanged/);
       assert.equal(fs.readFileSync(path.join(dir, '.env'), 'utf8'), 'SFTP_HOST=mine\n');
+      // Elsewhere, by a positional: `init --env-file NEW` cannot work, Node stops on a missing --env-file first.
+      const elsewhere = await runCli(['init', 'site-a/ipi.env'], { cwd: dir });
+      assert.notEqual(elsewhere.code, 0, 'the folder does not exist');
+      fs.mkdirSync(path.join(dir, 'site-a'));
+      const made = await runCli(['init', 'site-a/ipi.env'], { cwd: dir });
+      assert.equal(made.code, 0, made.stderr);
+      assert.match(fs.readFileSync(path.join(dir, 'site-a', 'ipi.env'), 'utf8'), /^SFTP_HOST=/m);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

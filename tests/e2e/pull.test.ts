@@ -282,6 +282,17 @@ describe('refusals: exit codes and nothing changed', () => {
     assert.equal(flag.code, 2);
   });
 
+  test('a command line yargs cannot parse: one line, exit 2, and a password on it is not repeated', async () => {
+    const { ws } = setup({});
+    for (const args of [['--sftp-pass', 'my', 'Sp4ceWord9'], ['--sftp-pass=', 'Sp4ceWord9'], ['-sftp-pass', 'Sp4ceWord9']]) {
+      const r = await ws.run(args);
+      assert.equal(r.code, 2, args.join(' '));
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, /^ipi-pull: Unknown arguments?: .*\(see 'ipi-pull --help'\)$/m);
+      assert.ok(!(r.stdout + r.stderr).includes('Sp4ceWord9'), r.stderr);
+    }
+  });
+
   test('a missing remote folder is permanent: exit 1, named, not retried', async () => {
     const { ws } = setup({}, { SFTP_DIR: `${suite.server.remoteDir}/no-such-folder` });
     const r = await ws.run();

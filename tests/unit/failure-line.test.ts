@@ -2,9 +2,9 @@
 // written to stderr only when the logger has not already said it.
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 
-import { failureLine, type Io } from '../../src/commands/shared.js';
+import { failureLine, secretsOnCommandLine, type Io } from '../../src/commands/shared.js';
 import type { Config } from '../../src/config/load.js';
 import { AccessDeniedError } from '../../src/errors.js';
 
@@ -32,4 +32,17 @@ test('already logged: returned for --json, not printed twice; no failure: null',
   assert.equal(out.err(), '');
   assert.equal(failureLine('ipi-push', null, config, out, false), null);
   assert.equal(out.err(), '');
+});
+
+describe('secretsOnCommandLine (pure)', () => {
+  test('the value of a secret flag, and every word after it up to the next flag', () => {
+    assert.deepEqual(secretsOnCommandLine(['--sftp-pass', 'my', 'Sp4ceP', '--once']), ['my', 'Sp4ceP']);
+    assert.deepEqual(secretsOnCommandLine(['--sftp-pass=', 'Sp4ceP']), ['Sp4ceP']);
+    assert.deepEqual(secretsOnCommandLine(['--sftp-key-passphrase=open sesame']), ['open sesame']);
+    assert.deepEqual(secretsOnCommandLine(['-sftp-pass', 'UrlPw9zz']), ['UrlPw9zz']);
+  });
+
+  test('nothing when no secret flag is given', () => {
+    assert.deepEqual(secretsOnCommandLine(['--once', '--sftp-user', 'ipi', 'extra']), []);
+  });
 });
