@@ -24,15 +24,6 @@ export function historyFileFor(markerFile: string): string {
   return path.join(dir, `${name}.history.jsonl`);
 }
 
-export async function appendDelivery(file: string, d: Delivery): Promise<void> {
-  const h = new HistoryAppender(file);
-  try {
-    await h.append(d);
-  } finally {
-    await h.close();
-  }
-}
-
 /** The history kept open for a run of many files: each line is one write and one fsync. */
 export class HistoryAppender {
   private fh: Promise<fs.FileHandle> | null = null;
@@ -65,7 +56,7 @@ export async function recentDeliveries(file: string, tailBytes = 256 * 1024): Pr
     fh = await fs.open(file, 'r');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
+    throw withPath(err, file);
   }
   try {
     const { size } = await fh.stat();
@@ -78,13 +69,25 @@ export async function recentDeliveries(file: string, tailBytes = 256 * 1024): Pr
     for (const line of lines.reverse()) {
       if (!line.trim()) continue;
       try {
-        out.push(JSON.parse(line) as Delivery);
+        const d = JSON.parse(line) as unknown;
+        // A torn last line after a crash, or a line edited by hand into another shape, is skipped:
+        // its fields would be shown by status and used to place the marker.
+        if (isDelivery(d)) out.push(d);
       } catch {
-        /* a torn last line after a crash is skipped, not fatal */
+        /* not JSON: skipped likewise */
       }
     }
     return out;
+  } catch (err) {
+    throw withPath(err, file);
   } finally {
     await fh.close();
   }
+}
+
+/** Pure: does a parsed history line have the fields status and the mtime order rely on? */
+export function isDelivery(v: unknown): v is Delivery {
+  const d = v as Partial<Delivery> | null;
+  return typeof d === 'object' && d !== null && typeof d.name === 'string' && typeof d.size === 'number' && typeof d.sha256 === 'string'
+    && typeof d.deliveredAt === 'string' && typeof d.remoteMtime === 'string' && !Number.isNaN(Date.parse(d.remoteMtime));
 }

@@ -56,7 +56,7 @@ export async function readLock(file: string): Promise<{ info: LockInfo | null; a
     return { info: parseLock(content), ageMs: Date.now() - st.mtimeMs };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
+    throw withPath(err, file);
   }
 }
 

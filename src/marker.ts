@@ -1,7 +1,12 @@
 // LAST_FILE_RECORD: one line, the name of the last file fully delivered to SERVER_DIR.
 // The format is FTP_IPI.py's (the bare name), so either program can read the other's marker.
 import fs from 'node:fs/promises';
+import { ConfigError, withPath } from './errors.js';
+import { printableName, unsafeNameReason } from './names.js';
 import { prepareFileAtomic, temporariesOf, writeFileAtomic, type PreparedFile } from './util/atomic.js';
+
+/** A marker that names no file we could have delivered: garbage, a path, control characters. */
+export class DamagedMarkerError extends ConfigError {}
 
 /** The marker's name, or null when there is no marker yet (first run). */
 export async function readMarker(file: string): Promise<string | null> {
@@ -10,9 +15,15 @@ export async function readMarker(file: string): Promise<string | null> {
     content = await fs.readFile(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
+    throw withPath(err, file);
   }
-  return parseMarker(content);
+  const name = parseMarker(content);
+  // Placing garbage in the order of the server's files could mean pulling everything again.
+  const unsafe = name === null ? null : unsafeNameReason(name);
+  if (unsafe) {
+    throw new DamagedMarkerError(`LAST_FILE_RECORD ${file} is damaged: it holds ${printableName(name!)}, not a file name (${unsafe}). Set it with 'ipi-pull mark NAME', or delete it to start from START_FROM`);
+  }
+  return name;
 }
 
 /** Tolerates what editors and the seed leave: a BOM, CRLF, trailing newline or spaces. */

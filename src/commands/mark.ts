@@ -5,9 +5,10 @@ import picomatch from 'picomatch';
 import { ConfigError, EXIT, classify, type ExitCode } from '../errors.js';
 import { acquireLock, lockFileFor } from '../lock.js';
 import { silentLogger } from '../log.js';
-import { readMarker, writeMarker } from '../marker.js';
+import { DamagedMarkerError, readMarker, writeMarker } from '../marker.js';
 import { unsafeNameReason } from '../names.js';
 import { sessionOptions } from '../pull.js';
+import { dateKeyOf } from '../select.js';
 import { SftpSession } from '../sftp/session.js';
 import type { Config } from '../config/load.js';
 import { configFromArgs, failureLine, type GlobalArgs, type Io } from './shared.js';
@@ -24,6 +25,10 @@ export async function markCommand(args: MarkArgs, io: Io): Promise<ExitCode> {
     if (unsafe) throw new ConfigError(`mark ${JSON.stringify(args.name)}: not a file name we would deliver (${unsafe})`);
     const config = configFromArgs(args, io, args.force);
     loaded = config;
+    // Even with --force: every later run would stop at a marker it cannot place.
+    if (config.orderBy === 'date' && dateKeyOf(args.name) === null) {
+      throw new ConfigError(`mark ${args.name}: has no date in its name, and ORDER_BY=date places the marker by the date in it; no run could place it`);
+    }
     if (!args.force) {
       if (!picomatch(config.pattern, { dot: true })(args.name)) {
         throw new ConfigError(`mark ${args.name}: does not match FILE_PATTERN ${config.pattern} (use --force to set it anyway)`);
@@ -42,7 +47,11 @@ export async function markCommand(args: MarkArgs, io: Io): Promise<ExitCode> {
     // Under the lock, so a run in progress cannot overwrite the marker we set (or we its).
     const lock = await acquireLock(lockFileFor(config.markerFile), (m) => io.stderr.write(`ipi-pull: ${m}\n`));
     try {
-      const was = await readMarker(config.markerFile);
+      // A damaged marker is what mark is for: it is replaced, not refused.
+      const was = await readMarker(config.markerFile).catch((err: unknown) => {
+        if (err instanceof DamagedMarkerError) return '(damaged)';
+        throw err;
+      });
       await writeMarker(config.markerFile, args.name);
       io.stdout.write(`marker set to ${args.name} (was ${was ?? 'unset'}); the next run pulls the files after it\n`);
     } finally {

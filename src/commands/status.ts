@@ -38,7 +38,15 @@ export async function statusCommand(args: StatusArgs, io: Io): Promise<ExitCode>
     failureLine('ipi-pull', e, null, io, false);
     return e.exitCode;
   }
-  const status = await gatherStatus(config, !args.local);
+  let status: Status;
+  try {
+    status = await gatherStatus(config, !args.local);
+  } catch (err) {
+    // The local records could not be read (a folder where a file belongs, no permission).
+    const e = classify(err, 'reading the marker, history and lock');
+    failureLine('ipi-pull', e, config, io, false);
+    return e.exitCode;
+  }
   if (args.json) writeJson(io, status);
   else io.stdout.write(renderStatus(status, config));
   return EXIT.ok;

@@ -93,7 +93,7 @@ describe('operator commands', () => {
 
   test('mark NAME is checked against the server; --force sets it without connecting', async () => {
     const { ws } = setup({ 'IPI_20250201.dat': testBytes(10, 1), 'IPI_20250202.dat': testBytes(10, 2), 'IPI_20250203.dat': testBytes(10, 3) });
-    const missing = await ws.run(['mark', 'IPI_20250299.dat']);
+    const missing = await ws.run(['mark', 'IPI_20250228.dat']);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /no such file/);
     assert.equal(ws.marker(), null);
@@ -108,6 +108,27 @@ describe('operator commands', () => {
     const forced = await ws.run(['mark', 'IPI_20250101.dat', '--force', '--sftp-port', '1']);
     assert.equal(forced.code, 0, forced.stderr);
     assert.equal(ws.marker(), 'IPI_20250101.dat');
+    // A name no run could place in date order is refused even with --force.
+    const undated = await ws.run(['mark', 'IPI_latest.dat', '--force']);
+    assert.equal(undated.code, 2);
+    assert.match(undated.stderr, /has no date in its name/);
+    assert.equal(ws.marker(), 'IPI_20250101.dat');
+  });
+
+  test('a damaged marker: the run and status stop with one line and the way out (exit 2); mark repairs it', async () => {
+    const { ws } = setup({ 'IPI_20250211.dat': testBytes(10, 1) });
+    fs.writeFileSync(ws.markerFile, '\x00\x01garbage');
+    for (const args of [[], ['status', '--local']]) {
+      const r = await ws.run(args);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /LAST_FILE_RECORD .* is damaged: .*ipi-pull mark NAME/);
+      assert.ok(!r.stderr.includes('\x00') && !r.stdout.includes('\x00'), 'no raw control bytes on the terminal');
+    }
+    assert.deepEqual(listDir(ws.serverDir), []);
+    const mark = await ws.run(['mark', 'IPI_20250210.dat', '--force']);
+    assert.equal(mark.code, 0, mark.stderr);
+    assert.equal((await ws.run()).code, 0);
+    assert.deepEqual(listDir(ws.serverDir), ['IPI_20250211.dat']);
   });
 
   test('--latest pulls only the newest file; START_FROM=latest does so on a first run only', async () => {

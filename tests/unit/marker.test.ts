@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseMarker, prepareMarker, readMarker, removeStaleMarkerTemporaries, writeMarker } from '../../src/marker.js';
+import { DamagedMarkerError, parseMarker, prepareMarker, readMarker, removeStaleMarkerTemporaries, writeMarker } from '../../src/marker.js';
+import { EXIT } from '../../src/errors.js';
 
 describe('parseMarker', () => {
   test('the bare name, as FTP_IPI.py writes it', () => {
@@ -45,6 +46,21 @@ describe('readMarker / writeMarker', () => {
 
   test('a missing marker file means first run (null)', async () => {
     assert.equal(await readMarker(path.join(dir, 'nope.txt')), null);
+  });
+
+  test('a damaged marker (control characters, a path) is refused with exit 2 and the way out, not placed', async () => {
+    const file = path.join(dir, 'damaged.txt');
+    for (const content of ['\x00\x01garbage', '../../etc/passwd']) {
+      fs.writeFileSync(file, content);
+      await assert.rejects(readMarker(file), (err: unknown) => err instanceof DamagedMarkerError && err.exitCode === EXIT.usage
+        && err.message.includes(file) && /ipi-pull mark NAME/.test(err.message) && !err.message.includes('\x00'));
+    }
+  });
+
+  test('a folder where the marker belongs: the error names the path', async () => {
+    const file = path.join(dir, 'a-folder.txt');
+    fs.mkdirSync(file);
+    await assert.rejects(readMarker(file), (err: NodeJS.ErrnoException) => err.code === 'EISDIR' && err.path === file);
   });
 
   test('round trip: the file holds exactly the bare name, no newline', async () => {

@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+
+import { HistoryAppender, isDelivery, recentDeliveries, type Delivery } from '../../src/history.js';
+
+const line: Delivery = {
+  name: 'IPI_20240101.dat', size: 3, sha256: 'a'.repeat(64), remoteMtime: '2024-01-01T00:00:00.000Z', deliveredAt: '2024-01-01T00:05:00.000Z',
+  durationMs: 1, bytesTransferred: 3, resumedFrom: 0, publishedTo: '/srv/IPI_20240101.dat',
+};
+
+test('isDelivery: the fields status and the mtime order rely on, with their types', () => {
+  assert.equal(isDelivery(line), true);
+  assert.equal(isDelivery({ ...line, name: 5 }), false);
+  assert.equal(isDelivery({ ...line, size: 'x' }), false);
+  assert.equal(isDelivery({ ...line, remoteMtime: 'yesterday' }), false);
+  assert.equal(isDelivery(null), false);
+  assert.equal(isDelivery('IPI_20240101.dat'), false);
+});
+
+test('recentDeliveries: newest first; torn and hand-edited lines are skipped', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-history-'));
+  try {
+    const file = path.join(dir, 'last_file.history.jsonl');
+    const h = new HistoryAppender(file);
+    await h.append(line);
+    await h.close();
+    fs.appendFileSync(file, `${JSON.stringify({ name: 5, size: 'x' })}\n`);
+    const h2 = new HistoryAppender(file);
+    await h2.append({ ...line, name: 'IPI_20240102.dat' });
+    await h2.close();
+    fs.appendFileSync(file, '{"name":"IPI_2024010'); // torn by a crash
+    assert.deepEqual((await recentDeliveries(file)).map((d) => d.name), ['IPI_20240102.dat', 'IPI_20240101.dat']);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
