@@ -86,6 +86,9 @@ export function createLogger(opts: LogOptions): ClosableLogger {
   }
   if (opts.file) {
     fs.mkdirSync(path.dirname(opts.file), { recursive: true });
+    // winston reports a file it cannot open later, as an event nobody sees: the run would go
+    // on with no log at all. Open it once here so that fails now, naming LOG_FILE.
+    fs.closeSync(fs.openSync(opts.file, 'a'));
     transports.push(new winston.transports.File({
       filename: opts.file,
       maxsize: opts.maxSize,

@@ -91,11 +91,15 @@ export async function runPull(config: Config, opts: PullOptions, ctx: RunContext
   const summary: RunSummary = { delivered: [], wouldPull: [], pending: [], waiting: null };
   let lock: Lock | null = null;
   if (!opts.dryRun) {
-    await prepareFolders(config);
+    // The lock first (its folder is the marker's): a run that finds it held changes nothing.
+    await prepareFolders([['LAST_FILE_RECORD\'s folder', path.dirname(config.markerFile)]]);
     lock = await acquireLock(lockFileFor(config.markerFile), (m) => ctx.log.warn(m));
   }
   try {
-    if (lock) await sweepLeftovers(config, ctx.log);
+    if (lock) {
+      await prepareFolders([['LOCAL_DIR', config.localDir], ['SERVER_DIR', config.serverDir]]);
+      await sweepLeftovers(config, ctx.log);
+    }
     const warned = new Set<string>();
     await withRetries(async (attempt) => {
       const session = await SftpSession.open(sessionOptions(config, opts.acceptNewHostKey, ctx.log));
@@ -130,8 +134,8 @@ async function sweepLeftovers(config: Config, log: Logger): Promise<void> {
   for (const file of swept) log.info(`removed ${file}, a temporary file left by a run that died`);
 }
 
-async function prepareFolders(config: Config): Promise<void> {
-  for (const [key, dir] of [['LOCAL_DIR', config.localDir], ['SERVER_DIR', config.serverDir], ['LAST_FILE_RECORD\'s folder', path.dirname(config.markerFile)]] as const) {
+async function prepareFolders(folders: ReadonlyArray<readonly [string, string]>): Promise<void> {
+  for (const [key, dir] of folders) {
     try {
       await fs.mkdir(dir, { recursive: true });
     } catch (err) {

@@ -181,6 +181,8 @@ class UsageError extends Error {}
  */
 async function parseStrictly(parser: Argv, tool: string, io: Io, argv: readonly string[]): Promise<boolean> {
   try {
+    // yargs passes what follows '--' through unchecked: `ipi-pull -- --once` would pull everything.
+    if (argv.includes('--')) throw new UsageError(`nothing after '--' is read, so it would be ignored: ${argv.slice(argv.indexOf('--') + 1).join(' ') || '(nothing)'}`);
     await parser
       .alias('h', 'help')
       .alias('V', 'version')

@@ -284,6 +284,9 @@ describe('refusals: exit codes and nothing changed', () => {
 
   test('a command line yargs cannot parse: one line, exit 2, and a password on it is not repeated', async () => {
     const { ws } = setup({});
+    const dashes = await ws.run(['--', '--once']);
+    assert.equal(dashes.code, 2);
+    assert.match(dashes.stderr, /^ipi-pull: nothing after '--' is read, so it would be ignored: --once \(see 'ipi-pull --help'\)\n$/);
     for (const args of [['--sftp-pass', 'my', 'Sp4ceWord9'], ['--sftp-pass=', 'Sp4ceWord9'], ['-sftp-pass', 'Sp4ceWord9']]) {
       const r = await ws.run(args);
       assert.equal(r.code, 2, args.join(' '));
@@ -311,6 +314,7 @@ describe('refusals: exit codes and nothing changed', () => {
     assert.ok(held.stderr.includes(`pid ${process.pid} on ${os.hostname()} since ${since}`), held.stderr);
     assert.equal(ws.marker(), null);
     assert.ok(fs.existsSync(lockFile), 'the holder keeps its lock');
+    assert.ok(!fs.existsSync(ws.localDir) && !fs.existsSync(ws.serverDir), 'a run that finds the lock held creates nothing');
 
     fs.writeFileSync(lockFile, JSON.stringify({ pid: 2 ** 22 + 12345, host: os.hostname(), since, token: 'y' }));
     const taken = await ws.run();

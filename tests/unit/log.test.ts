@@ -130,6 +130,12 @@ describe('createLogger', () => {
     assert.deepEqual(lines.map((l) => l.split(' ').at(-1)), ['w', 'e']);
   });
 
+  test('a LOG_FILE that cannot be opened fails at once, naming it (winston would only emit an event)', () => {
+    const file = path.join(dir, 'a-folder.log');
+    fs.mkdirSync(file);
+    assert.throws(() => createLogger({ ...base, level: 'info', file, secrets: [] }), (err: NodeJS.ErrnoException) => err.code === 'EISDIR' && err.path === file);
+  });
+
   test('appends to an existing log file', async () => {
     const file = path.join(dir, 'append.log');
     fs.writeFileSync(file, 'earlier line\n');
