@@ -159,3 +159,18 @@ export function classify(err: unknown, doing: string): IpiError {
   }
   return new PermanentError(`${doing}: ${msg}`, { cause: err });
 }
+
+/**
+ * The whole story of a failure for LOG_FILE at debug level: each error's stack, then what
+ * caused it, down the chain. The one-line message says what failed; this says where.
+ */
+export function errorDetail(err: unknown): string {
+  const parts: string[] = [];
+  const seen = new Set<unknown>();
+  for (let e: unknown = err; e !== undefined && e !== null && !seen.has(e); e = (e as { cause?: unknown }).cause) {
+    seen.add(e);
+    const text = e instanceof Error ? (e.stack ?? `${e.name}: ${e.message}`) : String(e);
+    parts.push(parts.length === 0 ? text : `caused by: ${text}`);
+  }
+  return parts.join('\n');
+}

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { loadConfig, type Config } from '../config/load.js';
-import { EXIT, classify, type ExitCode, type IpiError } from '../errors.js';
+import { EXIT, classify, errorDetail, type ExitCode, type IpiError } from '../errors.js';
 import { SETTINGS, SETTING_NAMES, appliesTo, flagOf, type SettingName, type Tool } from '../config/settings.js';
 import { createLogger, scrub, type ClosableLogger, type Logger } from '../log.js';
 
@@ -124,6 +124,7 @@ export async function runWithSetup<S>(
   } catch (err) {
     failure = classify(err, opts.doing);
     log.error(failure.message);
+    log.debug(errorDetail(failure));
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -297,11 +297,13 @@ describe('refusals: exit codes and nothing changed', () => {
   });
 
   test('a missing remote folder is permanent: exit 1, named, not retried', async () => {
-    const { ws } = setup({}, { SFTP_DIR: `${suite.server.remoteDir}/no-such-folder` });
+    const { ws } = setup({}, { SFTP_DIR: `${suite.server.remoteDir}/no-such-folder`, LOG_LEVEL: 'debug' });
     const r = await ws.run();
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /SFTP_DIR .*no-such-folder: no such folder/);
     assert.doesNotMatch(r.stdout + r.stderr, /retrying/);
+    // At debug level LOG_FILE also gets the stacks down the cause chain (what sftpmonitor logged).
+    assert.match(fs.readFileSync(ws.logFile, 'utf8'), /DEBUG ipi-pull\[\d+\] PermanentError: SFTP_DIR .*no such folder.*\n\s+at [^\n]+\n[\s\S]*caused by: RemoteMissingError: listing /);
   });
 
   test('a live lock: exit 3 naming the holder; a dead run\'s lock is taken over', async () => {

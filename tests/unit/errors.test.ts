@@ -1,7 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  AccessDeniedError, ConfigError, EXIT, InterruptedError, IpiError, LockHeldError, PermanentError, RemoteMissingError, TransientError, classify,
+  AccessDeniedError, ConfigError, EXIT, InterruptedError, IpiError, LockHeldError, PermanentError, RemoteMissingError, TransientError, classify, errorDetail,
 } from '../../src/errors.js';
 
 const doing = 'downloading IPI_20240101.dat';
@@ -165,5 +165,22 @@ describe('classify', () => {
   test('an unknown string code falls through to the message rules', () => {
     assert.ok(classify(raw('weird', { code: 'EWEIRD' }), doing) instanceof PermanentError);
     assert.ok(classify(raw('No response from server', { code: 'EWEIRD' }), doing) instanceof TransientError);
+  });
+});
+
+describe('errorDetail', () => {
+  test('each stack down the cause chain, for LOG_FILE at debug level', () => {
+    const root = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+    const e = classify(root, 'reading remote data');
+    const text = errorDetail(e);
+    assert.match(text, /^TransientError: reading remote data: read ECONNRESET\n\s+at /);
+    assert.match(text, /\ncaused by: Error: read ECONNRESET\n\s+at /);
+  });
+
+  test('a cycle or a non-Error cause ends the chain', () => {
+    const a = new Error('a');
+    (a as { cause?: unknown }).cause = a;
+    assert.equal(errorDetail(a).split('caused by').length, 1);
+    assert.equal(errorDetail(new Error('b', { cause: 'a string' })).split('\n').at(-1), 'caused by: a string');
   });
 });
