@@ -95,6 +95,11 @@ export interface EmbeddedServerOptions {
   lieSize?: { name: string; size: number };
   /** Reject every authentication attempt. */
   failAuthAlways?: boolean;
+  /**
+   * Login methods offered (default publickey and password). ['keyboard-interactive'] is a
+   * server that asks for the password by prompt only, as many PAM set-ups do.
+   */
+  authMethods?: ReadonlyArray<'publickey' | 'password' | 'keyboard-interactive'>;
 }
 
 const DEFAULT_PASSWORD = 'ipi-test-password';
@@ -162,8 +167,11 @@ function keyIsAuthorized(st: ServerState, algo: string, data: Buffer): ParsedKey
 }
 
 function authenticate(st: ServerState, ctx: AuthContext): void {
-  const methods: Array<'publickey' | 'password'> = ['publickey', 'password'];
-  if (st.opts.failAuthAlways) return ctx.reject(methods);
+  const methods = [...(st.opts.authMethods ?? ['publickey', 'password'])];
+  if (st.opts.failAuthAlways || !methods.includes(ctx.method as (typeof methods)[number])) return ctx.reject(methods);
+  if (ctx.method === 'keyboard-interactive') {
+    return ctx.prompt([{ prompt: 'Password: ', echo: false }], 'ipi test server', (answers) => (answers[0] === st.password ? ctx.accept() : ctx.reject(methods)));
+  }
   if (ctx.method === 'password') {
     return ctx.password === st.password ? ctx.accept() : ctx.reject(methods);
   }

@@ -781,6 +781,21 @@ describe('secrets', () => {
     assert.ok(!everything.includes(PASSWORD), 'the password appears in output or a produced file');
   });
 
+  test('a server that asks for the password by keyboard-interactive only (PAM style): SFTP_PASS logs in, and is never shown', async () => {
+    const kbd = await embedded({ password: PASSWORD, authMethods: ['keyboard-interactive'] });
+    const ws = suite.track(makeWorkspace(kbd, { auth: 'password', extra: { LOG_LEVEL: 'debug' } }));
+    writeRemoteFile(kbd, 'IPI_20250903.dat', testBytes(70_000, 903));
+    fs.utimesSync(path.join(kbd.root, 'IPI_20250903.dat'), new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.equal(sha256File(path.join(ws.serverDir, 'IPI_20250903.dat')), sha256(testBytes(70_000, 903)));
+    ws.env.SFTP_PASS = 'not-the-password';
+    ws.writeEnv();
+    const wrong = await ws.run();
+    assert.equal(wrong.code, 4, wrong.stdout + wrong.stderr);
+    assert.ok(!(r.stdout + r.stderr + wrong.stdout + wrong.stderr + producedText(ws)).includes(PASSWORD));
+  });
+
   test('a key passphrase (real sshd) never appears, in success or failure; a wrong one is a config error', async () => {
     assert.equal(suite.server.passphrase, PASSPHRASE);
     const { ws } = setup({ 'IPI_20250902.dat': testBytes(50_000, 902) }, { LOG_LEVEL: 'debug' });
