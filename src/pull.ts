@@ -15,7 +15,7 @@ import type { Progress } from './progress.js';
 import { rate } from './progress.js';
 import { PUBLISH_BUFFERS, publish, type Published } from './publish.js';
 import { withRetries, type Attempt } from './retry.js';
-import { MarkerPlacementError, selectNext, type RemoteEntry } from './select.js';
+import { MarkerPlacementError, selectNext, type RemoteEntry, type SelectOptions } from './select.js';
 import { SftpSession, type SessionOptions } from './sftp/session.js';
 import { ChunkPool } from './transfer/buffers.js';
 import { RemoteChangedError, downloadFile, type Downloaded } from './transfer/download.js';
@@ -148,22 +148,15 @@ async function drain(
   session: SftpSession, pool: ChunkPool, history: HistoryAppender, config: Config, opts: PullOptions, ctx: RunContext,
   summary: RunSummary, attempt: Attempt, warned: Set<string>,
 ): Promise<void> {
-  const matches = picomatch(config.pattern, { dot: true });
-  const isCompanion = (name: string) => config.checksumSuffixes.some((c) => name.endsWith(c.suffix));
-  const historyFile = historyFileFor(config.markerFile);
   let relists = 0;
   // A listing gives the queue; after draining it we list once more for files that arrived meanwhile.
   for (;;) {
     const marker = await readMarker(config.markerFile);
     const listedAt = Date.now();
     const entries = await session.list(config.remoteDir);
-    const markerMtimeMs = config.orderBy === 'mtime' && marker !== null ? await markerMtime(historyFile, marker) : undefined;
     let selection;
     try {
-      selection = selectNext(entries, marker, {
-        matches, orderBy: config.orderBy, minAgeMs: config.minAge, nowMs: Date.now(), markerMtimeMs,
-        latestOnly: opts.latest || (marker === null && config.startFrom === 'latest'), isCompanion,
-      });
+      selection = selectNext(entries, marker, await selectionOptions(config, marker, opts.latest));
     } catch (err) {
       if (err instanceof MarkerPlacementError) throw new PermanentError(`${config.markerFile}: ${err.message}`);
       throw err;
@@ -396,6 +389,19 @@ async function afterDelivery(session: SftpSession, config: Config, remotePath: s
   } catch (err) {
     log.warn(`${name}: delivered, but POST_ACTION ${action.kind} failed on the server: ${err instanceof Error ? err.message : String(err)}`);
   }
+}
+
+/** How the settings choose among the server's files: one place, so `status` shows what a run would pull. */
+export async function selectionOptions(config: Config, marker: string | null, latest: boolean): Promise<SelectOptions> {
+  return {
+    matches: picomatch(config.pattern, { dot: true }),
+    orderBy: config.orderBy,
+    minAgeMs: config.minAge,
+    nowMs: Date.now(),
+    markerMtimeMs: config.orderBy === 'mtime' && marker !== null ? await markerMtime(historyFileFor(config.markerFile), marker) : undefined,
+    latestOnly: latest || (marker === null && config.startFrom === 'latest'),
+    isCompanion: (name) => config.checksumSuffixes.some((c) => name.endsWith(c.suffix)),
+  };
 }
 
 async function markerMtime(historyFile: string, marker: string): Promise<number | undefined> {

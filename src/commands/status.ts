@@ -3,14 +3,13 @@
 // server answers) what is waiting there, in the order it will be pulled.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import picomatch from 'picomatch';
 import type { Config } from '../config/load.js';
 import { EXIT, classify, type ExitCode } from '../errors.js';
 import { historyFileFor, recentDeliveries, type Delivery } from '../history.js';
 import { describeHolder, lockFileFor, readLock, type LockInfo } from '../lock.js';
 import { silentLogger } from '../log.js';
 import { readMarker } from '../marker.js';
-import { sessionOptions } from '../pull.js';
+import { selectionOptions, sessionOptions } from '../pull.js';
 import { selectNext } from '../select.js';
 import { SftpSession } from '../sftp/session.js';
 import { partialPaths, readMeta } from '../transfer/partial.js';
@@ -72,11 +71,7 @@ export async function gatherStatus(config: Config, checkRemote: boolean): Promis
   try {
     const session = await SftpSession.open(sessionOptions(config, false, silentLogger));
     try {
-      const sel = selectNext(await session.list(config.remoteDir), marker, {
-        matches: picomatch(config.pattern, { dot: true }), orderBy: config.orderBy, minAgeMs: config.minAge, nowMs: Date.now(),
-        markerMtimeMs: status.lastDelivery?.name === marker && status.lastDelivery ? Date.parse(status.lastDelivery.remoteMtime) : undefined,
-        latestOnly: marker === null && config.startFrom === 'latest',
-      });
+      const sel = selectNext(await session.list(config.remoteDir), marker, await selectionOptions(config, marker, false));
       status.remote = { checked: true, pending: sel.queue.map((e) => e.name), waiting: sel.waiting?.name ?? null, error: null };
     } finally {
       await session.end();

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 
-import { CLI, listDir, runCli, testBytes } from './helpers/cli.js';
+import { CLI, listDir, runCli, sha256, testBytes } from './helpers/cli.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
 import { writeRemoteFile } from './helpers/server.js';
 import { pullSuite } from './helpers/suite.js';
@@ -113,6 +113,16 @@ describe('operator commands', () => {
     assert.equal(undated.code, 2);
     assert.match(undated.stderr, /has no date in its name/);
     assert.equal(ws.marker(), 'IPI_20250101.dat');
+  });
+
+  test('status lists what a run would pull: companion checksum files are not pending files', async () => {
+    const data = testBytes(1000, 7);
+    const { ws } = setup({ 'IPI_20250212.dat': data, 'IPI_20250212.dat.sha256': `${sha256(data)}  IPI_20250212.dat\n` });
+    const st = await ws.run(['status', '--json']);
+    assert.equal(st.code, 0, st.stderr);
+    assert.deepEqual((JSON.parse(st.stdout) as { remote: { pending: string[] } }).remote.pending, ['IPI_20250212.dat']);
+    const dry = await ws.run(['--dry-run', '--json']);
+    assert.deepEqual((JSON.parse(dry.stdout) as { wouldPull: string[] }).wouldPull, ['IPI_20250212.dat']);
   });
 
   test('a damaged marker: the run and status stop with one line and the way out (exit 2); mark repairs it', async () => {
