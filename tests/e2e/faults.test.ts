@@ -116,6 +116,31 @@ function watchInvariants(ws: Workspace, expected: Record<string, Buffer>): { sto
 }
 
 describe('link faults (real sshd through the fault proxy)', () => {
+  test('TCP keepalive is on for the connection, probing after KEEPALIVE_INTERVAL (seen by ss)', async (t) => {
+    let ssWorks = true;
+    try {
+      execFileSync('ss', ['-V'], { stdio: 'pipe' });
+    } catch {
+      ssWorks = false;
+    }
+    if (!ssWorks) return t.skip('no ss (iproute2) on this machine to read socket timers');
+    // SETTLE_TIME holds the connection idle between the listing and the second look.
+    const { ws } = setup({ 'IPI_20250102_ka.dat': testBytes(1000, 102) }, { SETTLE_TIME: '4', KEEPALIVE_INTERVAL: '7' });
+    const { child, done } = spawnTracked(ws);
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    await waitFor('the connection', () => out.includes('connected to'), 30_000);
+    const sockets = execFileSync('ss', ['-tnpo', 'state', 'established', `dport = :${suite.server.port}`], { encoding: 'utf8' });
+    const ours = sockets.split('\n').filter((l) => l.includes(`pid=${child.pid},`));
+    assert.equal((await done).code, 0);
+    assert.equal(ours.length, 1, sockets);
+    // timer:(keepalive,<time left>,0): on, and the first probe within KEEPALIVE_INTERVAL.
+    const m = /timer:\(keepalive,(\d+(?:\.\d+)?)(ms|sec|min)/.exec(ours[0]!);
+    assert.ok(m, ours[0]);
+    const left = Number(m[1]) * ({ ms: 0.001, sec: 1, min: 60 } as const)[m[2] as 'ms' | 'sec' | 'min'];
+    assert.ok(left > 0 && left <= 7, `first probe in ${left} s`);
+  });
+
   test('link cut every 9 MiB: each reconnect resumes where the data stopped; about one file\'s worth crosses the link', async () => {
     const size = 40 * MiB + 12345;
     const data = testBytes(size, 101);
