@@ -138,6 +138,13 @@ describe('loadConfig: sources and precedence', () => {
     assert.match(err.message, /BROKEN: the double-quoted value is not closed/);
   });
 
+  test('a .env line without = is a ConfigError naming the file, the line and the key, not the value', () => {
+    // It used to be skipped, and the run delivered into the default ./synced_server.
+    const cwd = dir(`${BASE}SERVER_DIR: /data/pub\n`);
+    const err = configError(() => loadConfig({ cwd, env: {} }));
+    assert.equal(err.message, `${path.join(cwd, '.env')}: line 5: SERVER_DIR: ':' where '=' belongs (write SERVER_DIR=value)`);
+  });
+
   test('${VAR} in the .env is expanded from the given env', () => {
     const cwd = dir(`${BASE}LOCAL_DIR=\${DATA}/in\n`);
     const c = loadConfig({ cwd, env: { DATA: '/srv/data' } });
