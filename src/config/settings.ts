@@ -5,7 +5,7 @@ import os from 'node:os';
 import { algoOfSuffix } from '../checksum.js';
 import path from 'node:path';
 import {
-  ValueError, parseChoice, parseDuration, parseFingerprints, parseInteger, parseList, parseSize,
+  ValueError, parseChoice, parseDuration, parseFingerprints, parseHost, parseInteger, parseList, parseSize,
 } from './parse.js';
 
 export interface ParseContext {
@@ -74,12 +74,9 @@ const PYTHON_LEVELS: Record<string, string> = { warning: 'warn', critical: 'erro
 export const SETTINGS = {
   host: setting({
     env: 'SFTP_HOST', section: 'Server', required: true,
-    help: 'SFTP server host name or IP address.', example: 'sftp.example.com',
-    parse: (raw) => {
-      const v = text(raw).trim();
-      if (/[\s/]/.test(v)) throw new ValueError(`'${v}' is not a host name`);
-      return v;
-    },
+    help: 'SFTP server host name or IP address (IPv6 without brackets), nothing else: the user goes in SFTP_USER, the port in SFTP_PORT.',
+    example: 'sftp.example.com',
+    parse: parseHost,
   }),
   port: setting({
     env: 'SFTP_PORT', section: 'Server', default: '22', example: '22',

@@ -275,7 +275,7 @@ describe('loadConfig: errors', () => {
       ['CHUNK_SIZE=1KiB', /CHUNK_SIZE \(--chunk-size\): 1KiB is out of range/],
       ['ORDER_BY=size', /ORDER_BY \(--order-by\): 'size' is not one of date, mtime, name/],
       ['SFTP_HOST_KEY=MD5:aa', /SFTP_HOST_KEY \(--sftp-host-key\): 'MD5:aa' is not a SHA256/],
-      ['SFTP_HOST=bad host', /SFTP_HOST \(--sftp-host\): 'bad host' is not a host name/],
+      ['SFTP_HOST=bad host', /SFTP_HOST \(--sftp-host\): is not a host name: it holds a blank, which a host name cannot\. Example: SFTP_HOST=sftp\.example\.com$/],
     ] as const) {
       const cwd = dir(`${BASE}${line}\n`);
       const err = configError(() => loadConfig({ cwd, env: {} }));
@@ -350,6 +350,17 @@ describe('loadConfig: secrets', () => {
     const err = configError(() => loadConfig({ cwd, env: { SFTP_PASS: 'hunter2-password' } }));
     assert.ok(!err.message.includes('hunter2-passphrase'));
     assert.ok(!err.message.includes('hunter2-password'));
+  });
+
+  test('a password written into SFTP_HOST is refused, and appears in no error', () => {
+    // `ipi:Pw@host` used to be accepted: the password went to the resolver, then into an
+    // ENOTFOUND error and the log file. `sftp://ipi:Pw@host` was refused by quoting it.
+    for (const host of ['sftp://ipi:Hunter2-host-leak@sftp.example.com', 'ipi:Hunter2-host-leak@sftp.example.com', 'ipi@sftp.example.com']) {
+      const cwd = dir(BASE.replace('SFTP_HOST=h.example', `SFTP_HOST=${host}`));
+      const err = configError(() => loadConfig({ cwd, env: {} }));
+      assert.match(err.message, /^SFTP_HOST \(--sftp-host\): must be a bare host name or address, without sftp:\/\/ or user@: the user goes in SFTP_USER and the password in SFTP_PASS/);
+      assert.ok(!err.message.includes('Hunter2-host-leak') && !err.message.includes('ipi@'), err.message);
+    }
   });
 
   test('other settings\' errors do not include the password either', () => {

@@ -156,10 +156,13 @@ describe('flagOf', () => {
 });
 
 describe('individual setting parsers', () => {
-  test('host: trimmed; blanks or slashes inside are refused', () => {
+  test('host: trimmed; blanks, slashes, user@, scheme and :PORT are refused; bare IPv6 taken', () => {
     assert.equal(spec('host').parse(' sftp.example.com ', ctx), 'sftp.example.com');
     assert.equal(spec('host').parse('10.0.0.1', ctx), '10.0.0.1');
     assert.throws(() => spec('host').parse('sftp://host', ctx), ValueError);
+    assert.throws(() => spec('host').parse('ipi:pw@host', ctx), /SFTP_USER and the password in SFTP_PASS/);
+    assert.throws(() => spec('host').parse('host:2222', ctx), /SFTP_PORT/);
+    assert.equal(spec('host').parse('::1', ctx), '::1');
     assert.throws(() => spec('host').parse('two words', ctx), ValueError);
     assert.throws(() => spec('host').parse('   ', ctx), /is empty/);
   });
