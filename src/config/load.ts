@@ -19,6 +19,8 @@ export interface LoadOptions {
   serverOptional?: boolean;
   /** Which command loads them: a setting required by one command only is checked for that one. Default pull. */
   tool?: Tool;
+  /** The platform the paths are for; default process.platform. */
+  platform?: NodeJS.Platform;
 }
 
 export interface Config extends Settings {
@@ -45,15 +47,16 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     const v = given(opts.flags?.[name]) ?? given(env[key]) ?? given(fileValues[key]);
     if (v !== undefined) raw[name] = v;
   }
-  return buildConfig(raw, { envFile, baseDir, serverOptional: opts.serverOptional ?? false, env, tool: opts.tool });
+  return buildConfig(raw, { envFile, baseDir, serverOptional: opts.serverOptional ?? false, env, tool: opts.tool, platform: opts.platform });
 }
 
 /** Validate raw strings by setting name into a Config. Also used by the demo, which has no .env. */
 export function buildConfig(
   raw: Partial<Record<SettingName, string>>,
-  ctx: { envFile: string | null; baseDir: string; serverOptional?: boolean; env?: NodeJS.ProcessEnv; tool?: Tool },
+  ctx: { envFile: string | null; baseDir: string; serverOptional?: boolean; env?: NodeJS.ProcessEnv; tool?: Tool; platform?: NodeJS.Platform },
 ): Config {
   const tool = ctx.tool ?? 'pull';
+  const platform = ctx.platform ?? process.platform;
   const values: Record<string, unknown> = {};
   const secrets: string[] = [];
   const explicit = new Set<SettingName>();
@@ -71,7 +74,7 @@ export function buildConfig(
       continue;
     }
     try {
-      values[name] = spec.parse(input, { baseDir: ctx.baseDir });
+      values[name] = spec.parse(input, { baseDir: ctx.baseDir, platform });
     } catch (err) {
       if (!(err instanceof ValueError)) throw err;
       // Never echo a secret back, even a malformed one.

@@ -4,6 +4,7 @@
 import os from 'node:os';
 import { algoOfSuffix } from '../checksum.js';
 import path from 'node:path';
+import { looksLikeWindowsPath } from './paths.js';
 import {
   ValueError, parseChoice, parseDuration, parseFingerprints, parseHost, parseInteger, parseList, parseSize,
 } from './parse.js';
@@ -11,6 +12,8 @@ import {
 export interface ParseContext {
   /** Folder relative paths are resolved against: the .env file's folder, else the working directory. */
   baseDir: string;
+  /** The platform paths are for; default process.platform (a parameter so tests can be Windows). */
+  platform?: NodeJS.Platform;
 }
 
 export type Section =
@@ -51,6 +54,10 @@ const text = (raw: string): string => {
 export function resolvePath(raw: string, ctx: ParseContext): string {
   const trimmed = raw.trim();
   if (trimmed === '') throw new ValueError('is empty');
+  const platform = ctx.platform ?? process.platform;
+  if (platform !== 'win32' && looksLikeWindowsPath(trimmed)) {
+    throw new ValueError(`'${trimmed}' looks like a Windows path, and this machine is not Windows (${platform}): write a path of this machine`);
+  }
   const expanded = trimmed === '~' || /^~[\\/]/.test(trimmed) ? path.join(os.homedir(), trimmed.slice(1)) : trimmed;
   return path.resolve(ctx.baseDir, expanded);
 }

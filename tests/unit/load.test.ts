@@ -196,6 +196,21 @@ describe('loadConfig: paths', () => {
     assert.equal(loadConfig({ cwd, env: {} }).localDir, path.join(cwd, '~other', 'dl'));
   });
 
+  test('a Windows path on a machine that is not Windows is a ConfigError naming the setting', () => {
+    // It used to create a folder literally named `C:\ipi\local` and deliver into it.
+    for (const [line, key, flag] of [['LOCAL_DIR=C:\\ipi\\local', 'LOCAL_DIR', 'local-dir'], ['SERVER_DIR=D:\\share', 'SERVER_DIR', 'server-dir'], ['LOG_FILE=D:/logs/ipi.log', 'LOG_FILE', 'log-file'], ['SFTP_KEY=C:\\Users\\ipi\\.ssh\\id_ed25519', 'SFTP_KEY', 'sftp-key']] as const) {
+      const cwd = dir(`${BASE}${line}\n`);
+      const err = configError(() => loadConfig({ cwd, env: {}, platform: 'linux' }));
+      assert.match(err.message, new RegExp(`^${key} \\(--${flag}\\): '.+' looks like a Windows path, and this machine is not Windows \\(linux\\): write a path of this machine\\. Example: ${key}=`));
+      assert.ok(!fs.existsSync(path.join(cwd, line.slice(key.length + 1))), 'nothing was created');
+    }
+  });
+
+  test('the same Windows path is taken when the platform is Windows', () => {
+    const cwd = dir(`${BASE}LOCAL_DIR=C:\\ipi\\local\n`);
+    assert.doesNotThrow(() => loadConfig({ cwd, env: {}, platform: 'win32' }));
+  });
+
   test('LOG_FILE=none means console only', () => {
     const cwd = dir(`${BASE}LOG_FILE=None\n`);
     assert.equal(loadConfig({ cwd, env: {} }).logFile, null);

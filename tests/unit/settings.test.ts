@@ -216,6 +216,25 @@ describe('resolvePath', () => {
     assert.equal(resolvePath('  ./c  ', ctx), path.join(ctx.baseDir, 'c'));
   });
 
+  test('a Windows path is refused on other platforms, saying so, and taken on Windows', () => {
+    for (const platform of ['linux', 'darwin', 'freebsd'] as const) {
+      for (const raw of ['C:\\ipi\\local', 'D:\\share', 'D:/share', '\\\\server\\ipi', 'logs\\ipi.log']) {
+        assert.throws(() => resolvePath(raw, { ...ctx, platform }), (err: unknown) => {
+          assert.ok(err instanceof ValueError);
+          assert.equal(err.message, `'${raw}' looks like a Windows path, and this machine is not Windows (${platform}): write a path of this machine`);
+          return true;
+        });
+      }
+    }
+    assert.equal(resolvePath('C:\\ipi\\local', { ...ctx, platform: 'win32' }), path.resolve(ctx.baseDir, 'C:\\ipi\\local'));
+    assert.equal(resolvePath('/data/odd\\name', { ...ctx, platform: 'linux' }), '/data/odd\\name');
+  });
+
+  test('the platform defaults to this machine\'s', () => {
+    if (process.platform === 'win32') assert.doesNotThrow(() => resolvePath('C:\\ipi', ctx));
+    else assert.throws(() => resolvePath('C:\\ipi', ctx), /looks like a Windows path/);
+  });
+
   test('an empty path is refused', () => {
     assert.throws(() => resolvePath('  ', ctx), (err: unknown) => err instanceof ValueError && err.message === 'is empty');
   });
