@@ -92,9 +92,6 @@ export function buildConfig(
   if (settings.keyPassphrase !== undefined && settings.keyFile === undefined) {
     throw new ConfigError('SFTP_KEY_PASSPHRASE is set but SFTP_KEY is not: the passphrase belongs to a key file. Example: SFTP_KEY=~/.ssh/id_ed25519');
   }
-  if (settings.rekeyBytes !== 0 && settings.rekeyBytes < 1024 * 1024) {
-    throw new ConfigError(`REKEY_BYTES: ${settings.rekeyBytes} bytes is too small to be useful (at least 1MiB, or 0 to leave rekeying to the server). Example: REKEY_BYTES=512MiB`);
-  }
   if (tool === 'push') checkPushSettings(settings);
   return { ...settings, agent, envFile: ctx.envFile, baseDir: ctx.baseDir, secrets, explicit };
 }

@@ -300,8 +300,49 @@ describe('loadConfig: errors', () => {
 
   test('REKEY_BYTES below 1MiB is refused, 0 is allowed', () => {
     const err = configError(() => loadConfig({ cwd: dir(`${BASE}REKEY_BYTES=1000\n`), env: {} }));
-    assert.match(err.message, /^REKEY_BYTES: 1000 bytes is too small/);
+    assert.equal(err.message, 'REKEY_BYTES (--rekey-bytes): 1000 is out of range (0, or at least 1MiB). Example: REKEY_BYTES=512MiB');
     assert.equal(loadConfig({ cwd: dir(`${BASE}REKEY_BYTES=0\n`), env: {} }).rekeyBytes, 0);
+  });
+
+  test('durations that would fail or thrash a run, or overflow a timer, are ConfigErrors naming the setting and the range', () => {
+    for (const [line, message] of [
+      ['CONNECT_TIMEOUT=0', 'CONNECT_TIMEOUT (--connect-timeout): 0 is out of range (1s to 24d). Example: CONNECT_TIMEOUT=30'],
+      ['DATA_TIMEOUT=0', 'DATA_TIMEOUT (--data-timeout): 0 is out of range (1s to 24d). Example: DATA_TIMEOUT=60'],
+      ['DATA_TIMEOUT=1ms', 'DATA_TIMEOUT (--data-timeout): 1ms is out of range (1s to 24d). Example: DATA_TIMEOUT=60'],
+      ['DATA_TIMEOUT=25d', 'DATA_TIMEOUT (--data-timeout): 25d is out of range (1s to 24d). Example: DATA_TIMEOUT=60'],
+      ['KEEPALIVE_INTERVAL=10ms', 'KEEPALIVE_INTERVAL (--keepalive-interval): 10ms is out of range (0, or 1s to 24d). Example: KEEPALIVE_INTERVAL=15'],
+      ['SETTLE_TIME=30d', 'SETTLE_TIME (--settle-time): 30d is out of range (0 to 24d). Example: SETTLE_TIME=1'],
+      ['RETRY_DELAYS=5,0', 'RETRY_DELAYS (--retry-delays): 0 is out of range (100ms to 24d). Example: RETRY_DELAYS=5,10,30,60,120,300,600'],
+      ['RETRY_DELAYS=5,3000000', 'RETRY_DELAYS (--retry-delays): 3000000 is out of range (100ms to 24d). Example: RETRY_DELAYS=5,10,30,60,120,300,600'],
+      ['LOG_MAX_SIZE=10', 'LOG_MAX_SIZE (--log-max-size): 10 is out of range (at least 1KiB). Example: LOG_MAX_SIZE=10MiB'],
+      ['LOG_MAX_SIZE=0', 'LOG_MAX_SIZE (--log-max-size): 0 is out of range (at least 1KiB). Example: LOG_MAX_SIZE=10MiB'],
+    ] as const) {
+      const err = configError(() => loadConfig({ cwd: dir(`${BASE}${line}\n`), env: {} }));
+      assert.equal(err.message, message);
+    }
+  });
+
+  test('the edges of those ranges, and 0 where it means off, are taken', () => {
+    const c = loadConfig({
+      cwd: dir(`${BASE}CONNECT_TIMEOUT=1\nDATA_TIMEOUT=24d\nKEEPALIVE_INTERVAL=0\nSETTLE_TIME=0\nRETRY_DELAYS=100ms,24d\nLOG_MAX_SIZE=1KiB\nMIN_AGE=400d\n`),
+      env: {},
+    });
+    assert.equal(c.connectTimeout, 1000);
+    assert.equal(c.dataTimeout, 24 * 86_400_000);
+    assert.equal(c.keepaliveInterval, 0);
+    assert.equal(c.settleTime, 0);
+    assert.deepEqual(c.retryDelays, [100, 24 * 86_400_000]);
+    assert.equal(c.logMaxSize, 1024);
+    assert.equal(c.minAge, 400 * 86_400_000, 'MIN_AGE is compared with file ages, never a timer: no upper limit');
+  });
+
+  test('ipi-push intervals: RESCAN_INTERVAL 0 is off, below 1s is refused; PUSH_SETTLE 0 is taken', () => {
+    const push = 'SFTP_HOST=h\nSFTP_USER=u\nSFTP_PASS=pw\nWATCH_DIR=./w\nSFTP_UPLOAD_DIR=/in\n';
+    const c = loadConfig({ cwd: dir(`${push}RESCAN_INTERVAL=0\nPUSH_SETTLE=0\n`), env: {}, tool: 'push' });
+    assert.equal(c.rescanInterval, 0);
+    assert.equal(c.pushSettle, 0);
+    const err = configError(() => loadConfig({ cwd: dir(`${push}RESCAN_INTERVAL=1ms\n`), env: {}, tool: 'push' }));
+    assert.equal(err.message, 'RESCAN_INTERVAL (--rescan-interval): 1ms is out of range (0, or 1s to 24d). Example: RESCAN_INTERVAL=5m');
   });
 
   test('no way to log in is a ConfigError with an example', () => {

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { SETTINGS, SETTING_NAMES, type SettingName, flagOf, resolvePath } from '../../src/config/settings.js';
 import { ValueError } from '../../src/config/parse.js';
+import { rangeText, type Limits } from '../../src/config/bounds.js';
 
 const SECTIONS = new Set(['Server', 'Authentication', 'Host key', 'Folders and files', 'Selection', 'Transfer', 'Retry', 'Logging', 'Upload (ipi-push)']);
 const ctx = { baseDir: path.join(os.tmpdir(), 'ipi-settings-base') };
@@ -133,6 +134,49 @@ describe('the settings table', () => {
     const level = (raw: string) => spec('logLevel').parse(raw, ctx);
     assert.deepEqual(['DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL', 'warn'].map(level), ['debug', 'info', 'warn', 'error', 'error', 'warn']);
     assert.throws(() => level('verbose'), /'verbose' is not one of error, warn, info, debug/);
+  });
+});
+
+describe('the limits of numeric settings', () => {
+  // Every setting whose value is a number (or numbers) declares its limits, and its help states
+  // them. MIN_AGE alone is open-ended: it is compared with file ages, never put in a timer.
+  const numeric = SETTING_NAMES.filter((n) => {
+    const s = spec(n);
+    const v = s.default === undefined ? undefined : s.parse(s.default, ctx);
+    return typeof v === 'number' || (Array.isArray(v) && typeof v[0] === 'number');
+  });
+
+  test('every numeric setting but MIN_AGE declares limits, and its help states them', () => {
+    assert.ok(numeric.length >= 15, numeric.join(','));
+    for (const name of numeric) {
+      const s = SETTINGS[name] as unknown as { help: string; limits?: Limits };
+      if (name === 'minAge') {
+        assert.equal(s.limits, undefined);
+        continue;
+      }
+      assert.ok(s.limits, `${name} has no limits`);
+      assert.ok(s.help.endsWith(`Allowed: ${s.limits.each ? 'each ' : ''}${rangeText(s.limits.kind, s.limits.bounds)}.`), `${name}: ${s.help}`);
+    }
+  });
+
+  test('no duration may exceed what a Node timer holds', () => {
+    for (const name of numeric) {
+      const l = (SETTINGS[name] as unknown as { limits?: Limits }).limits;
+      if (l?.kind !== 'duration') continue;
+      assert.ok(l.bounds.max !== undefined && l.bounds.max <= 2 ** 31 - 1, `${name} has no timer-safe maximum`);
+    }
+  });
+
+  test('timeouts are at least 1 s; keepalive and rescan intervals are off at 0, else at least 1 s', () => {
+    for (const name of ['connectTimeout', 'dataTimeout'] as const) {
+      assert.throws(() => spec(name).parse('0', ctx), /out of range \(1s to 24d\)/);
+      assert.throws(() => spec(name).parse('999ms', ctx), /out of range/);
+      assert.equal(spec(name).parse('1', ctx), 1000);
+    }
+    for (const name of ['keepaliveInterval', 'rescanInterval'] as const) {
+      assert.equal(spec(name).parse('0', ctx), 0);
+      assert.throws(() => spec(name).parse('1ms', ctx), /out of range \(0, or 1s to 24d\)/);
+    }
   });
 });
 
