@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import { EnvFileError, parseEnvFile } from './envfile.js';
+import { isInsideOrSame, isSame } from './paths.js';
 import { ValueError } from './parse.js';
 import { SETTINGS, SETTING_NAMES, appliesTo, type SettingName, type Settings, type Tool, flagOf } from './settings.js';
 
@@ -92,26 +93,64 @@ export function buildConfig(
   if (settings.keyPassphrase !== undefined && settings.keyFile === undefined) {
     throw new ConfigError('SFTP_KEY_PASSPHRASE is set but SFTP_KEY is not: the passphrase belongs to a key file. Example: SFTP_KEY=~/.ssh/id_ed25519');
   }
-  if (tool === 'push') checkPushSettings(settings);
+  if (tool === 'pull') checkPullFolders(settings, platform);
+  if (tool === 'push') checkPushSettings(settings, platform);
   return { ...settings, agent, envFile: ctx.envFile, baseDir: ctx.baseDir, secrets, explicit };
 }
 
-/** Cross-setting rules of ipi-push: where files may be moved after upload. */
-function checkPushSettings(s: Settings): void {
-  if (s.afterUpload === 'archive' && s.archiveDir === undefined) {
-    throw new ConfigError('AFTER_UPLOAD=archive needs ARCHIVE_DIR, the folder uploaded files are moved to. Example: ARCHIVE_DIR=./archive');
+/**
+ * Where ipi-pull's folders and files may be. Downloads grow in LOCAL_DIR as NAME.part; SERVER_DIR
+ * is what consumers read, where a file appears whole or not at all; the marker, its lock and
+ * its history sit together beside LAST_FILE_RECORD.
+ */
+function checkPullFolders(s: Settings, platform: NodeJS.Platform): void {
+  const inside = (a: string, b: string) => isInsideOrSame(a, b, platform);
+  if (isSame(s.localDir, s.serverDir, platform)) {
+    throw new ConfigError(`LOCAL_DIR and SERVER_DIR are the same folder (${s.serverDir}): consumers would see partial downloads, and publishing would copy each file onto itself. Example: LOCAL_DIR=./local_downloads with SERVER_DIR=./synced_server`);
   }
-  if (s.archiveDir !== undefined && s.watchDir !== undefined && isInsideOrSame(s.archiveDir, s.watchDir)) {
-    throw new ConfigError(`ARCHIVE_DIR ${s.archiveDir} is inside WATCH_DIR ${s.watchDir}: archived files would be uploaded again. Example: ARCHIVE_DIR=./archive`);
+  if (inside(s.localDir, s.serverDir)) {
+    throw new ConfigError(`LOCAL_DIR ${s.localDir} is inside SERVER_DIR ${s.serverDir}: consumers would see partial downloads. Example: LOCAL_DIR=./local_downloads with SERVER_DIR=./synced_server`);
   }
-  if (s.watchDir !== undefined && isInsideOrSame(s.stateFile, s.watchDir)) {
-    throw new ConfigError(`STATE_FILE ${s.stateFile} is inside WATCH_DIR ${s.watchDir}: keep it outside the watched folder. Example: STATE_FILE=./ipi-push-state.json`);
+  if (inside(s.serverDir, s.localDir)) {
+    throw new ConfigError(`SERVER_DIR ${s.serverDir} is inside LOCAL_DIR ${s.localDir}: the consumers' folder would sit among the downloads. Example: LOCAL_DIR=./local_downloads with SERVER_DIR=./synced_server`);
+  }
+  if (inside(s.markerFile, s.serverDir)) {
+    throw new ConfigError(`LAST_FILE_RECORD ${s.markerFile} is inside SERVER_DIR ${s.serverDir}: the marker, its lock and history would sit among the delivered files, where consumers read and a delivered file of the same name would replace it. Example: LAST_FILE_RECORD=./last_file.txt`);
   }
 }
 
-function isInsideOrSame(p: string, dir: string): boolean {
-  const rel = path.relative(dir, p);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+/**
+ * Where ipi-push's files may be. Everything in WATCH_DIR is uploaded (and, with AFTER_UPLOAD,
+ * moved or deleted), and an archived file lands at its relative path under ARCHIVE_DIR,
+ * replacing whatever is there.
+ */
+function checkPushSettings(s: Settings, platform: NodeJS.Platform): void {
+  const inside = (a: string, b: string) => isInsideOrSame(a, b, platform);
+  if (s.afterUpload === 'archive' && s.archiveDir === undefined) {
+    throw new ConfigError('AFTER_UPLOAD=archive needs ARCHIVE_DIR, the folder uploaded files are moved to. Example: ARCHIVE_DIR=./archive');
+  }
+  if (s.watchDir === undefined) return;
+  if (s.archiveDir !== undefined) {
+    if (inside(s.archiveDir, s.watchDir)) {
+      const where = isSame(s.archiveDir, s.watchDir, platform) ? `is WATCH_DIR (${s.watchDir})` : `is inside WATCH_DIR ${s.watchDir}`;
+      throw new ConfigError(`ARCHIVE_DIR ${s.archiveDir} ${where}: archived files would be uploaded again. Example: ARCHIVE_DIR=./archive`);
+    }
+    if (inside(s.watchDir, s.archiveDir)) {
+      throw new ConfigError(`ARCHIVE_DIR ${s.archiveDir} holds WATCH_DIR ${s.watchDir}: an archived file keeps its path under ARCHIVE_DIR, so it could land back in WATCH_DIR or on top of the state file, the log or any other file there. Example: ARCHIVE_DIR=./archive`);
+    }
+    if (inside(s.stateFile, s.archiveDir)) {
+      throw new ConfigError(`STATE_FILE ${s.stateFile} is inside ARCHIVE_DIR ${s.archiveDir}: an archived file of the same path would replace it. Example: STATE_FILE=./ipi-push-state.json`);
+    }
+  }
+  if (inside(s.stateFile, s.watchDir)) {
+    throw new ConfigError(`STATE_FILE ${s.stateFile} is inside WATCH_DIR ${s.watchDir}: keep it outside the watched folder. Example: STATE_FILE=./ipi-push-state.json`);
+  }
+  if (s.logFile !== null && inside(s.logFile, s.watchDir)) {
+    throw new ConfigError(`LOG_FILE ${s.logFile} is inside WATCH_DIR ${s.watchDir}: the log would be uploaded (and archived or deleted with AFTER_UPLOAD); keep it outside the watched folder. Example: LOG_FILE=./logs/sftp_transfer.log`);
+  }
+  if (s.metricsFile !== undefined && inside(s.metricsFile, s.watchDir)) {
+    throw new ConfigError(`METRICS_FILE ${s.metricsFile} is inside WATCH_DIR ${s.watchDir}: it would be uploaded after every run; keep it outside the watched folder. Example: METRICS_FILE=/var/lib/node_exporter/textfile/ipi_push.prom`);
+  }
 }
 
 /** ssh's default identities count as a way to log in, as they do for `sftp`. */

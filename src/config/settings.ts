@@ -134,7 +134,7 @@ export const SETTINGS = {
   }),
   serverDir: setting({
     env: 'SERVER_DIR', section: 'Folders and files', tools: ['pull'], default: './synced_server', example: './synced_server',
-    help: 'Where verified files are published for consumers; a file appears there whole or not at all.',
+    help: 'Where verified files are published for consumers; a file appears there whole or not at all. Must be apart from LOCAL_DIR (neither inside the other) and must not hold LAST_FILE_RECORD.',
     parse: resolvePath,
   }),
   markerFile: setting({
@@ -236,7 +236,7 @@ export const SETTINGS = {
   }),
   watchDir: setting({
     env: 'WATCH_DIR', section: 'Upload (ipi-push)', required: true, tools: ['push'], example: './outgoing',
-    help: 'Local folder whose files (and subfolders) ipi-push uploads. Symbolic links leading outside it are never followed.',
+    help: 'Local folder whose files (and subfolders) ipi-push uploads. Symbolic links leading outside it are never followed. STATE_FILE, LOG_FILE and METRICS_FILE must be outside it.',
     parse: resolvePath,
   }),
   uploadDir: setting({
@@ -272,7 +272,7 @@ export const SETTINGS = {
   }),
   archiveDir: setting({
     env: 'ARCHIVE_DIR', section: 'Upload (ipi-push)', tools: ['push'], example: './archive',
-    help: 'Where AFTER_UPLOAD=archive moves uploaded files. Must be outside WATCH_DIR.',
+    help: 'Where AFTER_UPLOAD=archive moves uploaded files, keeping their relative path. Must be outside WATCH_DIR and must hold neither WATCH_DIR nor STATE_FILE.',
     parse: resolvePath,
   }),
   rescanInterval: setting({

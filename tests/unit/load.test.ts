@@ -440,6 +440,63 @@ describe('loadConfig: secrets', () => {
     });
 });
 
+describe('buildConfig: folders that must not overlap', () => {
+  const pull = { host: 'h', user: 'u', remoteDir: '/r', password: 'p' };
+  const push = { host: 'h', user: 'u', password: 'p', watchDir: './out', uploadDir: '/in' };
+  type Raw = Parameters<typeof buildConfig>[0];
+  const build = (raw: Raw, tool: 'pull' | 'push' = 'pull', platform: NodeJS.Platform = 'linux') =>
+    buildConfig(raw, { envFile: null, baseDir: '/base', env: {}, tool, platform });
+  const refused = (raw: Raw, tool: 'pull' | 'push' = 'pull', platform: NodeJS.Platform = 'linux') => configError(() => build(raw, tool, platform)).message;
+
+  test('ipi-pull: LOCAL_DIR equal to SERVER_DIR, or either inside the other, is refused', () => {
+    assert.equal(refused({ ...pull, localDir: './x', serverDir: 'x/' }),
+      'LOCAL_DIR and SERVER_DIR are the same folder (/base/x): consumers would see partial downloads, and publishing would copy each file onto itself. Example: LOCAL_DIR=./local_downloads with SERVER_DIR=./synced_server');
+    assert.match(refused({ ...pull, localDir: './pub/incoming', serverDir: './pub' }), /^LOCAL_DIR \/base\/pub\/incoming is inside SERVER_DIR \/base\/pub: consumers would see partial downloads\./);
+    assert.match(refused({ ...pull, localDir: '.', serverDir: './synced_server' }), /^SERVER_DIR \/base\/synced_server is inside LOCAL_DIR \/base: /);
+  });
+
+  test('ipi-pull: LAST_FILE_RECORD inside SERVER_DIR is refused', () => {
+    assert.match(refused({ ...pull, serverDir: '/data/pub', markerFile: '/data/pub/last_file.txt' }),
+      /^LAST_FILE_RECORD \/data\/pub\/last_file\.txt is inside SERVER_DIR \/data\/pub: the marker, its lock and history would sit among the delivered files/);
+    assert.match(refused({ ...pull, serverDir: '/data/pub', markerFile: '/data/pub/state/last.txt' }), /^LAST_FILE_RECORD /);
+  });
+
+  test('ipi-pull: neighbours and names that merely start alike are fine; so are the defaults and the seed layout', () => {
+    assert.doesNotThrow(() => build(pull));
+    assert.doesNotThrow(() => build({ ...pull, localDir: '/data/pub-incoming', serverDir: '/data/pub', markerFile: '/data/pub.txt' }));
+    assert.doesNotThrow(() => build({ ...pull, localDir: '/data/..x', serverDir: '/data/..x-pub' }));
+    assert.doesNotThrow(() => build({ ...pull, localDir: '/data/in', serverDir: '/data/..pub' }));
+  });
+
+  test('ipi-pull rules are not applied to ipi-push, which does not use those folders', () => {
+    assert.doesNotThrow(() => build({ ...push, localDir: './x', serverDir: './x' }, 'push'));
+  });
+
+  test('on win32 and darwin the comparison ignores case; on linux it does not', () => {
+    const raw = { ...pull, localDir: '/data/IPI', serverDir: '/data/ipi' };
+    assert.doesNotThrow(() => build(raw, 'pull', 'linux'));
+    assert.match(refused(raw, 'pull', 'darwin'), /are the same folder/);
+    assert.match(refused(raw, 'pull', 'win32'), /are the same folder/);
+    assert.match(refused({ ...pull, serverDir: '/Data/Pub', markerFile: '/data/pub/last_file.txt' }, 'pull', 'darwin'), /^LAST_FILE_RECORD .* is inside SERVER_DIR/);
+  });
+
+  test('ipi-push: ARCHIVE_DIR equal to WATCH_DIR, inside it or holding it is refused (ARCHIVE_DIR=. moved a file onto the state file)', () => {
+    assert.match(refused({ ...push, afterUpload: 'archive', archiveDir: './out' }, 'push'), /^ARCHIVE_DIR \/base\/out is WATCH_DIR \(\/base\/out\): archived files would be uploaded again/);
+    assert.match(refused({ ...push, afterUpload: 'archive', archiveDir: './out/done' }, 'push'), /^ARCHIVE_DIR \/base\/out\/done is inside WATCH_DIR \/base\/out: /);
+    assert.match(refused({ ...push, afterUpload: 'archive', archiveDir: '.' }, 'push'), /^ARCHIVE_DIR \/base holds WATCH_DIR \/base\/out: an archived file keeps its path under ARCHIVE_DIR/);
+    assert.match(refused({ ...push, afterUpload: 'archive', archiveDir: './done', stateFile: './done/state.json' }, 'push'), /^STATE_FILE \/base\/done\/state\.json is inside ARCHIVE_DIR \/base\/done: an archived file of the same path would replace it/);
+    assert.doesNotThrow(() => build({ ...push, afterUpload: 'archive', archiveDir: './done' }, 'push'));
+    assert.match(refused({ ...push, afterUpload: 'archive', archiveDir: './OUT' }, 'push', 'win32'), /is WATCH_DIR/);
+  });
+
+  test('ipi-push: LOG_FILE and METRICS_FILE inside WATCH_DIR are refused, as STATE_FILE is', () => {
+    assert.match(refused({ ...push, stateFile: './out/state.json' }, 'push'), /^STATE_FILE \/base\/out\/state\.json is inside WATCH_DIR/);
+    assert.match(refused({ ...push, logFile: './out/logs/push.log' }, 'push'), /^LOG_FILE \/base\/out\/logs\/push\.log is inside WATCH_DIR \/base\/out: the log would be uploaded/);
+    assert.match(refused({ ...push, metricsFile: './out/ipi.prom' }, 'push'), /^METRICS_FILE \/base\/out\/ipi\.prom is inside WATCH_DIR \/base\/out: /);
+    assert.doesNotThrow(() => build({ ...push, logFile: 'none', metricsFile: './ipi.prom' }, 'push'));
+  });
+});
+
 describe('buildConfig', () => {
   test('validates raw values by setting name without any file', () => {
     const base = fs.mkdtempSync(path.join(root, 'bc-'));
