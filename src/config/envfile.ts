@@ -20,8 +20,14 @@ const DOUBLE_ESCAPES: Record<string, string> = {
 };
 
 export function parseEnvFile(content: string, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  return parseEnvEntries(content, env).values;
+}
+
+/** The values, and the line each key was (last) given on, for messages about a key. */
+export function parseEnvEntries(content: string, env: NodeJS.ProcessEnv = process.env): { values: Record<string, string>; lineOf: Record<string, number> } {
   const src = content.replace(/^\uFEFF/, '').replace(/\r\n?/g, '\n');
   const out: Record<string, string> = {};
+  const lineOf: Record<string, number> = {};
   let i = 0;
   let line = 1;
   const fail = (why: string): never => {
@@ -65,6 +71,7 @@ export function parseEnvFile(content: string, env: NodeJS.ProcessEnv = process.e
       continue;
     }
 
+    const keyLine = line;
     let value: string;
     let quote: Quote = 'none';
     const q = src[i];
@@ -107,8 +114,9 @@ export function parseEnvFile(content: string, env: NodeJS.ProcessEnv = process.e
     }
     line++;
     out[key] = quote === 'single' ? value : expand(value, env, out);
+    lineOf[key] = keyLine;
   }
-  return out;
+  return { values: out, lineOf };
 }
 
 /** POSIX `${VAR}` and `${VAR:-default}` only, as python-dotenv: a bare `$` (common in passwords) stays. */

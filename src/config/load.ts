@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
-import { EnvFileError, parseEnvFile } from './envfile.js';
+import { EnvFileError, parseEnvEntries } from './envfile.js';
+import { nearMiss, type NearMiss } from './nearmiss.js';
 import { isInsideOrSame, isSame } from './paths.js';
 import { ValueError } from './parse.js';
 import { SETTINGS, SETTING_NAMES, appliesTo, type SettingName, type Settings, type Tool, flagOf } from './settings.js';
@@ -33,12 +34,27 @@ export interface Config extends Settings {
   readonly secrets: readonly string[];
   /** Settings whose values came from somewhere other than their default. */
   readonly explicit: ReadonlySet<SettingName>;
+  /** Things worth a warning line once the log is open: keys in the .env that look like typos of ours. */
+  readonly warnings: readonly string[];
 }
+
+/** A key of the .env file that is almost one of ours, and the line it is on. */
+export interface EnvFileNearMiss extends NearMiss {
+  line: number;
+}
+
+/** Every key of ours, of both commands: ipi-push's keys in a .env read by ipi-pull are no typo. */
+const OUR_KEYS: readonly string[] = SETTING_NAMES.map((n) => SETTINGS[n].env);
 
 export function loadConfig(opts: LoadOptions = {}): Config {
   const cwd = opts.cwd ?? process.cwd();
   const env = opts.env ?? process.env;
-  const { file: envFile, values: fileValues } = readEnvFile(opts.envFile, cwd, env);
+  const { file: envFile, values: fileValues, lineOf } = readEnvFile(opts.envFile, cwd, env);
+  const nearMisses: EnvFileNearMiss[] = [];
+  for (const key of Object.keys(fileValues)) {
+    const miss = nearMiss(key, OUR_KEYS);
+    if (miss) nearMisses.push({ ...miss, line: lineOf[key]! });
+  }
   const baseDir = envFile ? path.dirname(envFile) : cwd;
 
   const raw: Partial<Record<SettingName, string>> = {};
@@ -48,16 +64,22 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     const v = given(opts.flags?.[name]) ?? given(env[key]) ?? given(fileValues[key]);
     if (v !== undefined) raw[name] = v;
   }
-  return buildConfig(raw, { envFile, baseDir, serverOptional: opts.serverOptional ?? false, env, tool: opts.tool, platform: opts.platform });
+  return buildConfig(raw, { envFile, baseDir, serverOptional: opts.serverOptional ?? false, env, tool: opts.tool, platform: opts.platform, nearMisses });
 }
 
 /** Validate raw strings by setting name into a Config. Also used by the demo, which has no .env. */
 export function buildConfig(
   raw: Partial<Record<SettingName, string>>,
-  ctx: { envFile: string | null; baseDir: string; serverOptional?: boolean; env?: NodeJS.ProcessEnv; tool?: Tool; platform?: NodeJS.Platform },
+  ctx: {
+    envFile: string | null; baseDir: string; serverOptional?: boolean; env?: NodeJS.ProcessEnv; tool?: Tool; platform?: NodeJS.Platform;
+    /** Keys of the .env file that look like typos of ours (loadConfig finds them). */
+    nearMisses?: readonly EnvFileNearMiss[];
+  },
 ): Config {
   const tool = ctx.tool ?? 'pull';
   const platform = ctx.platform ?? process.platform;
+  const nearMisses = ctx.nearMisses ?? [];
+  const where = (m: EnvFileNearMiss) => `${ctx.envFile ?? '.env'} line ${m.line}`;
   const values: Record<string, unknown> = {};
   const secrets: string[] = [];
   const explicit = new Set<SettingName>();
@@ -69,7 +91,10 @@ export function buildConfig(
     if (input === undefined) {
       // Typed as always present: absent only for a command that never reads it, or with serverOptional.
       if ('required' in spec && !ctx.serverOptional && appliesTo(name, tool)) {
-        throw new ConfigError(`${spec.env} is not set: ${spec.help} Example: ${spec.env}=${spec.example}`);
+        // The typo that left it unset is the likeliest reason: say so in the same line.
+        const typo = nearMisses.find((m) => m.meant === spec.env);
+        const hint = typo ? ` (${where(typo)} has ${typo.key}: is that it?)` : '';
+        throw new ConfigError(`${spec.env} is not set${hint}: ${spec.help} Example: ${spec.env}=${spec.example}`);
       }
       values[name] = undefined;
       continue;
@@ -95,7 +120,9 @@ export function buildConfig(
   }
   if (tool === 'pull') checkPullFolders(settings, platform);
   if (tool === 'push') checkPushSettings(settings, platform);
-  return { ...settings, agent, envFile: ctx.envFile, baseDir: ctx.baseDir, secrets, explicit };
+  const warnings = nearMisses.map((m) =>
+    `${where(m)}: ${m.key} is not a setting and is ignored${m.caseOnly ? ' (keys are case-sensitive)' : ''}; did you mean ${m.meant}?`);
+  return { ...settings, agent, envFile: ctx.envFile, baseDir: ctx.baseDir, secrets, explicit, warnings };
 }
 
 /**
@@ -162,7 +189,7 @@ function given(v: string | undefined): string | undefined {
   return v === undefined || v.trim() === '' ? undefined : v;
 }
 
-function readEnvFile(given: string | undefined, cwd: string, env: NodeJS.ProcessEnv): { file: string | null; values: Record<string, string> } {
+function readEnvFile(given: string | undefined, cwd: string, env: NodeJS.ProcessEnv): { file: string | null; values: Record<string, string>; lineOf: Record<string, number> } {
   const file = path.resolve(cwd, given ?? '.env');
   let content: string;
   try {
@@ -170,12 +197,12 @@ function readEnvFile(given: string | undefined, cwd: string, env: NodeJS.Process
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     // A missing default .env is normal (settings may come from the environment); a missing named one is not.
-    if (code === 'ENOENT' && given === undefined) return { file: null, values: {} };
+    if (code === 'ENOENT' && given === undefined) return { file: null, values: {}, lineOf: {} };
     if (code === 'ENOENT') throw new ConfigError(`--env-file ${given}: no such file`);
     throw new ConfigError(`--env-file ${file}: cannot read it (${code ?? String(err)})`);
   }
   try {
-    return { file, values: parseEnvFile(content, env) };
+    return { file, ...parseEnvEntries(content, env) };
   } catch (err) {
     if (err instanceof EnvFileError) throw new ConfigError(`${file}: ${err.message}`);
     throw err;

@@ -152,6 +152,49 @@ describe('loadConfig: sources and precedence', () => {
   });
 });
 
+describe('loadConfig: keys of the .env that look like typos', () => {
+  test('a near miss of one of our keys is a warning naming the file, the line, the key and the setting meant', () => {
+    const cwd = dir(`${BASE}SFTP_HOSTT=\nLOCALDIR=/data/in\n# note\nlocal_dir=/data/in\n`);
+    const c = loadConfig({ cwd, env: {} });
+    const env = path.join(cwd, '.env');
+    assert.deepEqual(c.warnings, [
+      `${env} line 5: SFTP_HOSTT is not a setting and is ignored; did you mean SFTP_HOST?`,
+      `${env} line 6: LOCALDIR is not a setting and is ignored; did you mean LOCAL_DIR?`,
+      `${env} line 8: local_dir is not a setting and is ignored (keys are case-sensitive); did you mean LOCAL_DIR?`,
+    ]);
+    assert.equal(c.localDir, path.join(cwd, 'local_downloads'), 'ignored, as the warning says');
+  });
+
+  test('the values of such keys are never in the warning', () => {
+    const cwd = dir(`${BASE}SFTP_PAS=Hunter2-typo-leak\n`);
+    const c = loadConfig({ cwd, env: {} });
+    assert.equal(c.warnings.length, 1);
+    assert.ok(!c.warnings[0]!.includes('Hunter2-typo-leak'), c.warnings[0]);
+    assert.match(c.warnings[0]!, /SFTP_PAS is not a setting and is ignored; did you mean SFTP_PASS\?$/);
+  });
+
+  test("other programs' keys, and ipi-push's keys in an ipi-pull run, give no warning", () => {
+    const cwd = dir(`${BASE}DATABASE_URL=postgres://x\nAPI_TOKEN=t\nBASE=/data\nWATCH_DIR=./out\nSFTP_UPLOAD_DIR=/in\nVERIFY=size\n`);
+    assert.deepEqual(loadConfig({ cwd, env: {} }).warnings, []);
+    assert.deepEqual(loadConfig({ cwd, env: {}, tool: 'push' }).warnings, []);
+  });
+
+  test('only the .env is looked at: the environment holds everything else on the machine', () => {
+    const cwd = dir(BASE);
+    assert.deepEqual(loadConfig({ cwd, env: { SFTP_HOSTT: 'x', local_dir: '/x' } }).warnings, []);
+  });
+
+  test('a required key left unset by a typo says so in its error', () => {
+    const cwd = dir(BASE.replace('SFTP_HOST=', 'SFTP_HOSTT='));
+    const err = configError(() => loadConfig({ cwd, env: {} }));
+    assert.ok(err.message.startsWith(`SFTP_HOST is not set (${path.join(cwd, '.env')} line 1 has SFTP_HOSTT: is that it?): `), err.message);
+  });
+
+  test('buildConfig without a file has no warnings', () => {
+    assert.deepEqual(buildConfig({ host: 'h', user: 'u', remoteDir: '/r', password: 'p' }, { envFile: null, baseDir: root, env: {} }).warnings, []);
+  });
+});
+
 describe('loadConfig: paths', () => {
   test('relative paths are resolved against the .env file\'s folder, not cwd', () => {
     const cwd = dir();
