@@ -107,6 +107,7 @@ export async function runWithSetup<S>(
   } catch (err) {
     return { config, summary: null, failure: classify(err, `opening LOG_FILE ${config.logFile}`), logged: false };
   }
+  for (const warning of config.warnings) log.warn(warning);
   warnIfSecretsExposed(config, log);
 
   const controller = new AbortController();

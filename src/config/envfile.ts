@@ -6,19 +6,28 @@
 //   KEY='value'          literal; \' and \\ are the only escapes; may span lines; no ${} expansion
 //   KEY="value"          escapes \n \t \r \" \\ ...; may span lines; ${VAR} expanded
 //   export KEY=value     `export ` is ignored
+//   KEY                  alone on its line (or before a # comment): no value, left unset
 //   ${VAR} ${VAR:-dflt}  expanded from the process environment first, then earlier keys
 
 export class EnvFileError extends Error {}
 
 type Quote = 'none' | 'single' | 'double';
 
+const PLAIN_KEY = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
+
 const DOUBLE_ESCAPES: Record<string, string> = {
   n: '\n', t: '\t', r: '\r', '"': '"', '\\': '\\', "'": "'", a: '\x07', b: '\b', f: '\f', v: '\v',
 };
 
 export function parseEnvFile(content: string, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  return parseEnvEntries(content, env).values;
+}
+
+/** The values, and the line each key was (last) given on, for messages about a key. */
+export function parseEnvEntries(content: string, env: NodeJS.ProcessEnv = process.env): { values: Record<string, string>; lineOf: Record<string, number> } {
   const src = content.replace(/^\uFEFF/, '').replace(/\r\n?/g, '\n');
   const out: Record<string, string> = {};
+  const lineOf: Record<string, number> = {};
   let i = 0;
   let line = 1;
   const fail = (why: string): never => {
@@ -39,15 +48,30 @@ export function parseEnvFile(content: string, env: NodeJS.ProcessEnv = process.e
     // The line's text is not quoted back: it may hold a password.
     if (!head) fail('cannot read this line (expected KEY=value, or a # comment)');
     const key = (head![1] ?? head![2])!;
+    // Errors name the key, never the value; a quoted key may be anything, so it is named only
+    // when it reads like a key.
+    const named = head![1] !== undefined || PLAIN_KEY.test(key) ? key : 'the quoted key';
     i += head![0].length;
     if (head![3] !== '=') {
-      // python-dotenv reads a bare `KEY` as "no value": we leave it unset.
+      // python-dotenv reads a bare `KEY` (alone, or before a comment) as "no value": we leave
+      // it unset. Anything else after the key is a line that lost its `=` (`LOCAL_DIR /data`,
+      // `SERVER_DIR: /pub`, `LOCAL DIR=/x`): python-dotenv skips it with a warning and the
+      // default would be used, which delivers files somewhere nobody looks. We refuse it, and
+      // name only the key: the rest of the line may be a password.
       const eol = src.indexOf('\n', i);
+      const after = src.slice(i, eol === -1 ? src.length : eol);
+      if (after !== '' && !after.startsWith('#')) {
+        const write = named === key ? `write ${key}=value` : 'write KEY=value';
+        fail(after.startsWith(':')
+          ? `${named}: ':' where '=' belongs (${write})`
+          : `${named}: text after the key without '=' (${write}; a key cannot hold blanks)`);
+      }
       i = eol === -1 ? src.length : eol + 1;
       line++;
       continue;
     }
 
+    const keyLine = line;
     let value: string;
     let quote: Quote = 'none';
     const q = src[i];
@@ -59,7 +83,7 @@ export function parseEnvFile(content: string, env: NodeJS.ProcessEnv = process.e
       for (;;) {
         if (j >= src.length) {
           line = openedOn;
-          fail(`${key}: the ${quote}-quoted value is not closed`);
+          fail(`${named}: the ${quote}-quoted value is not closed`);
         }
         const c = src[j]!;
         if (c === '\\' && j + 1 < src.length) {
@@ -79,7 +103,7 @@ export function parseEnvFile(content: string, env: NodeJS.ProcessEnv = process.e
       i = j + 1;
       // After a quoted value only whitespace and a comment may follow.
       const tail = /^[ \t]*(#[^\n]*)?(\n|$)/.exec(src.slice(i));
-      if (!tail) fail(`${key}: unexpected text after the closing quote`);
+      if (!tail) fail(`${named}: unexpected text after the closing quote`);
       i += tail![0].length;
     } else {
       const eol = src.indexOf('\n', i);
@@ -90,8 +114,9 @@ export function parseEnvFile(content: string, env: NodeJS.ProcessEnv = process.e
     }
     line++;
     out[key] = quote === 'single' ? value : expand(value, env, out);
+    lineOf[key] = keyLine;
   }
-  return out;
+  return { values: out, lineOf };
 }
 
 /** POSIX `${VAR}` and `${VAR:-default}` only, as python-dotenv: a bare `$` (common in passwords) stays. */

@@ -4,7 +4,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
-import { EnvFileError, parseEnvFile } from './envfile.js';
+import { EnvFileError, parseEnvEntries } from './envfile.js';
+import { nearMiss, type NearMiss } from './nearmiss.js';
+import { isInsideOrSame, isSame } from './paths.js';
 import { ValueError } from './parse.js';
 import { SETTINGS, SETTING_NAMES, appliesTo, type SettingName, type Settings, type Tool, flagOf } from './settings.js';
 
@@ -19,6 +21,8 @@ export interface LoadOptions {
   serverOptional?: boolean;
   /** Which command loads them: a setting required by one command only is checked for that one. Default pull. */
   tool?: Tool;
+  /** The platform the paths are for; default process.platform. */
+  platform?: NodeJS.Platform;
 }
 
 export interface Config extends Settings {
@@ -30,12 +34,27 @@ export interface Config extends Settings {
   readonly secrets: readonly string[];
   /** Settings whose values came from somewhere other than their default. */
   readonly explicit: ReadonlySet<SettingName>;
+  /** Things worth a warning line once the log is open: keys in the .env that look like typos of ours. */
+  readonly warnings: readonly string[];
 }
+
+/** A key of the .env file that is almost one of ours, and the line it is on. */
+export interface EnvFileNearMiss extends NearMiss {
+  line: number;
+}
+
+/** Every key of ours, of both commands: ipi-push's keys in a .env read by ipi-pull are no typo. */
+const OUR_KEYS: readonly string[] = SETTING_NAMES.map((n) => SETTINGS[n].env);
 
 export function loadConfig(opts: LoadOptions = {}): Config {
   const cwd = opts.cwd ?? process.cwd();
   const env = opts.env ?? process.env;
-  const { file: envFile, values: fileValues } = readEnvFile(opts.envFile, cwd, env);
+  const { file: envFile, values: fileValues, lineOf } = readEnvFile(opts.envFile, cwd, env);
+  const nearMisses: EnvFileNearMiss[] = [];
+  for (const key of Object.keys(fileValues)) {
+    const miss = nearMiss(key, OUR_KEYS);
+    if (miss) nearMisses.push({ ...miss, line: lineOf[key]! });
+  }
   const baseDir = envFile ? path.dirname(envFile) : cwd;
 
   const raw: Partial<Record<SettingName, string>> = {};
@@ -45,15 +64,22 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     const v = given(opts.flags?.[name]) ?? given(env[key]) ?? given(fileValues[key]);
     if (v !== undefined) raw[name] = v;
   }
-  return buildConfig(raw, { envFile, baseDir, serverOptional: opts.serverOptional ?? false, env, tool: opts.tool });
+  return buildConfig(raw, { envFile, baseDir, serverOptional: opts.serverOptional ?? false, env, tool: opts.tool, platform: opts.platform, nearMisses });
 }
 
 /** Validate raw strings by setting name into a Config. Also used by the demo, which has no .env. */
 export function buildConfig(
   raw: Partial<Record<SettingName, string>>,
-  ctx: { envFile: string | null; baseDir: string; serverOptional?: boolean; env?: NodeJS.ProcessEnv; tool?: Tool },
+  ctx: {
+    envFile: string | null; baseDir: string; serverOptional?: boolean; env?: NodeJS.ProcessEnv; tool?: Tool; platform?: NodeJS.Platform;
+    /** Keys of the .env file that look like typos of ours (loadConfig finds them). */
+    nearMisses?: readonly EnvFileNearMiss[];
+  },
 ): Config {
   const tool = ctx.tool ?? 'pull';
+  const platform = ctx.platform ?? process.platform;
+  const nearMisses = ctx.nearMisses ?? [];
+  const where = (m: EnvFileNearMiss) => `${ctx.envFile ?? '.env'} line ${m.line}`;
   const values: Record<string, unknown> = {};
   const secrets: string[] = [];
   const explicit = new Set<SettingName>();
@@ -65,13 +91,16 @@ export function buildConfig(
     if (input === undefined) {
       // Typed as always present: absent only for a command that never reads it, or with serverOptional.
       if ('required' in spec && !ctx.serverOptional && appliesTo(name, tool)) {
-        throw new ConfigError(`${spec.env} is not set: ${spec.help} Example: ${spec.env}=${spec.example}`);
+        // The typo that left it unset is the likeliest reason: say so in the same line.
+        const typo = nearMisses.find((m) => m.meant === spec.env);
+        const hint = typo ? ` (${where(typo)} has ${typo.key}: is that it?)` : '';
+        throw new ConfigError(`${spec.env} is not set${hint}: ${spec.help} Example: ${spec.env}=${spec.example}`);
       }
       values[name] = undefined;
       continue;
     }
     try {
-      values[name] = spec.parse(input, { baseDir: ctx.baseDir });
+      values[name] = spec.parse(input, { baseDir: ctx.baseDir, platform });
     } catch (err) {
       if (!(err instanceof ValueError)) throw err;
       // Never echo a secret back, even a malformed one.
@@ -89,29 +118,66 @@ export function buildConfig(
   if (settings.keyPassphrase !== undefined && settings.keyFile === undefined) {
     throw new ConfigError('SFTP_KEY_PASSPHRASE is set but SFTP_KEY is not: the passphrase belongs to a key file. Example: SFTP_KEY=~/.ssh/id_ed25519');
   }
-  if (settings.rekeyBytes !== 0 && settings.rekeyBytes < 1024 * 1024) {
-    throw new ConfigError(`REKEY_BYTES: ${settings.rekeyBytes} bytes is too small to be useful (at least 1MiB, or 0 to leave rekeying to the server). Example: REKEY_BYTES=512MiB`);
-  }
-  if (tool === 'push') checkPushSettings(settings);
-  return { ...settings, agent, envFile: ctx.envFile, baseDir: ctx.baseDir, secrets, explicit };
+  if (tool === 'pull') checkPullFolders(settings, platform);
+  if (tool === 'push') checkPushSettings(settings, platform);
+  const warnings = nearMisses.map((m) =>
+    `${where(m)}: ${m.key} is not a setting and is ignored${m.caseOnly ? ' (keys are case-sensitive)' : ''}; did you mean ${m.meant}?`);
+  return { ...settings, agent, envFile: ctx.envFile, baseDir: ctx.baseDir, secrets, explicit, warnings };
 }
 
-/** Cross-setting rules of ipi-push: where files may be moved after upload. */
-function checkPushSettings(s: Settings): void {
+/**
+ * Where ipi-pull's folders and files may be. Downloads grow in LOCAL_DIR as NAME.part; SERVER_DIR
+ * is what consumers read, where a file appears whole or not at all; the marker, its lock and
+ * its history sit together beside LAST_FILE_RECORD.
+ */
+function checkPullFolders(s: Settings, platform: NodeJS.Platform): void {
+  const inside = (a: string, b: string) => isInsideOrSame(a, b, platform);
+  if (isSame(s.localDir, s.serverDir, platform)) {
+    throw new ConfigError(`LOCAL_DIR and SERVER_DIR are the same folder (${s.serverDir}): consumers would see partial downloads, and publishing would copy each file onto itself. Example: LOCAL_DIR=./local_downloads with SERVER_DIR=./synced_server`);
+  }
+  if (inside(s.localDir, s.serverDir)) {
+    throw new ConfigError(`LOCAL_DIR ${s.localDir} is inside SERVER_DIR ${s.serverDir}: consumers would see partial downloads. Example: LOCAL_DIR=./local_downloads with SERVER_DIR=./synced_server`);
+  }
+  if (inside(s.serverDir, s.localDir)) {
+    throw new ConfigError(`SERVER_DIR ${s.serverDir} is inside LOCAL_DIR ${s.localDir}: the consumers' folder would sit among the downloads. Example: LOCAL_DIR=./local_downloads with SERVER_DIR=./synced_server`);
+  }
+  if (inside(s.markerFile, s.serverDir)) {
+    throw new ConfigError(`LAST_FILE_RECORD ${s.markerFile} is inside SERVER_DIR ${s.serverDir}: the marker, its lock and history would sit among the delivered files, where consumers read and a delivered file of the same name would replace it. Example: LAST_FILE_RECORD=./last_file.txt`);
+  }
+}
+
+/**
+ * Where ipi-push's files may be. Everything in WATCH_DIR is uploaded (and, with AFTER_UPLOAD,
+ * moved or deleted), and an archived file lands at its relative path under ARCHIVE_DIR,
+ * replacing whatever is there.
+ */
+function checkPushSettings(s: Settings, platform: NodeJS.Platform): void {
+  const inside = (a: string, b: string) => isInsideOrSame(a, b, platform);
   if (s.afterUpload === 'archive' && s.archiveDir === undefined) {
     throw new ConfigError('AFTER_UPLOAD=archive needs ARCHIVE_DIR, the folder uploaded files are moved to. Example: ARCHIVE_DIR=./archive');
   }
-  if (s.archiveDir !== undefined && s.watchDir !== undefined && isInsideOrSame(s.archiveDir, s.watchDir)) {
-    throw new ConfigError(`ARCHIVE_DIR ${s.archiveDir} is inside WATCH_DIR ${s.watchDir}: archived files would be uploaded again. Example: ARCHIVE_DIR=./archive`);
+  if (s.watchDir === undefined) return;
+  if (s.archiveDir !== undefined) {
+    if (inside(s.archiveDir, s.watchDir)) {
+      const where = isSame(s.archiveDir, s.watchDir, platform) ? `is WATCH_DIR (${s.watchDir})` : `is inside WATCH_DIR ${s.watchDir}`;
+      throw new ConfigError(`ARCHIVE_DIR ${s.archiveDir} ${where}: archived files would be uploaded again. Example: ARCHIVE_DIR=./archive`);
+    }
+    if (inside(s.watchDir, s.archiveDir)) {
+      throw new ConfigError(`ARCHIVE_DIR ${s.archiveDir} holds WATCH_DIR ${s.watchDir}: an archived file keeps its path under ARCHIVE_DIR, so it could land back in WATCH_DIR or on top of the state file, the log or any other file there. Example: ARCHIVE_DIR=./archive`);
+    }
+    if (inside(s.stateFile, s.archiveDir)) {
+      throw new ConfigError(`STATE_FILE ${s.stateFile} is inside ARCHIVE_DIR ${s.archiveDir}: an archived file of the same path would replace it. Example: STATE_FILE=./ipi-push-state.json`);
+    }
   }
-  if (s.watchDir !== undefined && isInsideOrSame(s.stateFile, s.watchDir)) {
+  if (inside(s.stateFile, s.watchDir)) {
     throw new ConfigError(`STATE_FILE ${s.stateFile} is inside WATCH_DIR ${s.watchDir}: keep it outside the watched folder. Example: STATE_FILE=./ipi-push-state.json`);
   }
-}
-
-function isInsideOrSame(p: string, dir: string): boolean {
-  const rel = path.relative(dir, p);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+  if (s.logFile !== null && inside(s.logFile, s.watchDir)) {
+    throw new ConfigError(`LOG_FILE ${s.logFile} is inside WATCH_DIR ${s.watchDir}: the log would be uploaded (and archived or deleted with AFTER_UPLOAD); keep it outside the watched folder. Example: LOG_FILE=./logs/sftp_transfer.log`);
+  }
+  if (s.metricsFile !== undefined && inside(s.metricsFile, s.watchDir)) {
+    throw new ConfigError(`METRICS_FILE ${s.metricsFile} is inside WATCH_DIR ${s.watchDir}: it would be uploaded after every run; keep it outside the watched folder. Example: METRICS_FILE=/var/lib/node_exporter/textfile/ipi_push.prom`);
+  }
 }
 
 /** ssh's default identities count as a way to log in, as they do for `sftp`. */
@@ -123,7 +189,7 @@ function given(v: string | undefined): string | undefined {
   return v === undefined || v.trim() === '' ? undefined : v;
 }
 
-function readEnvFile(given: string | undefined, cwd: string, env: NodeJS.ProcessEnv): { file: string | null; values: Record<string, string> } {
+function readEnvFile(given: string | undefined, cwd: string, env: NodeJS.ProcessEnv): { file: string | null; values: Record<string, string>; lineOf: Record<string, number> } {
   const file = path.resolve(cwd, given ?? '.env');
   let content: string;
   try {
@@ -131,12 +197,12 @@ function readEnvFile(given: string | undefined, cwd: string, env: NodeJS.Process
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     // A missing default .env is normal (settings may come from the environment); a missing named one is not.
-    if (code === 'ENOENT' && given === undefined) return { file: null, values: {} };
+    if (code === 'ENOENT' && given === undefined) return { file: null, values: {}, lineOf: {} };
     if (code === 'ENOENT') throw new ConfigError(`--env-file ${given}: no such file`);
     throw new ConfigError(`--env-file ${file}: cannot read it (${code ?? String(err)})`);
   }
   try {
-    return { file, values: parseEnvFile(content, env) };
+    return { file, ...parseEnvEntries(content, env) };
   } catch (err) {
     if (err instanceof EnvFileError) throw new ConfigError(`${file}: ${err.message}`);
     throw err;

@@ -1,5 +1,6 @@
 // Parsers for the value kinds a setting can have. Each returns the typed value or throws
 // ValueError with a short reason; the caller adds the key name and an example.
+import net from 'node:net';
 
 export class ValueError extends Error {}
 
@@ -64,4 +65,31 @@ export function parseFingerprints(raw: string): string[] {
     if (!m) throw new ValueError(`'${fp}' is not a SHA256 host key fingerprint (as printed by ssh-keygen -lf, e.g. SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s)`);
     return `SHA256:${m[1]}`;
   });
+}
+
+/**
+ * A host name, an IPv4 address, or an IPv6 address written bare (`::1`, `fe80::1%eth0`), as
+ * net.connect takes it. The value is never quoted back: people mistake this key for a URL and
+ * write `sftp://ipi:Password@host` or `ipi:Password@host`, and an error line goes to cron mail
+ * and the log.
+ */
+export function parseHost(raw: string): string {
+  const v = raw.trim();
+  if (v === '') throw new ValueError('is empty');
+  if (v.includes('@') || /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(v)) {
+    throw new ValueError('must be a bare host name or address, without sftp:// or user@: the user goes in SFTP_USER and the password in SFTP_PASS (the value is not shown: it may hold a password)');
+  }
+  if (/^\[[^\]]*\]:\d*$/.test(v) || /^[^:[\]]+:\d*$/.test(v)) {
+    throw new ValueError('must be a bare host name or address, without :PORT: the port goes in SFTP_PORT');
+  }
+  if (v.startsWith('[') || v.endsWith(']')) {
+    throw new ValueError('must be a bare host name or address: write an IPv6 address without brackets (e.g. ::1); the port goes in SFTP_PORT');
+  }
+  if (v.includes(':')) {
+    if (net.isIPv6(v)) return v;
+    throw new ValueError('is not a host name, an IPv4 address or an IPv6 address');
+  }
+  const bad = /[^\p{L}\p{N}_.-]/u.exec(v);
+  if (bad) throw new ValueError(`is not a host name: it holds ${/\s/.test(bad[0]) ? 'a blank' : `'${bad[0]}'`}, which a host name cannot`);
+  return v;
 }

@@ -4,13 +4,17 @@
 import os from 'node:os';
 import { algoOfSuffix } from '../checksum.js';
 import path from 'node:path';
+import { looksLikeWindowsPath } from './paths.js';
+import { INTERVAL_OR_OFF, MAX_TIMER_MS, TIMEOUT, WAIT, bounded, boundedList, type Limits } from './bounds.js';
 import {
-  ValueError, parseChoice, parseDuration, parseFingerprints, parseInteger, parseList, parseSize,
+  ValueError, parseChoice, parseDuration, parseFingerprints, parseHost, parseList,
 } from './parse.js';
 
 export interface ParseContext {
   /** Folder relative paths are resolved against: the .env file's folder, else the working directory. */
   baseDir: string;
+  /** The platform paths are for; default process.platform (a parameter so tests can be Windows). */
+  platform?: NodeJS.Platform;
 }
 
 export type Section =
@@ -35,6 +39,8 @@ export interface SettingSpec<T> {
   secret?: true;
   /** Shown in .env.example commented out, as a tuning knob most people leave alone. */
   advanced?: true;
+  /** A number's limits, enforced by `parse` and stated in `help` (see bounds.ts). */
+  limits?: Limits;
   parse: (raw: string, ctx: ParseContext) => T;
 }
 
@@ -51,11 +57,13 @@ const text = (raw: string): string => {
 export function resolvePath(raw: string, ctx: ParseContext): string {
   const trimmed = raw.trim();
   if (trimmed === '') throw new ValueError('is empty');
+  const platform = ctx.platform ?? process.platform;
+  if (platform !== 'win32' && looksLikeWindowsPath(trimmed)) {
+    throw new ValueError(`'${trimmed}' looks like a Windows path, and this machine is not Windows (${platform}): write a path of this machine`);
+  }
   const expanded = trimmed === '~' || /^~[\\/]/.test(trimmed) ? path.join(os.homedir(), trimmed.slice(1)) : trimmed;
   return path.resolve(ctx.baseDir, expanded);
 }
-
-const seconds = (raw: string) => parseDuration(raw);
 
 export type PostAction = { kind: 'none' } | { kind: 'delete' } | { kind: 'move'; dir: string };
 
@@ -74,17 +82,13 @@ const PYTHON_LEVELS: Record<string, string> = { warning: 'warn', critical: 'erro
 export const SETTINGS = {
   host: setting({
     env: 'SFTP_HOST', section: 'Server', required: true,
-    help: 'SFTP server host name or IP address.', example: 'sftp.example.com',
-    parse: (raw) => {
-      const v = text(raw).trim();
-      if (/[\s/]/.test(v)) throw new ValueError(`'${v}' is not a host name`);
-      return v;
-    },
+    help: 'SFTP server host name or IP address (IPv6 without brackets), nothing else: the user goes in SFTP_USER, the port in SFTP_PORT.',
+    example: 'sftp.example.com',
+    parse: parseHost,
   }),
   port: setting({
     env: 'SFTP_PORT', section: 'Server', default: '22', example: '22',
-    help: 'SFTP server TCP port.',
-    parse: (raw) => parseInteger(raw, 1, 65535),
+    ...bounded('integer', { min: 1, max: 65535 }, 'SFTP server TCP port.'),
   }),
   user: setting({
     env: 'SFTP_USER', section: 'Server', required: true, example: 'ipi',
@@ -130,7 +134,7 @@ export const SETTINGS = {
   }),
   serverDir: setting({
     env: 'SERVER_DIR', section: 'Folders and files', tools: ['pull'], default: './synced_server', example: './synced_server',
-    help: 'Where verified files are published for consumers; a file appears there whole or not at all.',
+    help: 'Where verified files are published for consumers; a file appears there whole or not at all. Must be apart from LOCAL_DIR (neither inside the other) and must not hold LAST_FILE_RECORD.',
     parse: resolvePath,
   }),
   markerFile: setting({
@@ -166,12 +170,11 @@ export const SETTINGS = {
   minAge: setting({
     env: 'MIN_AGE', section: 'Selection', tools: ['pull'], default: '0', example: '2m',
     help: 'Leave files younger than this (by server mtime) for a later run. Seconds, or with a unit.',
-    parse: seconds,
+    parse: parseDuration,
   }),
   settleTime: setting({
     env: 'SETTLE_TIME', section: 'Selection', tools: ['pull'], default: '1', example: '1', advanced: true,
-    help: 'Pause between the listing and the second look at the first file; a file whose size or mtime changed in between is still being written and waits for a later run.',
-    parse: seconds,
+    ...bounded('duration', WAIT, 'Pause between the listing and the second look at the first file; a file whose size or mtime changed in between is still being written and waits for a later run.'),
   }),
   checksumSuffixes: setting({
     env: 'CHECKSUM_SUFFIXES', section: 'Transfer', tools: ['pull'], default: '.sha256,.md5', example: '.sha256,.md5',
@@ -187,26 +190,15 @@ export const SETTINGS = {
   }),
   chunkSize: setting({
     env: 'CHUNK_SIZE', section: 'Transfer', default: '2MiB', example: '2MiB',
-    help: 'Transfer chunk size. Download: each chunk is written locally with one write, and the resume point advances chunk by chunk. Upload: each chunk is read locally with one read and sent as several WRITE requests.',
-    parse: (raw) => {
-      const n = parseSize(raw);
-      if (n < 32 * 1024 || n > 256 * 1024 * 1024) throw new ValueError(`${raw} is out of range (32KiB to 256MiB)`);
-      return n;
-    },
+    ...bounded('size', { min: 32 * 1024, max: 256 * 1024 * 1024 }, 'Transfer chunk size. Download: each chunk is written locally with one write, and the resume point advances chunk by chunk. Upload: each chunk is read locally with one read and sent as several WRITE requests.'),
   }),
   chunksInFlight: setting({
     env: 'CHUNKS_IN_FLIGHT', section: 'Transfer', default: '4', example: '4', advanced: true,
-    help: 'Chunks requested (download) or being written (upload) at once. Download buffers take at most CHUNK_SIZE x (CHUNKS_IN_FLIGHT + 4): two chunks being written, two lent to publishing. 4 (8 MiB asked for, more than the SSH channel window) measured as fast as 8 with 8 MiB less memory; 2 was slower (BENCHMARKS.md).',
-    parse: (raw) => parseInteger(raw, 1, 64),
+    ...bounded('integer', { min: 1, max: 64 }, 'Chunks requested (download) or being written (upload) at once. Download buffers take at most CHUNK_SIZE x (CHUNKS_IN_FLIGHT + 4): two chunks being written, two lent to publishing. 4 (8 MiB asked for, more than the SSH channel window) measured as fast as 8 with 8 MiB less memory; 2 was slower (BENCHMARKS.md).'),
   }),
   readSize: setting({
     env: 'READ_SIZE', section: 'Transfer', tools: ['pull'], default: '255KiB', example: '255KiB', advanced: true,
-    help: 'Largest single SFTP read request; lowered automatically to what the server announces (limits@openssh.com). A chunk is split into equal reads of at most this size.',
-    parse: (raw) => {
-      const n = parseSize(raw);
-      if (n < 1024 || n > 4 * 1024 * 1024) throw new ValueError(`${raw} is out of range (1KiB to 4MiB)`);
-      return n;
-    },
+    ...bounded('size', { min: 1024, max: 4 * 1024 * 1024 }, 'Largest single SFTP read request; lowered automatically to what the server announces (limits@openssh.com). A chunk is split into equal reads of at most this size.'),
   }),
   directIo: setting({
     env: 'DIRECT_IO', section: 'Transfer', tools: ['pull'], default: 'auto', example: 'auto', advanced: true,
@@ -215,38 +207,36 @@ export const SETTINGS = {
   }),
   connectTimeout: setting({
     env: 'CONNECT_TIMEOUT', section: 'Transfer', default: '30', example: '30', advanced: true,
-    help: 'Time allowed to connect, exchange keys and log in.', parse: seconds,
+    ...bounded('duration', TIMEOUT, 'Time allowed to connect, exchange keys and log in.'),
   }),
   dataTimeout: setting({
     env: 'DATA_TIMEOUT', section: 'Transfer', default: '60', example: '60',
-    help: 'A transfer that receives no data (download) or no acknowledgement (upload) for this long is abandoned and retried (resuming).', parse: seconds,
+    ...bounded('duration', TIMEOUT, 'A transfer that receives no data (download) or no acknowledgement (upload) for this long is abandoned and retried (resuming).'),
   }),
   keepaliveInterval: setting({
     env: 'KEEPALIVE_INTERVAL', section: 'Transfer', default: '15', example: '15',
-    help: 'SSH keepalive interval (also used for TCP keepalive). 0 turns SSH keepalive off.', parse: seconds,
+    ...bounded('duration', INTERVAL_OR_OFF, 'SSH keepalive interval (also used for TCP keepalive). 0 turns SSH keepalive off.'),
   }),
   keepaliveCountMax: setting({
     env: 'KEEPALIVE_COUNT_MAX', section: 'Transfer', default: '4', example: '4', advanced: true,
-    help: 'Unanswered keepalives before the connection is declared dead.', parse: (raw) => parseInteger(raw, 1, 100),
+    ...bounded('integer', { min: 1, max: 100 }, 'Unanswered keepalives before the connection is declared dead.'),
   }),
   rekeyBytes: setting({
     env: 'REKEY_BYTES', section: 'Transfer', default: '512MiB', example: '512MiB',
-    help: 'Renegotiate session keys after this much data (OpenSSH\'s RekeyLimit). 0 leaves it to the server.',
-    parse: parseSize,
+    ...bounded('size', { min: 1024 * 1024, zero: true }, 'Renegotiate session keys after this much data (OpenSSH\'s RekeyLimit). 0 leaves it to the server; less than 1MiB would rekey all the time.'),
   }),
   retries: setting({
     env: 'RETRIES', section: 'Retry', default: '7', example: '7',
-    help: 'Retries after a failed connection or transfer before the run gives up (exit 1). The count starts again after an attempt that moved data. ipi-push --watch never gives up on an unreachable server: its queue waits and drains when the server is back.',
-    parse: (raw) => parseInteger(raw, 0, 1000),
+    ...bounded('integer', { min: 0, max: 1000 }, 'Retries after a failed connection or transfer before the run gives up (exit 1). The count starts again after an attempt that moved data. ipi-push --watch never gives up on an unreachable server: its queue waits and drains when the server is back.'),
   }),
   retryDelays: setting({
     env: 'RETRY_DELAYS', section: 'Retry', default: '5,10,30,60,120,300,600', example: '5,10,30,60,120,300,600',
-    help: 'Wait before each retry, comma-separated; the last one repeats.',
-    parse: (raw) => parseList(raw).map(parseDuration),
+    // Not 0: ipi-push --watch retries an unreachable server for ever, and would spin.
+    ...boundedList('duration', { min: 100, max: MAX_TIMER_MS }, 'Wait before each retry, comma-separated; the last one repeats.'),
   }),
   watchDir: setting({
     env: 'WATCH_DIR', section: 'Upload (ipi-push)', required: true, tools: ['push'], example: './outgoing',
-    help: 'Local folder whose files (and subfolders) ipi-push uploads. Symbolic links leading outside it are never followed.',
+    help: 'Local folder whose files (and subfolders) ipi-push uploads. Symbolic links leading outside it are never followed. STATE_FILE, LOG_FILE and METRICS_FILE must be outside it.',
     parse: resolvePath,
   }),
   uploadDir: setting({
@@ -261,8 +251,7 @@ export const SETTINGS = {
   }),
   pushSettle: setting({
     env: 'PUSH_SETTLE', section: 'Upload (ipi-push)', default: '3', tools: ['push'], example: '3',
-    help: 'A local file is taken only once its size and mtime have not changed for this long (files still being written wait).',
-    parse: seconds,
+    ...bounded('duration', WAIT, 'A local file is taken only once its size and mtime have not changed for this long (files still being written wait).'),
   }),
   ignore: setting({
     env: 'IGNORE', section: 'Upload (ipi-push)', tools: ['push'],
@@ -283,13 +272,12 @@ export const SETTINGS = {
   }),
   archiveDir: setting({
     env: 'ARCHIVE_DIR', section: 'Upload (ipi-push)', tools: ['push'], example: './archive',
-    help: 'Where AFTER_UPLOAD=archive moves uploaded files. Must be outside WATCH_DIR.',
+    help: 'Where AFTER_UPLOAD=archive moves uploaded files, keeping their relative path. Must be outside WATCH_DIR and must hold neither WATCH_DIR nor STATE_FILE.',
     parse: resolvePath,
   }),
   rescanInterval: setting({
     env: 'RESCAN_INTERVAL', section: 'Upload (ipi-push)', default: '5m', tools: ['push'], example: '5m', advanced: true,
-    help: 'ipi-push --watch also walks WATCH_DIR this often, for changes the file watcher missed (network shares). 0 turns it off.',
-    parse: seconds,
+    ...bounded('duration', INTERVAL_OR_OFF, 'ipi-push --watch also walks WATCH_DIR this often, for changes the file watcher missed (network shares). 0 turns it off.'),
   }),
   logFile: setting({
     env: 'LOG_FILE', section: 'Logging', default: './logs/sftp_transfer.log', example: './logs/sftp_transfer.log',
@@ -303,11 +291,11 @@ export const SETTINGS = {
   }),
   logMaxSize: setting({
     env: 'LOG_MAX_SIZE', section: 'Logging', default: '10MiB', example: '10MiB', advanced: true,
-    help: 'Rotate LOG_FILE when it reaches this size.', parse: parseSize,
+    ...bounded('size', { min: 1024 }, 'Rotate LOG_FILE when it reaches this size.'),
   }),
   logMaxFiles: setting({
     env: 'LOG_MAX_FILES', section: 'Logging', default: '10', example: '10', advanced: true,
-    help: 'Rotated log files kept.', parse: (raw) => parseInteger(raw, 1, 1000),
+    ...bounded('integer', { min: 1, max: 1000 }, 'Rotated log files kept.'),
   }),
   metricsFile: setting({
     env: 'METRICS_FILE', section: 'Logging', example: '/var/lib/node_exporter/textfile/ipi_pull.prom',

@@ -241,6 +241,46 @@ describe('parseEnvFile: errors', () => {
     });
 });
 
+describe('parseEnvFile: a line that lost its =', () => {
+  // Each of these used to be read as a bare key (left unset), so the default folder was used.
+  const cases: Array<[string, RegExp]> = [
+    ['LOCAL_DIR /data/x', /^line 2: LOCAL_DIR: text after the key without '=' \(write LOCAL_DIR=value; a key cannot hold blanks\)$/],
+    ['SERVER_DIR: /data/pub', /^line 2: SERVER_DIR: ':' where '=' belongs \(write SERVER_DIR=value\)$/],
+    ['SERVER_DIR:/data/pub', /^line 2: SERVER_DIR: ':' where '=' belongs/],
+    ['LOCAL DIR=/x', /^line 2: LOCAL: text after the key without '='/],
+    ['export LOCAL_DIR /data/x', /^line 2: LOCAL_DIR: text after the key without '='/],
+    ['\tLOCAL_DIR\t/data/x # note', /^line 2: LOCAL_DIR: text after the key without '='/],
+  ];
+  for (const [bad, message] of cases) {
+    test(`${JSON.stringify(bad)} is an EnvFileError naming the line and the key`, () => {
+      assert.throws(() => parse(`A=1\n${bad}\nB=2\n`), (err: unknown) => {
+        assert.ok(err instanceof EnvFileError);
+        assert.match(err.message, message);
+        assert.ok(!err.message.includes('/data'), `the value is not echoed: ${err.message}`);
+        return true;
+      });
+    });
+  }
+
+  test('the value of such a line never appears in the error (it may be a password)', () => {
+    for (const bad of ['SFTP_PASS hunter2-leak', 'SFTP_PASS: hunter2-leak', "'SFTP_PASS' hunter2-leak", "'hunter2-leak x' y"]) {
+      assert.throws(() => parse(bad), (err: unknown) => {
+        assert.ok(err instanceof EnvFileError);
+        assert.ok(!err.message.includes('hunter2-leak'), `leaks the value: ${err.message}`);
+        return true;
+      });
+    }
+  });
+
+  test('a line after a multi-line value is counted right', () => {
+    assert.throws(() => parse('A="one\ntwo"\nLOCAL_DIR /x\n'), (err: unknown) => err instanceof EnvFileError && err.message.startsWith('line 3: LOCAL_DIR: '));
+  });
+
+  test('a bare KEY before a comment, or with trailing blanks, is still a bare key', () => {
+    assert.deepEqual(parse('SFTP_PASS # set in the environment\nB=1\nC   \nexport D\nE#c\n'), { B: '1' });
+  });
+});
+
 describe('parseEnvFile: python-dotenv forms', () => {
   test("a single-quoted key ('KEY'=value) is read as python-dotenv reads it",
     () => {

@@ -138,10 +138,60 @@ describe('loadConfig: sources and precedence', () => {
     assert.match(err.message, /BROKEN: the double-quoted value is not closed/);
   });
 
+  test('a .env line without = is a ConfigError naming the file, the line and the key, not the value', () => {
+    // It used to be skipped, and the run delivered into the default ./synced_server.
+    const cwd = dir(`${BASE}SERVER_DIR: /data/pub\n`);
+    const err = configError(() => loadConfig({ cwd, env: {} }));
+    assert.equal(err.message, `${path.join(cwd, '.env')}: line 5: SERVER_DIR: ':' where '=' belongs (write SERVER_DIR=value)`);
+  });
+
   test('${VAR} in the .env is expanded from the given env', () => {
     const cwd = dir(`${BASE}LOCAL_DIR=\${DATA}/in\n`);
     const c = loadConfig({ cwd, env: { DATA: '/srv/data' } });
     assert.equal(c.localDir, '/srv/data/in');
+  });
+});
+
+describe('loadConfig: keys of the .env that look like typos', () => {
+  test('a near miss of one of our keys is a warning naming the file, the line, the key and the setting meant', () => {
+    const cwd = dir(`${BASE}SFTP_HOSTT=\nLOCALDIR=/data/in\n# note\nlocal_dir=/data/in\n`);
+    const c = loadConfig({ cwd, env: {} });
+    const env = path.join(cwd, '.env');
+    assert.deepEqual(c.warnings, [
+      `${env} line 5: SFTP_HOSTT is not a setting and is ignored; did you mean SFTP_HOST?`,
+      `${env} line 6: LOCALDIR is not a setting and is ignored; did you mean LOCAL_DIR?`,
+      `${env} line 8: local_dir is not a setting and is ignored (keys are case-sensitive); did you mean LOCAL_DIR?`,
+    ]);
+    assert.equal(c.localDir, path.join(cwd, 'local_downloads'), 'ignored, as the warning says');
+  });
+
+  test('the values of such keys are never in the warning', () => {
+    const cwd = dir(`${BASE}SFTP_PAS=Hunter2-typo-leak\n`);
+    const c = loadConfig({ cwd, env: {} });
+    assert.equal(c.warnings.length, 1);
+    assert.ok(!c.warnings[0]!.includes('Hunter2-typo-leak'), c.warnings[0]);
+    assert.match(c.warnings[0]!, /SFTP_PAS is not a setting and is ignored; did you mean SFTP_PASS\?$/);
+  });
+
+  test("other programs' keys, and ipi-push's keys in an ipi-pull run, give no warning", () => {
+    const cwd = dir(`${BASE}DATABASE_URL=postgres://x\nAPI_TOKEN=t\nBASE=/data\nWATCH_DIR=./out\nSFTP_UPLOAD_DIR=/in\nVERIFY=size\n`);
+    assert.deepEqual(loadConfig({ cwd, env: {} }).warnings, []);
+    assert.deepEqual(loadConfig({ cwd, env: {}, tool: 'push' }).warnings, []);
+  });
+
+  test('only the .env is looked at: the environment holds everything else on the machine', () => {
+    const cwd = dir(BASE);
+    assert.deepEqual(loadConfig({ cwd, env: { SFTP_HOSTT: 'x', local_dir: '/x' } }).warnings, []);
+  });
+
+  test('a required key left unset by a typo says so in its error', () => {
+    const cwd = dir(BASE.replace('SFTP_HOST=', 'SFTP_HOSTT='));
+    const err = configError(() => loadConfig({ cwd, env: {} }));
+    assert.ok(err.message.startsWith(`SFTP_HOST is not set (${path.join(cwd, '.env')} line 1 has SFTP_HOSTT: is that it?): `), err.message);
+  });
+
+  test('buildConfig without a file has no warnings', () => {
+    assert.deepEqual(buildConfig({ host: 'h', user: 'u', remoteDir: '/r', password: 'p' }, { envFile: null, baseDir: root, env: {} }).warnings, []);
   });
 });
 
@@ -187,6 +237,21 @@ describe('loadConfig: paths', () => {
   test('~user is not expanded (taken as a relative name)', () => {
     const cwd = dir(`${BASE}LOCAL_DIR=~other/dl\n`);
     assert.equal(loadConfig({ cwd, env: {} }).localDir, path.join(cwd, '~other', 'dl'));
+  });
+
+  test('a Windows path on a machine that is not Windows is a ConfigError naming the setting', () => {
+    // It used to create a folder literally named `C:\ipi\local` and deliver into it.
+    for (const [line, key, flag] of [['LOCAL_DIR=C:\\ipi\\local', 'LOCAL_DIR', 'local-dir'], ['SERVER_DIR=D:\\share', 'SERVER_DIR', 'server-dir'], ['LOG_FILE=D:/logs/ipi.log', 'LOG_FILE', 'log-file'], ['SFTP_KEY=C:\\Users\\ipi\\.ssh\\id_ed25519', 'SFTP_KEY', 'sftp-key']] as const) {
+      const cwd = dir(`${BASE}${line}\n`);
+      const err = configError(() => loadConfig({ cwd, env: {}, platform: 'linux' }));
+      assert.match(err.message, new RegExp(`^${key} \\(--${flag}\\): '.+' looks like a Windows path, and this machine is not Windows \\(linux\\): write a path of this machine\\. Example: ${key}=`));
+      assert.ok(!fs.existsSync(path.join(cwd, line.slice(key.length + 1))), 'nothing was created');
+    }
+  });
+
+  test('the same Windows path is taken when the platform is Windows', () => {
+    const cwd = dir(`${BASE}LOCAL_DIR=C:\\ipi\\local\n`);
+    assert.doesNotThrow(() => loadConfig({ cwd, env: {}, platform: 'win32' }));
   });
 
   test('LOG_FILE=none means console only', () => {
@@ -268,7 +333,7 @@ describe('loadConfig: errors', () => {
       ['CHUNK_SIZE=1KiB', /CHUNK_SIZE \(--chunk-size\): 1KiB is out of range/],
       ['ORDER_BY=size', /ORDER_BY \(--order-by\): 'size' is not one of date, mtime, name/],
       ['SFTP_HOST_KEY=MD5:aa', /SFTP_HOST_KEY \(--sftp-host-key\): 'MD5:aa' is not a SHA256/],
-      ['SFTP_HOST=bad host', /SFTP_HOST \(--sftp-host\): 'bad host' is not a host name/],
+      ['SFTP_HOST=bad host', /SFTP_HOST \(--sftp-host\): is not a host name: it holds a blank, which a host name cannot\. Example: SFTP_HOST=sftp\.example\.com$/],
     ] as const) {
       const cwd = dir(`${BASE}${line}\n`);
       const err = configError(() => loadConfig({ cwd, env: {} }));
@@ -278,8 +343,49 @@ describe('loadConfig: errors', () => {
 
   test('REKEY_BYTES below 1MiB is refused, 0 is allowed', () => {
     const err = configError(() => loadConfig({ cwd: dir(`${BASE}REKEY_BYTES=1000\n`), env: {} }));
-    assert.match(err.message, /^REKEY_BYTES: 1000 bytes is too small/);
+    assert.equal(err.message, 'REKEY_BYTES (--rekey-bytes): 1000 is out of range (0, or at least 1MiB). Example: REKEY_BYTES=512MiB');
     assert.equal(loadConfig({ cwd: dir(`${BASE}REKEY_BYTES=0\n`), env: {} }).rekeyBytes, 0);
+  });
+
+  test('durations that would fail or thrash a run, or overflow a timer, are ConfigErrors naming the setting and the range', () => {
+    for (const [line, message] of [
+      ['CONNECT_TIMEOUT=0', 'CONNECT_TIMEOUT (--connect-timeout): 0 is out of range (1s to 24d). Example: CONNECT_TIMEOUT=30'],
+      ['DATA_TIMEOUT=0', 'DATA_TIMEOUT (--data-timeout): 0 is out of range (1s to 24d). Example: DATA_TIMEOUT=60'],
+      ['DATA_TIMEOUT=1ms', 'DATA_TIMEOUT (--data-timeout): 1ms is out of range (1s to 24d). Example: DATA_TIMEOUT=60'],
+      ['DATA_TIMEOUT=25d', 'DATA_TIMEOUT (--data-timeout): 25d is out of range (1s to 24d). Example: DATA_TIMEOUT=60'],
+      ['KEEPALIVE_INTERVAL=10ms', 'KEEPALIVE_INTERVAL (--keepalive-interval): 10ms is out of range (0, or 1s to 24d). Example: KEEPALIVE_INTERVAL=15'],
+      ['SETTLE_TIME=30d', 'SETTLE_TIME (--settle-time): 30d is out of range (0 to 24d). Example: SETTLE_TIME=1'],
+      ['RETRY_DELAYS=5,0', 'RETRY_DELAYS (--retry-delays): 0 is out of range (100ms to 24d). Example: RETRY_DELAYS=5,10,30,60,120,300,600'],
+      ['RETRY_DELAYS=5,3000000', 'RETRY_DELAYS (--retry-delays): 3000000 is out of range (100ms to 24d). Example: RETRY_DELAYS=5,10,30,60,120,300,600'],
+      ['LOG_MAX_SIZE=10', 'LOG_MAX_SIZE (--log-max-size): 10 is out of range (at least 1KiB). Example: LOG_MAX_SIZE=10MiB'],
+      ['LOG_MAX_SIZE=0', 'LOG_MAX_SIZE (--log-max-size): 0 is out of range (at least 1KiB). Example: LOG_MAX_SIZE=10MiB'],
+    ] as const) {
+      const err = configError(() => loadConfig({ cwd: dir(`${BASE}${line}\n`), env: {} }));
+      assert.equal(err.message, message);
+    }
+  });
+
+  test('the edges of those ranges, and 0 where it means off, are taken', () => {
+    const c = loadConfig({
+      cwd: dir(`${BASE}CONNECT_TIMEOUT=1\nDATA_TIMEOUT=24d\nKEEPALIVE_INTERVAL=0\nSETTLE_TIME=0\nRETRY_DELAYS=100ms,24d\nLOG_MAX_SIZE=1KiB\nMIN_AGE=400d\n`),
+      env: {},
+    });
+    assert.equal(c.connectTimeout, 1000);
+    assert.equal(c.dataTimeout, 24 * 86_400_000);
+    assert.equal(c.keepaliveInterval, 0);
+    assert.equal(c.settleTime, 0);
+    assert.deepEqual(c.retryDelays, [100, 24 * 86_400_000]);
+    assert.equal(c.logMaxSize, 1024);
+    assert.equal(c.minAge, 400 * 86_400_000, 'MIN_AGE is compared with file ages, never a timer: no upper limit');
+  });
+
+  test('ipi-push intervals: RESCAN_INTERVAL 0 is off, below 1s is refused; PUSH_SETTLE 0 is taken', () => {
+    const push = 'SFTP_HOST=h\nSFTP_USER=u\nSFTP_PASS=pw\nWATCH_DIR=./w\nSFTP_UPLOAD_DIR=/in\n';
+    const c = loadConfig({ cwd: dir(`${push}RESCAN_INTERVAL=0\nPUSH_SETTLE=0\n`), env: {}, tool: 'push' });
+    assert.equal(c.rescanInterval, 0);
+    assert.equal(c.pushSettle, 0);
+    const err = configError(() => loadConfig({ cwd: dir(`${push}RESCAN_INTERVAL=1ms\n`), env: {}, tool: 'push' }));
+    assert.equal(err.message, 'RESCAN_INTERVAL (--rescan-interval): 1ms is out of range (0, or 1s to 24d). Example: RESCAN_INTERVAL=5m');
   });
 
   test('no way to log in is a ConfigError with an example', () => {
@@ -345,6 +451,17 @@ describe('loadConfig: secrets', () => {
     assert.ok(!err.message.includes('hunter2-password'));
   });
 
+  test('a password written into SFTP_HOST is refused, and appears in no error', () => {
+    // `ipi:Pw@host` used to be accepted: the password went to the resolver, then into an
+    // ENOTFOUND error and the log file. `sftp://ipi:Pw@host` was refused by quoting it.
+    for (const host of ['sftp://ipi:Hunter2-host-leak@sftp.example.com', 'ipi:Hunter2-host-leak@sftp.example.com', 'ipi@sftp.example.com']) {
+      const cwd = dir(BASE.replace('SFTP_HOST=h.example', `SFTP_HOST=${host}`));
+      const err = configError(() => loadConfig({ cwd, env: {} }));
+      assert.match(err.message, /^SFTP_HOST \(--sftp-host\): must be a bare host name or address, without sftp:\/\/ or user@: the user goes in SFTP_USER and the password in SFTP_PASS/);
+      assert.ok(!err.message.includes('Hunter2-host-leak') && !err.message.includes('ipi@'), err.message);
+    }
+  });
+
   test('other settings\' errors do not include the password either', () => {
     const cwd = dir(`${BASE.replace('SFTP_PASS=pw', 'SFTP_PASS=topsecret')}SFTP_PORT=bad\n`);
     const err = configError(() => loadConfig({ cwd, env: {} }));
@@ -364,6 +481,63 @@ describe('loadConfig: secrets', () => {
         assert.ok(!message.includes('hunter2-leak'), `error message leaks the password: ${message}`);
       }
     });
+});
+
+describe('buildConfig: folders that must not overlap', () => {
+  const pull = { host: 'h', user: 'u', remoteDir: '/r', password: 'p' };
+  const push = { host: 'h', user: 'u', password: 'p', watchDir: './out', uploadDir: '/in' };
+  type Raw = Parameters<typeof buildConfig>[0];
+  const build = (raw: Raw, tool: 'pull' | 'push' = 'pull', platform: NodeJS.Platform = 'linux') =>
+    buildConfig(raw, { envFile: null, baseDir: '/base', env: {}, tool, platform });
+  const refused = (raw: Raw, tool: 'pull' | 'push' = 'pull', platform: NodeJS.Platform = 'linux') => configError(() => build(raw, tool, platform)).message;
+
+  test('ipi-pull: LOCAL_DIR equal to SERVER_DIR, or either inside the other, is refused', () => {
+    assert.equal(refused({ ...pull, localDir: './x', serverDir: 'x/' }),
+      'LOCAL_DIR and SERVER_DIR are the same folder (/base/x): consumers would see partial downloads, and publishing would copy each file onto itself. Example: LOCAL_DIR=./local_downloads with SERVER_DIR=./synced_server');
+    assert.match(refused({ ...pull, localDir: './pub/incoming', serverDir: './pub' }), /^LOCAL_DIR \/base\/pub\/incoming is inside SERVER_DIR \/base\/pub: consumers would see partial downloads\./);
+    assert.match(refused({ ...pull, localDir: '.', serverDir: './synced_server' }), /^SERVER_DIR \/base\/synced_server is inside LOCAL_DIR \/base: /);
+  });
+
+  test('ipi-pull: LAST_FILE_RECORD inside SERVER_DIR is refused', () => {
+    assert.match(refused({ ...pull, serverDir: '/data/pub', markerFile: '/data/pub/last_file.txt' }),
+      /^LAST_FILE_RECORD \/data\/pub\/last_file\.txt is inside SERVER_DIR \/data\/pub: the marker, its lock and history would sit among the delivered files/);
+    assert.match(refused({ ...pull, serverDir: '/data/pub', markerFile: '/data/pub/state/last.txt' }), /^LAST_FILE_RECORD /);
+  });
+
+  test('ipi-pull: neighbours and names that merely start alike are fine; so are the defaults and the seed layout', () => {
+    assert.doesNotThrow(() => build(pull));
+    assert.doesNotThrow(() => build({ ...pull, localDir: '/data/pub-incoming', serverDir: '/data/pub', markerFile: '/data/pub.txt' }));
+    assert.doesNotThrow(() => build({ ...pull, localDir: '/data/..x', serverDir: '/data/..x-pub' }));
+    assert.doesNotThrow(() => build({ ...pull, localDir: '/data/in', serverDir: '/data/..pub' }));
+  });
+
+  test('ipi-pull rules are not applied to ipi-push, which does not use those folders', () => {
+    assert.doesNotThrow(() => build({ ...push, localDir: './x', serverDir: './x' }, 'push'));
+  });
+
+  test('on win32 and darwin the comparison ignores case; on linux it does not', () => {
+    const raw = { ...pull, localDir: '/data/IPI', serverDir: '/data/ipi' };
+    assert.doesNotThrow(() => build(raw, 'pull', 'linux'));
+    assert.match(refused(raw, 'pull', 'darwin'), /are the same folder/);
+    assert.match(refused(raw, 'pull', 'win32'), /are the same folder/);
+    assert.match(refused({ ...pull, serverDir: '/Data/Pub', markerFile: '/data/pub/last_file.txt' }, 'pull', 'darwin'), /^LAST_FILE_RECORD .* is inside SERVER_DIR/);
+  });
+
+  test('ipi-push: ARCHIVE_DIR equal to WATCH_DIR, inside it or holding it is refused (ARCHIVE_DIR=. moved a file onto the state file)', () => {
+    assert.match(refused({ ...push, afterUpload: 'archive', archiveDir: './out' }, 'push'), /^ARCHIVE_DIR \/base\/out is WATCH_DIR \(\/base\/out\): archived files would be uploaded again/);
+    assert.match(refused({ ...push, afterUpload: 'archive', archiveDir: './out/done' }, 'push'), /^ARCHIVE_DIR \/base\/out\/done is inside WATCH_DIR \/base\/out: /);
+    assert.match(refused({ ...push, afterUpload: 'archive', archiveDir: '.' }, 'push'), /^ARCHIVE_DIR \/base holds WATCH_DIR \/base\/out: an archived file keeps its path under ARCHIVE_DIR/);
+    assert.match(refused({ ...push, afterUpload: 'archive', archiveDir: './done', stateFile: './done/state.json' }, 'push'), /^STATE_FILE \/base\/done\/state\.json is inside ARCHIVE_DIR \/base\/done: an archived file of the same path would replace it/);
+    assert.doesNotThrow(() => build({ ...push, afterUpload: 'archive', archiveDir: './done' }, 'push'));
+    assert.match(refused({ ...push, afterUpload: 'archive', archiveDir: './OUT' }, 'push', 'win32'), /is WATCH_DIR/);
+  });
+
+  test('ipi-push: LOG_FILE and METRICS_FILE inside WATCH_DIR are refused, as STATE_FILE is', () => {
+    assert.match(refused({ ...push, stateFile: './out/state.json' }, 'push'), /^STATE_FILE \/base\/out\/state\.json is inside WATCH_DIR/);
+    assert.match(refused({ ...push, logFile: './out/logs/push.log' }, 'push'), /^LOG_FILE \/base\/out\/logs\/push\.log is inside WATCH_DIR \/base\/out: the log would be uploaded/);
+    assert.match(refused({ ...push, metricsFile: './out/ipi.prom' }, 'push'), /^METRICS_FILE \/base\/out\/ipi\.prom is inside WATCH_DIR \/base\/out: /);
+    assert.doesNotThrow(() => build({ ...push, logFile: 'none', metricsFile: './ipi.prom' }, 'push'));
+  });
 });
 
 describe('buildConfig', () => {

@@ -1,7 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  ValueError, parseBoolean, parseChoice, parseDuration, parseFingerprints, parseInteger, parseList, parseSize,
+  ValueError, parseBoolean, parseChoice, parseDuration, parseFingerprints, parseHost, parseInteger, parseList, parseSize,
 } from '../../src/config/parse.js';
 
 describe('parseDuration', () => {
@@ -217,5 +217,57 @@ describe('parseFingerprints', () => {
 
   test('an empty item in the list is refused', () => {
     assert.throws(() => parseFingerprints(`${fp1},,${fp2}`), /has an empty item/);
+  });
+});
+
+describe('parseHost', () => {
+  test('host names, IPv4 and bare IPv6 addresses are taken, trimmed', () => {
+    for (const [raw, want] of [
+      [' sftp.example.com ', 'sftp.example.com'], ['10.0.0.1', '10.0.0.1'], ['localhost', 'localhost'],
+      ['my_host-01.corp.', 'my_host-01.corp.'], ['::1', '::1'], ['2001:db8::1', '2001:db8::1'],
+      ['fe80::1%eth0', 'fe80::1%eth0'], ['::ffff:10.0.0.1', '::ffff:10.0.0.1'], ['bücher.example', 'bücher.example'],
+    ]) {
+      assert.equal(parseHost(raw!), want);
+    }
+  });
+
+  test('user info or a URL scheme is refused without echoing the value, pointing to SFTP_USER and SFTP_PASS', () => {
+    for (const bad of ['sftp://ipi:Pw-leak-1@host', 'ipi:Pw-leak-1@host', 'Pw-leak-1@host', 'sftp://Pw-leak-1', 'ssh://Pw-leak-1:22']) {
+      assert.throws(() => parseHost(bad), (err: unknown) => {
+        assert.ok(err instanceof ValueError);
+        assert.match(err.message, /^must be a bare host name or address, without sftp:\/\/ or user@: the user goes in SFTP_USER and the password in SFTP_PASS/);
+        assert.ok(!err.message.includes('Pw-leak-1'), err.message);
+        return true;
+      });
+    }
+  });
+
+  test('HOST:PORT and [IPv6]:PORT point to SFTP_PORT', () => {
+    for (const bad of ['sftp.example.com:2222', '10.0.0.1:22', '[::1]:2222', 'host:']) {
+      assert.throws(() => parseHost(bad), (err: unknown) => err instanceof ValueError && err.message === 'must be a bare host name or address, without :PORT: the port goes in SFTP_PORT');
+    }
+  });
+
+  test('a bracketed IPv6 address is refused with the bare form to write', () => {
+    for (const bad of ['[::1]', '[2001:db8::1]', '[::1']) {
+      assert.throws(() => parseHost(bad), /write an IPv6 address without brackets \(e\.g\. ::1\)/);
+    }
+  });
+
+  test('other colons, blanks, slashes and odd characters are refused without echoing the value', () => {
+    for (const [bad, why] of [
+      ['ipi:Pw-leak-1', /^is not a host name, an IPv4 address or an IPv6 address$/],
+      ['two Pw-leak-1', /^is not a host name: it holds a blank, which a host name cannot$/],
+      ['host/Pw-leak-1', /^is not a host name: it holds '\/', which a host name cannot$/],
+      ['a;Pw-leak-1', /it holds ';'/],
+    ] as const) {
+      assert.throws(() => parseHost(bad), (err: unknown) => {
+        assert.ok(err instanceof ValueError);
+        assert.match(err.message, why);
+        assert.ok(!err.message.includes('Pw-leak-1'), err.message);
+        return true;
+      });
+    }
+    assert.throws(() => parseHost('   '), (err: unknown) => err instanceof ValueError && err.message === 'is empty');
   });
 });

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { SETTINGS, SETTING_NAMES, type SettingName, flagOf, resolvePath } from '../../src/config/settings.js';
 import { ValueError } from '../../src/config/parse.js';
+import { rangeText, type Limits } from '../../src/config/bounds.js';
 
 const SECTIONS = new Set(['Server', 'Authentication', 'Host key', 'Folders and files', 'Selection', 'Transfer', 'Retry', 'Logging', 'Upload (ipi-push)']);
 const ctx = { baseDir: path.join(os.tmpdir(), 'ipi-settings-base') };
@@ -136,6 +137,49 @@ describe('the settings table', () => {
   });
 });
 
+describe('the limits of numeric settings', () => {
+  // Every setting whose value is a number (or numbers) declares its limits, and its help states
+  // them. MIN_AGE alone is open-ended: it is compared with file ages, never put in a timer.
+  const numeric = SETTING_NAMES.filter((n) => {
+    const s = spec(n);
+    const v = s.default === undefined ? undefined : s.parse(s.default, ctx);
+    return typeof v === 'number' || (Array.isArray(v) && typeof v[0] === 'number');
+  });
+
+  test('every numeric setting but MIN_AGE declares limits, and its help states them', () => {
+    assert.ok(numeric.length >= 15, numeric.join(','));
+    for (const name of numeric) {
+      const s = SETTINGS[name] as unknown as { help: string; limits?: Limits };
+      if (name === 'minAge') {
+        assert.equal(s.limits, undefined);
+        continue;
+      }
+      assert.ok(s.limits, `${name} has no limits`);
+      assert.ok(s.help.endsWith(`Allowed: ${s.limits.each ? 'each ' : ''}${rangeText(s.limits.kind, s.limits.bounds)}.`), `${name}: ${s.help}`);
+    }
+  });
+
+  test('no duration may exceed what a Node timer holds', () => {
+    for (const name of numeric) {
+      const l = (SETTINGS[name] as unknown as { limits?: Limits }).limits;
+      if (l?.kind !== 'duration') continue;
+      assert.ok(l.bounds.max !== undefined && l.bounds.max <= 2 ** 31 - 1, `${name} has no timer-safe maximum`);
+    }
+  });
+
+  test('timeouts are at least 1 s; keepalive and rescan intervals are off at 0, else at least 1 s', () => {
+    for (const name of ['connectTimeout', 'dataTimeout'] as const) {
+      assert.throws(() => spec(name).parse('0', ctx), /out of range \(1s to 24d\)/);
+      assert.throws(() => spec(name).parse('999ms', ctx), /out of range/);
+      assert.equal(spec(name).parse('1', ctx), 1000);
+    }
+    for (const name of ['keepaliveInterval', 'rescanInterval'] as const) {
+      assert.equal(spec(name).parse('0', ctx), 0);
+      assert.throws(() => spec(name).parse('1ms', ctx), /out of range \(0, or 1s to 24d\)/);
+    }
+  });
+});
+
 describe('flagOf', () => {
   test('is the env key in lower case with dashes', () => {
     assert.equal(flagOf('host'), 'sftp-host');
@@ -156,10 +200,13 @@ describe('flagOf', () => {
 });
 
 describe('individual setting parsers', () => {
-  test('host: trimmed; blanks or slashes inside are refused', () => {
+  test('host: trimmed; blanks, slashes, user@, scheme and :PORT are refused; bare IPv6 taken', () => {
     assert.equal(spec('host').parse(' sftp.example.com ', ctx), 'sftp.example.com');
     assert.equal(spec('host').parse('10.0.0.1', ctx), '10.0.0.1');
     assert.throws(() => spec('host').parse('sftp://host', ctx), ValueError);
+    assert.throws(() => spec('host').parse('ipi:pw@host', ctx), /SFTP_USER and the password in SFTP_PASS/);
+    assert.throws(() => spec('host').parse('host:2222', ctx), /SFTP_PORT/);
+    assert.equal(spec('host').parse('::1', ctx), '::1');
     assert.throws(() => spec('host').parse('two words', ctx), ValueError);
     assert.throws(() => spec('host').parse('   ', ctx), /is empty/);
   });
@@ -211,6 +258,25 @@ describe('resolvePath', () => {
     assert.equal(resolvePath('~', ctx), os.homedir());
     assert.equal(resolvePath('~/k', ctx), path.join(os.homedir(), 'k'));
     assert.equal(resolvePath('  ./c  ', ctx), path.join(ctx.baseDir, 'c'));
+  });
+
+  test('a Windows path is refused on other platforms, saying so, and taken on Windows', () => {
+    for (const platform of ['linux', 'darwin', 'freebsd'] as const) {
+      for (const raw of ['C:\\ipi\\local', 'D:\\share', 'D:/share', '\\\\server\\ipi', 'logs\\ipi.log']) {
+        assert.throws(() => resolvePath(raw, { ...ctx, platform }), (err: unknown) => {
+          assert.ok(err instanceof ValueError);
+          assert.equal(err.message, `'${raw}' looks like a Windows path, and this machine is not Windows (${platform}): write a path of this machine`);
+          return true;
+        });
+      }
+    }
+    assert.equal(resolvePath('C:\\ipi\\local', { ...ctx, platform: 'win32' }), path.resolve(ctx.baseDir, 'C:\\ipi\\local'));
+    assert.equal(resolvePath('/data/odd\\name', { ...ctx, platform: 'linux' }), '/data/odd\\name');
+  });
+
+  test('the platform defaults to this machine\'s', () => {
+    if (process.platform === 'win32') assert.doesNotThrow(() => resolvePath('C:\\ipi', ctx));
+    else assert.throws(() => resolvePath('C:\\ipi', ctx), /looks like a Windows path/);
   });
 
   test('an empty path is refused', () => {
