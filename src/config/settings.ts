@@ -155,7 +155,12 @@ export const SETTINGS = {
   pattern: setting({
     env: 'FILE_PATTERN', section: 'Selection', tools: ['pull'], default: 'IPI*', example: 'IPI*',
     help: 'Glob the remote file names must match (case-sensitive). `*IPI*` reproduces FTP_IPI.py\'s substring filter.',
-    parse: (raw) => text(raw).trim(),
+    parse: (raw) => {
+      const glob = text(raw).trim();
+      // Names in a listing never hold a separator: such a pattern would match nothing, silently.
+      if (/[/\\]/.test(glob)) throw new ValueError(`'${glob}' holds a path separator, but it is matched against file names only: put the folder in SFTP_DIR`);
+      return glob;
+    },
   }),
   orderBy: setting({
     env: 'ORDER_BY', section: 'Selection', tools: ['pull'], default: 'date', example: 'date',

@@ -511,6 +511,9 @@ async function readKey(file: string, passphrase: string | undefined): Promise<Bu
       : `not a private key ssh2 can read (${parsed.message})`;
     throw new ConfigError(`SFTP_KEY ${file}: ${why}`);
   }
+  // A .pub parses too; the server would then refuse the login, blaming the wrong thing.
+  const first = Array.isArray(parsed) ? parsed[0] : parsed;
+  if (first && !first.isPrivateKey()) throw new ConfigError(`SFTP_KEY ${file}: a public key; SFTP_KEY takes the private key (usually the same name without .pub)`);
   return key;
 }
 

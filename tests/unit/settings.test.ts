@@ -130,6 +130,13 @@ describe('the settings table', () => {
     assert.equal(d('knownHosts'), path.join(os.homedir(), '.ssh', 'known_hosts'));
   });
 
+  test('FILE_PATTERN is matched against names: a path in it is refused, not left to match nothing', () => {
+    const pattern = (raw: string) => spec('pattern').parse(raw, ctx);
+    assert.equal(pattern(' *IPI* '), '*IPI*');
+    assert.throws(() => pattern('sub/IPI*'), /path separator.*SFTP_DIR/);
+    assert.throws(() => pattern('sub\\IPI*'), /path separator/);
+  });
+
   test("LOG_LEVEL takes Python's level names too, in any case (sftpmonitor's config)", () => {
     const level = (raw: string) => spec('logLevel').parse(raw, ctx);
     assert.deepEqual(['DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL', 'warn'].map(level), ['debug', 'info', 'warn', 'error', 'error', 'warn']);
