@@ -67,9 +67,12 @@ export async function runPush(config: Config, opts: PushOptions, ctx: PushContex
   if (!opts.dryRun) {
     await fs.mkdir(path.dirname(config.stateFile), { recursive: true });
     lock = await acquireLock(lockFileFor(config.stateFile), (m) => ctx.log.warn(m), pidAlive, 'ipi-push');
-    for (const file of await sweepTemporaries(path.dirname(config.stateFile), pidAlive)) ctx.log.info(`removed ${file}, a temporary file left by a run that died`);
   }
+  // Everything after the lock is taken runs inside this try: whatever fails, the lock goes.
   try {
+    if (lock) {
+      for (const file of await sweepTemporaries(path.dirname(config.stateFile), pidAlive)) ctx.log.info(`removed ${file}, a temporary file left by a run that died`);
+    }
     const store = await StateStore.open(config.stateFile);
     const pusher = new Pusher(config, store, opts, ctx, summary);
     if (opts.mode === 'watch' && !opts.dryRun) await pusher.watchLoop();
