@@ -148,6 +148,20 @@ describe('ipi-push --once', () => {
     assert.equal(sha256File(path.join(p.remoteRoot, 'site-a/2024/01/IPI_20240102.dat')), sha256(testBytes(1000, 3)));
   });
 
+  test('--json output of nearly a megabyte reaches a pipe whole: the process waits for stdout before it exits', async () => {
+    const p = setup();
+    // Long paths make a large summary from few files: 15 folders and names of 200 characters.
+    const deep = Array.from({ length: 15 }, (_, i) => `${String(i).padStart(3, '0')}${'d'.repeat(197)}`).join('/');
+    const n = 300;
+    for (let i = 0; i < n; i++) p.put(`${deep}/${String(i).padStart(4, '0')}${'f'.repeat(196)}`, 'x');
+    const r = await p.run(['--dry-run', '--json']);
+    assert.equal(r.code, 0, r.stderr.slice(-2000));
+    assert.ok(r.stdout.length > 900_000, `a large summary (${r.stdout.length} bytes)`);
+    const summary = JSON.parse(r.stdout);
+    assert.equal(summary.outcome, 'dry-run');
+    assert.equal(summary.wouldUpload.length, n);
+  });
+
   test('a corrupt state file stops the run with exit 2 and the recovery; following it uploads only what the server lacks', async () => {
     const p = setup();
     p.put('a.dat', testBytes(50_000, 4));
