@@ -238,7 +238,7 @@ describe('ipi-push --once', () => {
     assert.equal(p.state().inProgress, null);
   });
 
-  test('AFTER_UPLOAD=archive moves the verified file out, keeping its path; delete removes it', async () => {
+  test('AFTER_UPLOAD=archive moves the verified file out, keeping its path, never over an earlier archived one; delete removes it', async () => {
     const p = setup({ AFTER_UPLOAD: 'archive', ARCHIVE_DIR: './archive' });
     p.put('sub/a.dat', 'A');
     const r = await p.run(['--once']);
@@ -251,6 +251,18 @@ describe('ipi-push --once', () => {
     p.put('c.dat', 'C');
     assert.equal((await p.run(['--once'])).code, 0);
     assert.deepEqual(Object.keys(p.state().uploaded), ['c.dat']);
+
+    // The same path uploaded again (a new version): the archived earlier one is kept as it is.
+    fs.mkdirSync(path.join(p.ws.dir, 'archive'), { recursive: true });
+    fs.writeFileSync(path.join(p.ws.dir, 'archive/b.dat'), 'OLD');
+    p.put('b.dat', 'NEW');
+    assert.equal((await p.run(['--once'])).code, 0);
+    assert.equal(fs.readFileSync(path.join(p.ws.dir, 'archive/b.dat'), 'utf8'), 'OLD', 'an archived file is never replaced');
+    const stamped = fs.readdirSync(path.join(p.ws.dir, 'archive')).filter((n) => /^b\.\d{8}T\d{6}Z\.dat$/.test(n));
+    assert.equal(stamped.length, 1, fs.readdirSync(path.join(p.ws.dir, 'archive')).join(', '));
+    assert.equal(fs.readFileSync(path.join(p.ws.dir, 'archive', stamped[0]!), 'utf8'), 'NEW');
+    assert.ok(!exists(path.join(p.watchDir, 'b.dat')));
+    assert.match(p.log(), new RegExp(`"b\\.dat": moved to .*archive/${stamped[0]!.replace(/\./g, '\\.')} \\(AFTER_UPLOAD=archive\\): .*archive/b\\.dat holds an earlier archived file, kept as it is`));
 
     const d = setup({ AFTER_UPLOAD: 'delete' });
     d.put('b.dat', 'B');
