@@ -175,3 +175,18 @@ export async function renameNoReplace(from: string, to: string): Promise<void> {
   }
   if (path.dirname(from) !== path.dirname(to)) await fsyncDir(path.dirname(from));
 }
+
+/**
+ * mkdir -p whose new folders survive a power cut: each folder it creates is made durable in
+ * its parent (a file fsynced into a folder whose own entry was lost is lost with it).
+ */
+export async function mkdirDurably(dir: string): Promise<void> {
+  const first = await fs.mkdir(dir, { recursive: true });
+  if (first === undefined) return;
+  const created: string[] = [];
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    created.push(d);
+    if (d === path.resolve(first) || path.dirname(d) === d) break;
+  }
+  for (const d of created.reverse()) await fsyncDir(path.dirname(d));
+}

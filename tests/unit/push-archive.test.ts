@@ -1,10 +1,12 @@
 // AFTER_UPLOAD=archive (src/push/archive.ts): never replaces what ARCHIVE_DIR holds.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 
+import { pidAlive } from '../../src/lock.js';
 import { archiveFile } from '../../src/push/archive.js';
 import { archiveName } from '../../src/push/decide.js';
 
@@ -98,5 +100,71 @@ describe('archiveFile to another filesystem (EXDEV)', () => {
     assert.equal(fs.readFileSync(path.join(archive, 'b.dat'), 'utf8'), 'OLD');
     assert.equal(fs.readFileSync(to, 'utf8'), 'NEW');
     assert.equal(fs.existsSync(abs), false);
+  });
+
+  test('the copy is made under a dot-named temporary and takes its final name only when whole; times kept', { skip }, async () => {
+    const archive = fs.mkdtempSync(path.join(other!, 'temp-first-'));
+    const watch = fs.mkdtempSync(path.join(root, 'xwatch-'));
+    const big = Buffer.alloc(32 * 1024 * 1024, 7);
+    const abs = path.join(watch, 'big.dat');
+    fs.writeFileSync(abs, big);
+    const old = new Date('2024-05-06T07:08:09Z');
+    fs.utimesSync(abs, old, old);
+    const version = { size: big.length, mtimeMs: old.getTime() };
+    const seen: string[] = [];
+    const watcher = fs.watch(archive, (_event, name) => {
+      if (name && seen.at(-1) !== name) seen.push(String(name));
+    });
+    try {
+      const to = await archiveFile(abs, archive, 'big.dat', version, AT);
+      await new Promise((r) => setTimeout(r, 100)); // let the last events arrive
+      assert.equal(to, path.join(archive, 'big.dat'));
+      assert.ok(seen.length > 0, 'the watcher saw the archive folder change');
+      assert.match(seen[0]!, /^\.big\.dat\.tmp-\d+-/, `the first name written is a temporary, not the final name (seen: ${seen.join(', ')})`);
+      assert.ok(fs.readFileSync(to).equals(big));
+      assert.equal(fs.statSync(to).mtimeMs, old.getTime(), 'modification time kept, as a move keeps it');
+      assert.deepEqual(fs.readdirSync(archive), ['big.dat'], 'no temporary left');
+      assert.equal(fs.existsSync(abs), false, 'the original is removed once the copy is in place');
+    } finally {
+      watcher.close();
+    }
+  });
+
+  test('a temporary left by a run that died mid-copy is removed; a live one is not touched', { skip }, async () => {
+    const archive = fs.mkdtempSync(path.join(other!, 'orphan-'));
+    let deadPid = 4_000_000;
+    while (pidAlive(deadPid)) deadPid--;
+    const orphan = path.join(archive, `.d.dat.tmp-${deadPid}-x1`);
+    const live = path.join(archive, `.d.dat.tmp-${process.pid}-x2`);
+    const old = new Date(Date.now() - 2 * 3_600_000);
+    for (const f of [orphan, live]) {
+      fs.writeFileSync(f, 'half');
+      fs.utimesSync(f, old, old);
+    }
+    const { abs, version } = uploaded(fs.mkdtempSync(path.join(root, 'xwatch-')), 'd.dat', 'D');
+    await archiveFile(abs, archive, 'd.dat', version, AT);
+    assert.deepEqual(fs.readdirSync(archive).sort(), [path.basename(live), 'd.dat'].sort());
+  });
+
+  test('a copy that fails (ARCHIVE_DIR full) leaves the original and nothing in ARCHIVE_DIR, not even its temporary', async (t) => {
+    const archive = fs.mkdtempSync(path.join(root, 'full-'));
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', archive], { stdio: 'pipe' });
+    } catch {
+      return t.skip('mount -t tmpfs refused here: no small filesystem to fill');
+    }
+    try {
+      const data = Buffer.alloc(3 * 1024 * 1024, 1);
+      const watch = fs.mkdtempSync(path.join(root, 'xwatch-'));
+      const abs = path.join(watch, 'sub', 'c.dat');
+      fs.mkdirSync(path.dirname(abs));
+      fs.writeFileSync(abs, data);
+      const st = fs.statSync(abs);
+      await assert.rejects(archiveFile(abs, archive, 'sub/c.dat', { size: st.size, mtimeMs: Math.floor(st.mtimeMs) }, AT), /ENOSPC|no space/i);
+      assert.ok(fs.readFileSync(abs).equals(data), 'the original is untouched');
+      assert.deepEqual(fs.readdirSync(path.join(archive, 'sub')), [], 'no temporary and no half file under the final name');
+    } finally {
+      execFileSync('umount', ['-l', archive], { stdio: 'pipe' });
+    }
   });
 });
