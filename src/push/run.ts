@@ -384,6 +384,7 @@ class Pusher {
         this.log.info(`uploading ${name} (${formatBytes(rec.size)}) to ${rec.remoteTemp}`);
         return this.store.markInProgress(rec);
       },
+      onCutShort: (rec) => this.store.markInProgress(rec),
       onProgress: (done, total, from) => {
         if (!started) {
           started = true;

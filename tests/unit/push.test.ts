@@ -173,6 +173,16 @@ describe('state file', () => {
     await store.forget(['nothing-here']);
     assert.equal(fs.statSync(file).mtimeMs, before, 'nothing to forget: not rewritten');
   });
+  test('an upload cut short keeps the acknowledged prefix (ackedTo) through a save and a read', async () => {
+    const file = path.join(dir, 'acked.json');
+    const store = await StateStore.open(file);
+    await store.markInProgress({ rel: 'a', size: 10, mtimeMs: 2, remoteTemp: '/t', startedAt: 'x', ackedTo: 4 });
+    assert.equal((await readState(file)).inProgress?.ackedTo, 4);
+    await store.markInProgress({ rel: 'a', size: 10, mtimeMs: 2, remoteTemp: '/t', startedAt: 'y' });
+    assert.equal((await readState(file)).inProgress?.ackedTo, undefined, 'a new attempt (temporary cut back) clears it');
+    const bad = '{"version":1,"uploaded":{},"failed":{},"inProgress":{"rel":"a","size":1,"mtimeMs":1,"remoteTemp":"/t","startedAt":"x","ackedTo":"4"}}';
+    assert.throws(() => parseState(bad, '/s.json'), /"inProgress" is incomplete/);
+  });
   test('a damaged state is refused with what is wrong and the recovery steps, never overwritten', async () => {
     for (const [text, why] of [['{"version":1,"uploaded":{}', /not valid JSON/], ['[]', /not a JSON object/], ['{"version":2,"uploaded":{},"failed":{}}', /unknown version/],
       ['{"version":1,"uploaded":{"a":{"size":"x"}},"failed":{}}', /uploaded entry "a"/]] as const) {
