@@ -294,6 +294,8 @@ describe('ipi-push --once', () => {
     assert.equal(rec.rel, 'later.dat');
     assert.ok(typeof rec.ackedTo === 'number' && rec.ackedTo <= hole, `the state bounds the resume point: ${JSON.stringify(rec)}`);
     assert.ok(fs.statSync(temp).size > hole, `the server holds data past the hole (${fs.statSync(temp).size} bytes)`);
+    const st = await p.run(['status']);
+    assert.match(st.stdout, new RegExp(`cut short: later\\.dat .*at most from byte ${rec.ackedTo}, the end of what the server acknowledged`));
 
     await new Promise((r) => setTimeout(r, 300)); // RETRY_DELAYS: the file's next try falls due
     const again = await p.run(['--once', '--json']);
