@@ -111,12 +111,29 @@ export function createLogger(opts: LogOptions): ClosableLogger {
     info: (m) => logger.info(m),
     debug: (m) => logger.debug(m),
     record: (m) => logger.info(m, { [FILE_ONLY]: true }),
-    close: () => new Promise<void>((resolve) => {
-      // Resolve when every transport has flushed, so an exit right after loses no line.
-      logger.once('finish', () => setImmediate(resolve));
-      logger.end();
-    }),
+    close: async () => {
+      await drained(logger);
+      await new Promise<void>((resolve) => {
+        // Resolve when every transport has flushed, so an exit right after loses no line.
+        logger.once('finish', () => setImmediate(resolve));
+        logger.end();
+      });
+    },
   };
+}
+
+/**
+ * Wait until the logger has handed every line to its transports. winston's end() ends the
+ * transports at once, while lines a slow transport (the file, after a burst of long lines)
+ * has not taken yet still wait inside the logger: they would then be written after the end,
+ * an 'error' nobody can catch that kills the process before its --json summary is out
+ * (winstonjs/winston#2219). Bounded, so a transport that never drains cannot hang the exit.
+ */
+async function drained(stream: { readableLength: number; writableLength: number }, limitMs = 10_000): Promise<void> {
+  const until = Date.now() + limitMs;
+  while ((stream.readableLength > 0 || stream.writableLength > 0) && Date.now() < until) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
 
 /** A logger for code paths that must not print (and for unit tests). */

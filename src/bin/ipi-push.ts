@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 import './gc-first.js';
 import { pushMain } from '../push-cli.js';
+import { exitAfterFlush } from './exit.js';
 
 pushMain(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => exitAfterFlush(code),
   (err) => {
     process.stderr.write(`ipi-push: internal error: ${err instanceof Error ? err.stack : String(err)}\n`);
-    process.exit(1);
+    exitAfterFlush(1);
   },
 );

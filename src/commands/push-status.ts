@@ -83,7 +83,11 @@ function renderStatus(s: PushStatus): string {
     const u = s.lastUploaded;
     lines.push(`last uploaded: ${u.path} -> ${u.remotePath}, ${formatBytes(u.size)}, at ${u.uploadedAt}, sha256 ${u.sha256} (verified by ${u.verified})`);
   }
-  if (s.inProgress) lines.push(`cut short: ${s.inProgress.rel} (${formatBytes(s.inProgress.size)}), resumes from what ${s.inProgress.remoteTemp} holds`);
+  if (s.inProgress) {
+    const p = s.inProgress;
+    const bound = p.ackedTo === undefined ? '' : ` (at most from byte ${p.ackedTo}, the end of what the server acknowledged)`;
+    lines.push(`cut short: ${p.rel} (${formatBytes(p.size)}), resumes from what ${p.remoteTemp} holds${bound}`);
+  }
   for (const f of s.failed) {
     const when = f.permanent ? 'not retried until it changes (or --retry-failed)' : `next try ${f.nextRetryAt}`;
     lines.push(`failed: ${f.path}: ${f.error} (${f.attempts} attempt(s); ${when})`);

@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import { writeMetrics } from '../metrics.js';
 import { createProgress, noProgress } from '../progress.js';
 import { runPush, type PushSummary } from '../push/run.js';
+import { serialLatest } from '../util/serial.js';
 import { failureLine, runWithSetup, writeJson, type GlobalArgs, type Io } from './shared.js';
 
 export interface PushArgs extends GlobalArgs {
@@ -18,33 +19,51 @@ export interface PushArgs extends GlobalArgs {
 export async function pushCommand(args: PushArgs, io: Io): Promise<ExitCode> {
   const started = Date.now();
   const watch = args.watch === true && !args['dry-run'];
-  const metrics = (config: Config, log: Logger, summary: PushSummary, code: number) => {
-    if (!config.metricsFile || args['dry-run']) return Promise.resolve();
-    return writeMetrics(config.metricsFile, {
-      finishedAtMs: Date.now(), success: code === 0, exitCode: code, filesDelivered: summary.uploaded.filter((u) => !u.adopted).length,
-      bytesDelivered: summary.uploaded.reduce((n, u) => n + u.bytesSent, 0), filesPending: summary.pending.length + summary.failed.length,
-      durationMs: Date.now() - started,
-    }, 'ipi_push').catch((err) => log.warn(`METRICS_FILE ${config.metricsFile}: could not write it (${err instanceof Error ? err.message : err})`));
-  };
+  let metrics: ((summary: PushSummary, code: number) => Promise<void>) | null = null;
   const out = await runWithSetup<PushSummary>(args, io, 'push', {
     onSignal: 'taking no new file; finishing the writes in flight, then saving the state',
     doing: watch ? 'watching' : 'the run',
-    body: ({ config, log, signal, tty }) => runPush(config, {
-      mode: watch ? 'watch' : 'once', dryRun: args['dry-run'], acceptNewHostKey: args['accept-new-host-key'],
-      retryFailed: args['retry-failed'], signal,
-    }, {
-      log,
-      progress: args['dry-run'] ? noProgress : createProgress(log, tty),
-      // The service's metrics follow every outcome: "last run" is the last file or connection attempt.
-      onActivity: (s, ok) => void metrics(config, log, s, ok ? EXIT.ok : EXIT.failed),
-    }),
-    after: async ({ config, log }, summary, failure) => {
+    body: ({ config, log, signal, tty }) => {
+      metrics = args['dry-run'] ? null : pushMetrics(config.metricsFile, started, log);
+      return runPush(config, {
+        mode: watch ? 'watch' : 'once', dryRun: args['dry-run'], acceptNewHostKey: args['accept-new-host-key'],
+        retryFailed: args['retry-failed'], signal,
+      }, {
+        log,
+        progress: args['dry-run'] ? noProgress : createProgress(log, tty),
+        // The service's metrics follow every outcome: "last run" is the last file or connection attempt.
+        onActivity: (s, ok) => void metrics?.(s, ok ? EXIT.ok : EXIT.failed),
+      });
+    },
+    after: async ({ log }, summary, failure) => {
       const code = exitCodeOf(failure, summary);
       if (summary && code !== EXIT.ok && !failure) log.error(`${summary.failed.length} file(s) not uploaded: ${summary.failed.map((f) => f.rel).join(', ')}`);
-      await metrics(config, log, summary ?? emptySummary(), code);
+      await metrics?.(summary ?? emptySummary(), code);
     },
   });
   return report(out.failure, out.summary, out.config, args, io, started, out.logged);
+}
+
+/**
+ * METRICS_FILE of one ipi-push command, written after each outcome (the service) and once at
+ * the end. The writes are serialized (serialLatest): the service fires one per file without
+ * waiting, and a slow one still under way must not land after, and over, the final write.
+ * The promise resolves once this outcome (or a newer one) is on disk; a failure is a warning.
+ */
+export function pushMetrics(
+  file: string | undefined, startedMs: number, log: Logger, write: typeof writeMetrics = writeMetrics,
+): (summary: PushSummary, code: number) => Promise<void> {
+  const written = serialLatest((run: Parameters<typeof writeMetrics>[1]) => write(file!, run, 'ipi_push')
+    .catch((err) => log.warn(`METRICS_FILE ${file}: could not write it (${err instanceof Error ? err.message : err})`)));
+  return (summary, code) => {
+    if (!file) return Promise.resolve();
+    // The figures of this moment: the summary object keeps changing after the call.
+    return written({
+      finishedAtMs: Date.now(), success: code === 0, exitCode: code, filesDelivered: summary.uploaded.filter((u) => !u.adopted).length,
+      bytesDelivered: summary.uploaded.reduce((n, u) => n + u.bytesSent, 0), filesPending: summary.pending.length + summary.failed.length,
+      durationMs: Date.now() - startedMs,
+    });
+  };
 }
 
 /** SIGINT/SIGTERM is a clean stop (state saved, upload checkpointed): 0, as a service manager expects. */

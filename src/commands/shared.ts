@@ -1,9 +1,10 @@
 // What every command shares: the settings flags (generated from the table), turning argv
 // into a validated Config, and opening the logger.
 import fs from 'node:fs';
+import path from 'node:path';
 import yargs, { type Argv } from 'yargs';
 import { loadConfig, type Config } from '../config/load.js';
-import { EXIT, classify, errorDetail, type ExitCode, type IpiError } from '../errors.js';
+import { ConfigError, EXIT, classify, errorDetail, type ExitCode, type IpiError } from '../errors.js';
 import { SETTINGS, SETTING_NAMES, appliesTo, flagOf, type SettingName, type Tool } from '../config/settings.js';
 import { createLogger, scrub, type ClosableLogger, type Logger } from '../log.js';
 
@@ -42,7 +43,22 @@ export function flagValues(argv: Record<string, unknown>): Partial<Record<Settin
 }
 
 export function configFromArgs(args: GlobalArgs, io: Io, serverOptional = false, tool: Tool = 'pull'): Config {
-  return loadConfig({ envFile: args['env-file'], flags: flagValues(args), env: io.env, cwd: io.cwd, serverOptional, tool });
+  const flags = flagValues(args);
+  try {
+    return loadConfig({ envFile: args['env-file'], flags, env: io.env, cwd: io.cwd, serverOptional, tool });
+  } catch (err) {
+    // A first run with nothing set up: say how to start, as the sftpmonitor it replaces did.
+    if (err instanceof ConfigError && nothingConfigured(args, flags, io)) {
+      throw new ConfigError(`${err.message}. No .env in ${io.cwd} and no SFTP_HOST in the environment: to write a commented .env to fill in, run \`ipi-${tool} init\``);
+    }
+    throw err;
+  }
+}
+
+/** No --env-file, no ./.env, and no server named in the environment or the flags. */
+function nothingConfigured(args: GlobalArgs, flags: Partial<Record<SettingName, string>>, io: Io): boolean {
+  if (args['env-file'] !== undefined || flags.host !== undefined || (io.env.SFTP_HOST ?? '').trim() !== '') return false;
+  return !fs.existsSync(path.join(io.cwd, '.env'));
 }
 
 export function loggerFor(config: Config, args: GlobalArgs, tool: Tool): ClosableLogger {

@@ -177,3 +177,18 @@ export function goneFromWatchDir(recorded: Iterable<string>, seen: ReadonlySet<s
   const unseenUnder = (rel: string) => skipped.some((s) => rel === s || rel.startsWith(`${s}/`));
   return [...recorded].filter((rel) => !seen.has(rel) && !unseenUnder(rel));
 }
+
+/**
+ * The name an uploaded file takes in ARCHIVE_DIR on its `attempt`-th try (0 first): its own
+ * name, and when that is taken (an earlier version of the same path was archived) the UTC
+ * time of the move before the last extension (`b.dat` -> `b.20250102T030405Z.dat`), then
+ * `-2`, `-3`... (`b.20250102T030405Z-2.dat`) should that be taken too. Nothing already in
+ * ARCHIVE_DIR is ever replaced.
+ */
+export function archiveName(name: string, at: Date, attempt: number): string {
+  if (attempt === 0) return name;
+  const stamp = at.toISOString().replace(/\.\d{3}Z$/, 'Z').replace(/[-:]/g, '');
+  const ext = path.posix.extname(name);
+  const stem = name.slice(0, name.length - ext.length);
+  return `${stem}.${stamp}${attempt > 1 ? `-${attempt}` : ''}${ext}`;
+}

@@ -20,6 +20,7 @@ import { formatBytes } from '../util/space.js';
 import {
   goneFromWatchDir, ignoreMatcher, isSettled, needsUpload, nextRetryAt, observe, queueOrder, type IgnoreTest, type Observation,
 } from './decide.js';
+import { archiveFile } from './archive.js';
 import { lookAt, scanDir, type ScannedFile } from './scan.js';
 import { StateStore } from './state.js';
 import { SessionFacts, uploadFile, type UploadResult } from './upload.js';
@@ -67,9 +68,12 @@ export async function runPush(config: Config, opts: PushOptions, ctx: PushContex
   if (!opts.dryRun) {
     await fs.mkdir(path.dirname(config.stateFile), { recursive: true });
     lock = await acquireLock(lockFileFor(config.stateFile), (m) => ctx.log.warn(m), pidAlive, 'ipi-push');
-    for (const file of await sweepTemporaries(path.dirname(config.stateFile), pidAlive)) ctx.log.info(`removed ${file}, a temporary file left by a run that died`);
   }
+  // Everything after the lock is taken runs inside this try: whatever fails, the lock goes.
   try {
+    if (lock) {
+      for (const file of await sweepTemporaries(path.dirname(config.stateFile), pidAlive)) ctx.log.info(`removed ${file}, a temporary file left by a run that died`);
+    }
     const store = await StateStore.open(config.stateFile);
     const pusher = new Pusher(config, store, opts, ctx, summary);
     if (opts.mode === 'watch' && !opts.dryRun) await pusher.watchLoop();
@@ -380,6 +384,7 @@ class Pusher {
         this.log.info(`uploading ${name} (${formatBytes(rec.size)}) to ${rec.remoteTemp}`);
         return this.store.markInProgress(rec);
       },
+      onCutShort: (rec) => this.store.markInProgress(rec),
       onProgress: (done, total, from) => {
         if (!started) {
           started = true;
@@ -478,10 +483,10 @@ class Pusher {
         await fs.rm(file.abs);
         this.log.info(`${name}: deleted locally (AFTER_UPLOAD=delete)`);
       } else {
-        const to = path.join(this.config.archiveDir!, ...file.rel.split('/'));
-        await fs.mkdir(path.dirname(to), { recursive: true });
-        await moveFile(file.abs, to);
-        this.log.info(`${name}: moved to ${to} (AFTER_UPLOAD=archive)`);
+        const to = await archiveFile(file.abs, this.config.archiveDir!, file.rel, file);
+        const wanted = path.join(this.config.archiveDir!, ...file.rel.split('/'));
+        this.log.info(to === wanted ? `${name}: moved to ${to} (AFTER_UPLOAD=archive)`
+          : `${name}: moved to ${to} (AFTER_UPLOAD=archive): ${wanted} holds an earlier archived file, kept as it is`);
       }
     } catch (err) {
       this.log.warn(`${name}: uploaded, but AFTER_UPLOAD=${action} failed: ${classify(err, 'moving it').message}`);
@@ -492,17 +497,6 @@ class Pusher {
     if (this.summary.stopped) return;
     this.summary.stopped = true;
     this.log.warn('stopped by a signal: no new file taken, state saved; an upload cut short resumes where the server stopped on the next run');
-  }
-}
-
-async function moveFile(from: string, to: string): Promise<void> {
-  try {
-    await fs.rename(from, to);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-    // Another filesystem: copy, then remove the original only once the copy is complete.
-    await fs.copyFile(from, to);
-    await fs.rm(from);
   }
 }
 

@@ -14,6 +14,14 @@ export interface InProgressRecord {
   mtimeMs: number;
   remoteTemp: string;
   startedAt: string;
+  /**
+   * Set when an attempt ended early (a failure, a stop): the end of the prefix the server
+   * acknowledged in order. A WRITE after it may have failed while later ones succeeded, so the
+   * temporary may hold a hole below its size: a resume starts no further than this, cutting
+   * the temporary back first. Absent: no attempt failed since the temporary was last cut back,
+   * and the server's size is the resume point (it writes a connection's requests in order).
+   */
+  ackedTo?: number;
 }
 
 export interface PushState {
@@ -62,7 +70,8 @@ export function parseState(text: string, file: string): PushState {
       || !(r.nextRetryAt === null || isStr(r.nextRetryAt)) || typeof r.permanent !== 'boolean') throw bad(`failed entry ${JSON.stringify(rel)} is incomplete`);
   }
   const p = v.inProgress;
-  if (p !== null && p !== undefined && (!isObj(p) || !isStr(p.rel) || !isNum(p.size) || !isNum(p.mtimeMs) || !isStr(p.remoteTemp) || !isStr(p.startedAt))) {
+  if (p !== null && p !== undefined && (!isObj(p) || !isStr(p.rel) || !isNum(p.size) || !isNum(p.mtimeMs) || !isStr(p.remoteTemp) || !isStr(p.startedAt)
+    || (p.ackedTo !== undefined && !isNum(p.ackedTo)))) {
     throw bad('"inProgress" is incomplete');
   }
   return {

@@ -54,6 +54,12 @@ export interface UploadRequest {
   inProgress: InProgressRecord | null;
   /** Recorded before the first byte is sent, so a crash leaves a resumable record. */
   onStart: (rec: InProgressRecord) => Promise<void>;
+  /**
+   * The attempt ended early (failure, stop) after onStart: the record again, with `ackedTo`,
+   * the end of the prefix the server acknowledged. Saved before the error goes on, so the next
+   * attempt, in this run or a later one, does not resume past a WRITE that failed.
+   */
+  onCutShort: (rec: InProgressRecord) => Promise<void>;
   onProgress: (done: number, total: number, from: number) => void;
   signal?: AbortSignal;
   /** Start from zero whatever the server holds (after a SHA-256 mismatch). */
@@ -93,13 +99,19 @@ export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
       }
     }
 
-    const from = req.fresh ? 0 : await resumePoint(req, local, size, mtimeMs, target.temp);
-    await req.onStart({ rel: file.rel, size, mtimeMs, remoteTemp: target.temp, startedAt: new Date().toISOString() });
+    const { from, held } = req.fresh ? { from: 0, held: 0 } : await resumePoint(req, local, size, mtimeMs, target.temp);
     const handle = await session.openWrite(target.temp, from > 0 ? 'r+' : 'w');
     let closed = false;
     const hash = createHash('sha256');
     let bytesSent = 0;
+    const rec: InProgressRecord = { rel: file.rel, size, mtimeMs, remoteTemp: target.temp, startedAt: new Date().toISOString() };
+    let ackedTo = from;
+    let recorded = false;
     try {
+      // Bytes past the resume point may lie beyond a hole: gone before the record stops saying so.
+      if (from > 0 && held > from) await session.truncate(handle, from);
+      await req.onStart(rec);
+      recorded = true;
       await hashRange(local, 0, from, hash);
       req.onProgress(from, size, from);
       const sent = await sendRange({
@@ -107,13 +119,26 @@ export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
         chunkSize: settings.chunkSize, chunksInFlight: settings.chunksInFlight, dataTimeoutMs: settings.dataTimeoutMs,
         onStall: (why) => session.destroy(why),
         onRead: (data) => hash.update(data),
-        onAcked: (end) => req.onProgress(end, size, from),
+        onAcked: (end) => {
+          ackedTo = end;
+          req.onProgress(end, size, from);
+        },
         signal: req.signal,
       });
       bytesSent = sent.bytesSent;
       await session.setTimes(handle, st.atimeMs, mtimeMs);
       closed = true;
       await session.close(handle);
+    } catch (err) {
+      if (recorded) {
+        await req.onCutShort({ ...rec, ackedTo }).catch(async (e) => {
+          // Unsaved, a later run would trust the server's size: better it starts over.
+          const removed = await session.remove(target.temp).then(() => true, () => false);
+          log.warn(`${name}: could not save how far the upload got (${(e as Error).message}); `
+            + (removed ? `removed ${target.temp}, so no later run resumes past a write that failed` : 'this run still knows where to resume'));
+        });
+      }
+      throw err;
     } finally {
       if (!closed) await session.close(handle).catch(() => {});
     }
@@ -144,31 +169,42 @@ export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
 }
 
 /**
- * Where to continue: the size of the temporary already on the server, if the state says it
- * belongs to this very version of the file and its last 64 KiB equal ours; else 0.
+ * Where to continue (`from`), and how much the temporary on the server holds (`held`): its
+ * size, if the state says it belongs to this very version of the file, bounded by the prefix
+ * the server acknowledged when an attempt was cut short (past it a WRITE may have failed and
+ * left a hole), and only if the 64 KiB before that point equal ours; else 0.
  */
-async function resumePoint(req: UploadRequest, local: FileHandle, size: number, mtimeMs: number, temp: string): Promise<number> {
+async function resumePoint(req: UploadRequest, local: FileHandle, size: number, mtimeMs: number, temp: string): Promise<{ from: number; held: number }> {
   const rec = req.inProgress;
   const name = printableName(req.file.rel);
   const there = await req.session.statOrNull(temp);
-  if (!there || !there.isFile || there.size === 0) return 0;
+  if (!there || !there.isFile || there.size === 0) return { from: 0, held: 0 };
+  const over = { from: 0, held: there.size };
   if (!rec || rec.rel !== req.file.rel || rec.size !== size || rec.mtimeMs !== mtimeMs || rec.remoteTemp !== temp) {
     req.log.info(`${name}: a partial upload on the server belongs to another version of the file: starting over`);
-    return 0;
+    return over;
   }
   if (there.size > size) {
     req.log.warn(`${name}: the partial upload on the server is longer than the file: starting over`);
-    return 0;
+    return over;
   }
-  const len = Math.min(TAIL_WINDOW, there.size);
+  const at = Math.min(there.size, rec.ackedTo ?? there.size);
+  const cut = at < there.size
+    ? `the server holds ${there.size} bytes, but the upload was cut short with only the first ${at} acknowledged (a write after them may have failed): cut back to byte ${at}`
+    : '';
+  if (at === 0) {
+    req.log.info(`${name}: ${cut}; starting over`);
+    return over;
+  }
+  const len = Math.min(TAIL_WINDOW, at);
   const mine = Buffer.alloc(len);
   const theirs = Buffer.alloc(len);
-  await readExact(local, mine, there.size - len);
+  await readExact(local, mine, at - len);
   const h = await req.session.openRead(temp);
   try {
     let got = 0;
     while (got < len) {
-      const n = await req.session.read(h, theirs, got, Math.min(len - got, req.session.maxReadLen), there.size - len + got);
+      const n = await req.session.read(h, theirs, got, Math.min(len - got, req.session.maxReadLen), at - len + got);
       if (n === 0) break;
       got += n;
     }
@@ -177,10 +213,10 @@ async function resumePoint(req: UploadRequest, local: FileHandle, size: number, 
   }
   if (!mine.equals(theirs)) {
     req.log.warn(`${name}: the partial upload on the server does not match the local file: starting over`);
-    return 0;
+    return over;
   }
-  req.log.info(`${name}: resuming the upload at byte ${there.size} of ${size} (the server's last ${len} bytes match)`);
-  return there.size;
+  req.log.info(`${name}: ${cut ? `${cut}; ` : ''}resuming the upload at byte ${at} of ${size} (the ${len} bytes before it match)`);
+  return { from: at, held: there.size };
 }
 
 /**

@@ -100,6 +100,12 @@ export interface EmbeddedServerOptions {
    * server that asks for the password by prompt only, as many PAM set-ups do.
    */
   authMethods?: ReadonlyArray<'publickey' | 'password' | 'keyboard-interactive'>;
+  /**
+   * Answer FAILURE, writing nothing, to the first `times` (default 1) WRITE requests on a path
+   * ending with `name` whose range holds byte `offset`, as a full disk or a quota that frees up
+   * again does; the requests around it succeed (a hole, as with ENOSPC on OpenSSH).
+   */
+  failWrite?: { name: string; offset: number; times?: number };
 }
 
 const DEFAULT_PASSWORD = 'ipi-test-password';
@@ -155,6 +161,8 @@ interface ServerState {
   password: string;
   startedAt: number;
   served: Map<string, number>;
+  /** WRITE requests failed on purpose so far (failWrite). */
+  writesFailed: number;
   server: Server | null;
   connections: Set<Connection>;
   port: number;
@@ -424,6 +432,12 @@ class SftpSession {
   private async write(id: number, handle: Buffer, offset: number, data: Buffer): Promise<void> {
     const h = this.lookup(handle);
     if (!h || h.kind !== 'file' || !h.file) return this.status(id, STATUS_CODE.FAILURE, 'bad handle');
+    const fail = this.st.opts.failWrite;
+    if (fail && pathMatches(h.virt, fail.name) && offset <= fail.offset && fail.offset < offset + data.length
+      && this.st.writesFailed < (fail.times ?? 1)) {
+      this.st.writesFailed++;
+      return this.status(id, STATUS_CODE.FAILURE, 'Failure');
+    }
     let done = 0;
     while (done < data.length) {
       const { bytesWritten } = await h.file.write(data, done, data.length - done, offset + done);
@@ -589,6 +603,7 @@ async function prepareState(opts: EmbeddedServerOptions): Promise<ServerState> {
     password: opts.password ?? DEFAULT_PASSWORD,
     startedAt: Math.floor(Date.now() / 1000),
     served: new Map(),
+    writesFailed: 0,
     server: null,
     connections: new Set(),
     port: 0,

@@ -300,6 +300,11 @@ export class SftpSession {
       this.sftp.futimes(handle, Math.floor(atimeMs / 1000), Math.floor(mtimeMs / 1000), (err) => cb(err, undefined)));
   }
 
+  /** Cut (or extend) a remote file open for writing to `size` bytes (SSH_FXP_FSETSTAT with a size). */
+  truncate(handle: Buffer, size: number): Promise<void> {
+    return this.call<void>(`cutting a remote file to ${size} bytes`, (cb) => this.sftp.fsetstat(handle, { size }, (err) => cb(err, undefined)));
+  }
+
   /** mkdir -p: each missing folder of `dir` is created; folders that exist are fine. */
   async mkdirp(dir: string): Promise<void> {
     const parts = dir.split('/').filter(Boolean);

@@ -147,3 +147,52 @@ export async function sweepTemporaries(dir: string, alive: (pid: number) => bool
   }
   return removed;
 }
+
+/** link() refused because the filesystem (or its policy) does not do hard links here. */
+const LINK_UNSUPPORTED = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EMLINK']);
+
+/**
+ * Give `from` the name `to` only if nothing has that name yet: an existing `to` is never
+ * replaced (the error has code EEXIST and `from` is left as it was); another filesystem
+ * fails with EXDEV, `from` untouched. A hard link, then the old name removed, where the
+ * filesystem allows: atomic, of two writers one gets the name. Where it refuses links (FAT,
+ * many SMB shares; Linux's protected_hardlinks for another user's file) it is a check, then
+ * rename, which only a writer racing for this very new name could defeat. Both folders are
+ * fsynced, the new name before the old one goes: after a power cut the file has one name or
+ * both, never none.
+ */
+export async function renameNoReplace(from: string, to: string): Promise<void> {
+  let linked = false;
+  try {
+    await fs.link(from, to);
+    linked = true;
+  } catch (err) {
+    if (!LINK_UNSUPPORTED.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+  }
+  if (linked) {
+    await fsyncDir(path.dirname(to));
+    await fs.unlink(from);
+  } else {
+    if (await fs.lstat(to).then(() => true, () => false)) {
+      throw Object.assign(new Error(`EEXIST: file already exists, rename '${from}' -> '${to}'`), { code: 'EEXIST', path: to });
+    }
+    await fs.rename(from, to);
+    await fsyncDir(path.dirname(to));
+  }
+  if (path.dirname(from) !== path.dirname(to)) await fsyncDir(path.dirname(from));
+}
+
+/**
+ * mkdir -p whose new folders survive a power cut: each folder it creates is made durable in
+ * its parent (a file fsynced into a folder whose own entry was lost is lost with it).
+ */
+export async function mkdirDurably(dir: string): Promise<void> {
+  const first = await fs.mkdir(dir, { recursive: true });
+  if (first === undefined) return;
+  const created: string[] = [];
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    created.push(d);
+    if (d === path.resolve(first) || path.dirname(d) === d) break;
+  }
+  for (const d of created.reverse()) await fsyncDir(path.dirname(d));
+}

@@ -13,6 +13,9 @@ import { collect, makeWorkspace, sha256, sha256File, testBytes, type CliResult, 
 import { spawn } from 'node:child_process';
 import { childEnv } from './helpers/cli.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
+import { silentLogger } from '../../src/log.js';
+import { SftpSession } from '../../src/sftp/session.js';
+import { startEmbeddedServer } from './helpers/embedded-server.js';
 import { startTestServer, type SftpServerHandle } from './helpers/server.js';
 import { startSshd, sshdAvailable } from './helpers/sshd.js';
 
@@ -148,6 +151,20 @@ describe('ipi-push --once', () => {
     assert.equal(sha256File(path.join(p.remoteRoot, 'site-a/2024/01/IPI_20240102.dat')), sha256(testBytes(1000, 3)));
   });
 
+  test('--json output of nearly a megabyte reaches a pipe whole: the process waits for stdout before it exits', async () => {
+    const p = setup();
+    // Long paths make a large summary from few files: 15 folders and names of 200 characters.
+    const deep = Array.from({ length: 15 }, (_, i) => `${String(i).padStart(3, '0')}${'d'.repeat(197)}`).join('/');
+    const n = 300;
+    for (let i = 0; i < n; i++) p.put(`${deep}/${String(i).padStart(4, '0')}${'f'.repeat(196)}`, 'x');
+    const r = await p.run(['--dry-run', '--json']);
+    assert.equal(r.code, 0, r.stderr.slice(-2000));
+    assert.ok(r.stdout.length > 900_000, `a large summary (${r.stdout.length} bytes)`);
+    const summary = JSON.parse(r.stdout);
+    assert.equal(summary.outcome, 'dry-run');
+    assert.equal(summary.wouldUpload.length, n);
+  });
+
   test('a corrupt state file stops the run with exit 2 and the recovery; following it uploads only what the server lacks', async () => {
     const p = setup();
     p.put('a.dat', testBytes(50_000, 4));
@@ -224,7 +241,71 @@ describe('ipi-push --once', () => {
     assert.equal(p.state().inProgress, null);
   });
 
-  test('AFTER_UPLOAD=archive moves the verified file out, keeping its path; delete removes it', async () => {
+  test('a WRITE refused mid-file while later ones succeed (a hole on the server): the retry resumes before the hole, cutting the temporary back', async () => {
+    const MiB = 1024 * 1024;
+    const hole = MiB + 100;
+    const faulty = await startEmbeddedServer({ failWrite: { name: '.holey.dat.ipi-push-part', offset: hole } });
+    cleanups.push(() => faulty.stop());
+    const p = setup({ CHUNK_SIZE: '256KiB', CHUNKS_IN_FLIGHT: '4', VERIFY: 'size' }, faulty);
+    const data = testBytes(3 * MiB + 11, 31);
+    p.put('holey.dat', data);
+    const r = await p.run(['--once', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(p.log(), /the server answered "Failure"/, 'the refused write failed the first attempt');
+    const m = /only the first (\d+) acknowledged .*: cut back to byte \1; resuming the upload at byte (\d+)/.exec(p.log());
+    assert.ok(m, `the temporary was cut back to the acknowledged prefix:\n${p.log()}`);
+    assert.ok(Number(m[2]) <= hole, `resumed at ${m[2]}, at or before the hole at ${hole}`);
+    assert.equal(JSON.parse(r.stdout).files[0].resumedFrom, Number(m[2]));
+    assert.equal(sha256File(path.join(p.remoteRoot, 'holey.dat')), sha256(data), 'the published file has no hole');
+  });
+
+  test('SftpSession.truncate cuts a remote file open for writing (what a resume before a hole relies on)', async () => {
+    const p = setup();
+    fs.mkdirSync(p.remoteRoot, { recursive: true });
+    fs.writeFileSync(path.join(p.remoteRoot, 'cut.dat'), testBytes(100_000, 33));
+    const session = await SftpSession.open({
+      host: server.host, port: server.port, user: server.user, keyFile: server.kind === 'openssh' ? server.clientKeyPath : undefined,
+      password: server.kind === 'embedded' ? server.password : undefined, pinnedHostKeys: [server.hostKeyFingerprint],
+      knownHostsFile: path.join(p.ws.dir, 'no_known_hosts'), acceptNewHostKey: false, connectTimeoutMs: 10_000,
+      keepaliveIntervalMs: 0, keepaliveCountMax: 3, rekeyBytes: 0, log: silentLogger,
+    });
+    try {
+      const h = await session.openWrite(`${p.ws.env.SFTP_UPLOAD_DIR}/cut.dat`, 'r+');
+      await session.truncate(h, 40_000);
+      await session.close(h);
+    } finally {
+      await session.end();
+    }
+    assert.ok(fs.readFileSync(path.join(p.remoteRoot, 'cut.dat')).equals(testBytes(100_000, 33).subarray(0, 40_000)));
+  });
+
+  test('the same hole, then the run gives up and a later run resumes: the acknowledged prefix is kept in the state', async () => {
+    const MiB = 1024 * 1024;
+    const hole = MiB + 100;
+    const faulty = await startEmbeddedServer({ failWrite: { name: '.later.dat.ipi-push-part', offset: hole } });
+    cleanups.push(() => faulty.stop());
+    const p = setup({ CHUNK_SIZE: '256KiB', CHUNKS_IN_FLIGHT: '4', VERIFY: 'size', RETRIES: '0', RETRY_DELAYS: '0.1' }, faulty);
+    const data = testBytes(3 * MiB + 13, 32);
+    p.put('later.dat', data);
+    const first = await p.run(['--once']);
+    assert.equal(first.code, 1, first.stderr);
+    const temp = path.join(p.remoteRoot, '.later.dat.ipi-push-part');
+    const rec = p.state().inProgress as { rel: string; ackedTo?: number };
+    assert.equal(rec.rel, 'later.dat');
+    assert.ok(typeof rec.ackedTo === 'number' && rec.ackedTo <= hole, `the state bounds the resume point: ${JSON.stringify(rec)}`);
+    assert.ok(fs.statSync(temp).size > hole, `the server holds data past the hole (${fs.statSync(temp).size} bytes)`);
+    const st = await p.run(['status']);
+    assert.match(st.stdout, new RegExp(`cut short: later\\.dat .*at most from byte ${rec.ackedTo}, the end of what the server acknowledged`));
+
+    await new Promise((r) => setTimeout(r, 300)); // RETRY_DELAYS: the file's next try falls due
+    const again = await p.run(['--once', '--json']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(JSON.parse(again.stdout).files[0].resumedFrom, rec.ackedTo);
+    assert.equal(sha256File(path.join(p.remoteRoot, 'later.dat')), sha256(data), 'the published file has no hole');
+    assert.equal(p.state().inProgress, null);
+  });
+
+  test('AFTER_UPLOAD=archive moves the verified file out, keeping its path, never over an earlier archived one; delete removes it', async () => {
     const p = setup({ AFTER_UPLOAD: 'archive', ARCHIVE_DIR: './archive' });
     p.put('sub/a.dat', 'A');
     const r = await p.run(['--once']);
@@ -237,6 +318,18 @@ describe('ipi-push --once', () => {
     p.put('c.dat', 'C');
     assert.equal((await p.run(['--once'])).code, 0);
     assert.deepEqual(Object.keys(p.state().uploaded), ['c.dat']);
+
+    // The same path uploaded again (a new version): the archived earlier one is kept as it is.
+    fs.mkdirSync(path.join(p.ws.dir, 'archive'), { recursive: true });
+    fs.writeFileSync(path.join(p.ws.dir, 'archive/b.dat'), 'OLD');
+    p.put('b.dat', 'NEW');
+    assert.equal((await p.run(['--once'])).code, 0);
+    assert.equal(fs.readFileSync(path.join(p.ws.dir, 'archive/b.dat'), 'utf8'), 'OLD', 'an archived file is never replaced');
+    const stamped = fs.readdirSync(path.join(p.ws.dir, 'archive')).filter((n) => /^b\.\d{8}T\d{6}Z\.dat$/.test(n));
+    assert.equal(stamped.length, 1, fs.readdirSync(path.join(p.ws.dir, 'archive')).join(', '));
+    assert.equal(fs.readFileSync(path.join(p.ws.dir, 'archive', stamped[0]!), 'utf8'), 'NEW');
+    assert.ok(!exists(path.join(p.watchDir, 'b.dat')));
+    assert.match(p.log(), new RegExp(`"b\\.dat": moved to .*archive/${stamped[0]!.replace(/\./g, '\\.')} \\(AFTER_UPLOAD=archive\\): .*archive/b\\.dat holds an earlier archived file, kept as it is`));
 
     const d = setup({ AFTER_UPLOAD: 'delete' });
     d.put('b.dat', 'B');

@@ -147,6 +147,17 @@ describe('createLogger', () => {
     assert.match(content, /later line\n$/);
   });
 
+  test('close() right after a burst of long lines loses none and does not crash (winston "write after end")', async () => {
+    const file = path.join(dir, 'burst.log');
+    const log = createLogger({ ...base, level: 'info', file, secrets: [] });
+    const n = 400;
+    for (let i = 0; i < n; i++) log.info(`line ${i} ${'x'.repeat(3000)}`);
+    await log.close();
+    const lines = fs.readFileSync(file, 'utf8').trim().split('\n');
+    assert.equal(lines.length, n);
+    assert.match(lines[n - 1]!, / line 399 x+$/);
+  });
+
   test('file: null and a quiet console makes a logger that writes nowhere and still closes', async () => {
     const beforeFiles = fs.readdirSync(dir).sort();
     const log = createLogger({ ...base, level: 'info', file: null, secrets: ['x'] });

@@ -15,6 +15,10 @@ import { scanDir } from '../../src/push/scan.js';
 import { LocalChangedError, sendRange, type RemoteWriter } from '../../src/transfer/upload-engine.js';
 import { buildConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
+import { pushMetrics } from '../../src/commands/push.js';
+import type { writeMetrics } from '../../src/metrics.js';
+import type { PushSummary } from '../../src/push/run.js';
+import { fakeLog } from './helpers/fake-log.js';
 
 const DEFAULT_IGNORE = '.*,*.tmp,*.temp,*.part,*.partial,*.crdownload,*.download,*.swp,*~,~$*'.split(',');
 
@@ -168,6 +172,16 @@ describe('state file', () => {
     const before = fs.statSync(file).mtimeMs;
     await store.forget(['nothing-here']);
     assert.equal(fs.statSync(file).mtimeMs, before, 'nothing to forget: not rewritten');
+  });
+  test('an upload cut short keeps the acknowledged prefix (ackedTo) through a save and a read', async () => {
+    const file = path.join(dir, 'acked.json');
+    const store = await StateStore.open(file);
+    await store.markInProgress({ rel: 'a', size: 10, mtimeMs: 2, remoteTemp: '/t', startedAt: 'x', ackedTo: 4 });
+    assert.equal((await readState(file)).inProgress?.ackedTo, 4);
+    await store.markInProgress({ rel: 'a', size: 10, mtimeMs: 2, remoteTemp: '/t', startedAt: 'y' });
+    assert.equal((await readState(file)).inProgress?.ackedTo, undefined, 'a new attempt (temporary cut back) clears it');
+    const bad = '{"version":1,"uploaded":{},"failed":{},"inProgress":{"rel":"a","size":1,"mtimeMs":1,"remoteTemp":"/t","startedAt":"x","ackedTo":"4"}}';
+    assert.throws(() => parseState(bad, '/s.json'), /"inProgress" is incomplete/);
   });
   test('a damaged state is refused with what is wrong and the recovery steps, never overwritten', async () => {
     for (const [text, why] of [['{"version":1,"uploaded":{}', /not valid JSON/], ['[]', /not a JSON object/], ['{"version":2,"uploaded":{},"failed":{}}', /unknown version/],
@@ -343,5 +357,46 @@ describe('pipelined send (fake server)', () => {
       }), /no acknowledgement/);
     });
     assert.match(stalled, /no acknowledgement from the server/);
+  });
+});
+
+describe('METRICS_FILE of ipi-push', () => {
+  const summary = (uploaded: number): PushSummary => ({
+    uploaded: Array.from({ length: uploaded }, (_, i) => ({
+      rel: `f${i}`, remotePath: `/in/f${i}`, size: 1, mtimeMs: 1, sha256: 'h', verified: 'size' as const, adopted: false, resumedFrom: 0, bytesSent: 1, durationMs: 1,
+    })),
+    failed: [], waiting: [], pending: [], wouldUpload: [], stopped: false,
+  });
+
+  test('writes land one at a time and in the order asked: a slow early one never overwrites the final one', async () => {
+    const landed: Array<{ files: number; exitCode: number }> = [];
+    let writing = 0;
+    let overlapped = false;
+    let calls = 0;
+    const write: typeof writeMetrics = async (_file, m) => {
+      overlapped ||= writing > 0;
+      writing++;
+      // The first write (a per-file one of the service) is slow, later ones fast.
+      await new Promise((r) => setTimeout(r, calls++ === 0 ? 80 : 1));
+      landed.push({ files: m.filesDelivered, exitCode: m.exitCode });
+      writing--;
+    };
+    const metrics = pushMetrics('/metrics.prom', Date.now(), fakeLog(), write);
+    void metrics(summary(1), 0); // after the first file (watch mode's onActivity)
+    void metrics(summary(2), 1); // after a failed connection
+    void metrics(summary(3), 0); // after the third file
+    await metrics(summary(3), 1); // the final write, in `after`
+    assert.equal(overlapped, false, 'one write at a time');
+    assert.deepEqual(landed.at(-1), { files: 3, exitCode: 1 }, 'the last write on disk is the final state');
+    assert.deepEqual(landed[0], { files: 1, exitCode: 0 });
+    assert.ok(landed.length <= 4);
+  });
+
+  test('no METRICS_FILE: nothing is written', async () => {
+    let called = false;
+    await pushMetrics(undefined, 0, fakeLog(), async () => {
+      called = true;
+    })(summary(1), 0);
+    assert.equal(called, false);
   });
 });

@@ -1,0 +1,102 @@
+// The first run of either program on a new machine, through its command line (in process,
+// no server): with no settings at all it says how to make some, and `init` makes them.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { after, describe, test } from 'node:test';
+
+import { main } from '../../src/cli.js';
+import type { Io } from '../../src/commands/shared.js';
+import { pushMain } from '../../src/push-cli.js';
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-first-run-'));
+after(() => fs.rmSync(root, { recursive: true, force: true }));
+
+function capture(): Writable & { text: () => string } {
+  const chunks: string[] = [];
+  const w = new Writable({
+    write(chunk, _enc, cb) {
+      chunks.push(String(chunk));
+      cb();
+    },
+  }) as Writable & { text: () => string };
+  w.text = () => chunks.join('');
+  return w;
+}
+
+/** Run a program in `cwd` with an empty environment (nothing from the developer's shell). */
+async function run(program: 'ipi-pull' | 'ipi-push', argv: string[], cwd: string, env: NodeJS.ProcessEnv = {}) {
+  const stdout = capture();
+  const stderr = capture();
+  const io: Io = { stdout, stderr, env, cwd };
+  const code = await (program === 'ipi-push' ? pushMain : main)(argv, io);
+  return { code, stdout: stdout.text(), stderr: stderr.text() };
+}
+
+describe('no settings at all', () => {
+  for (const program of ['ipi-push', 'ipi-pull'] as const) {
+    test(`${program} with no .env, no --env-file and no SFTP_HOST: exit 2, and the line ends pointing to \`${program} init\``, async () => {
+      const cwd = fs.mkdtempSync(path.join(root, 'empty-'));
+      const r = await run(program, [], cwd);
+      assert.equal(r.code, 2, r.stderr);
+      const lines = r.stderr.trimEnd().split('\n');
+      assert.equal(lines.length, 1, r.stderr);
+      assert.match(lines[0]!, new RegExp(`^${program}: SFTP_HOST is not set: .*\`${program} init\`$`));
+      assert.match(lines[0]!, new RegExp(`No \\.env in ${cwd.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+      assert.deepEqual(fs.readdirSync(cwd), [], 'nothing written');
+    });
+  }
+
+  test('settings that exist but lack SFTP_HOST get the plain error: there is a .env to fix', async () => {
+    const cwd = fs.mkdtempSync(path.join(root, 'partial-'));
+    fs.writeFileSync(path.join(cwd, '.env'), 'SFTP_USER=ipi\n');
+    const r = await run('ipi-push', [], cwd);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^ipi-push: SFTP_HOST is not set: /);
+    assert.doesNotMatch(r.stderr, /init/);
+    const named = await run('ipi-push', ['--env-file', path.join(cwd, '.env')], fs.mkdtempSync(path.join(root, 'elsewhere-')));
+    assert.equal(named.code, 2);
+    assert.doesNotMatch(named.stderr, /init/);
+  });
+});
+
+describe('ipi-push init', () => {
+  test('writes a commented .env for ipi-push, readable only by its owner, and says what to do next', async () => {
+    const cwd = fs.mkdtempSync(path.join(root, 'init-'));
+    const r = await run('ipi-push', ['init'], cwd);
+    assert.equal(r.code, 0, r.stderr);
+    const file = path.join(cwd, '.env');
+    assert.equal(fs.statSync(file).mode & 0o777, 0o600);
+    const text = fs.readFileSync(file, 'utf8');
+    // The keys ipi-push needs are live, with an example; ipi-pull's own required key is not.
+    for (const key of ['SFTP_HOST', 'SFTP_USER', 'WATCH_DIR', 'SFTP_UPLOAD_DIR']) assert.match(text, new RegExp(`^${key}=\\S`, 'm'), key);
+    assert.doesNotMatch(text, /^SFTP_DIR=/m);
+    assert.match(text, /^#SFTP_DIR=/m);
+    // The other push keys are there, commented, with their defaults.
+    for (const line of ['#AFTER_UPLOAD=keep', '#VERIFY=sha256', '#STATE_FILE=./ipi-push-state.json', '#PUSH_SETTLE=3', '#ARCHIVE_DIR=']) {
+      assert.ok(text.split('\n').some((l) => l.startsWith(line)), line);
+    }
+    assert.ok(text.split('\n').filter((l) => l.startsWith('# ')).length > 20, 'every key is explained');
+    assert.match(r.stdout, new RegExp(`wrote ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(readable only by you\\)`));
+    assert.match(r.stdout, /set SFTP_HOST, SFTP_USER, WATCH_DIR, SFTP_UPLOAD_DIR/);
+    assert.match(r.stdout, /ipi-push --dry-run/);
+  });
+
+  test('never overwrites an existing file, the default .env or one named with --env-file', async () => {
+    const cwd = fs.mkdtempSync(path.join(root, 'init-again-'));
+    fs.writeFileSync(path.join(cwd, '.env'), 'SFTP_HOST=mine\n', { mode: 0o640 });
+    const r = await run('ipi-push', ['init'], cwd);
+    assert.equal(r.code, 0);
+    assert.match(r.stderr, /already exists; left unchanged/);
+    assert.equal(fs.readFileSync(path.join(cwd, '.env'), 'utf8'), 'SFTP_HOST=mine\n');
+    assert.equal(fs.statSync(path.join(cwd, '.env')).mode & 0o777, 0o640);
+
+    const named = await run('ipi-push', ['init', '--env-file', 'site-a.env'], cwd);
+    assert.equal(named.code, 0, named.stderr);
+    assert.match(fs.readFileSync(path.join(cwd, 'site-a.env'), 'utf8'), /^WATCH_DIR=/m);
+    const namedAgain = await run('ipi-push', ['init', '--env-file', 'site-a.env'], cwd);
+    assert.match(namedAgain.stderr, /site-a\.env already exists; left unchanged/);
+  });
+});
