@@ -154,7 +154,8 @@ export function classify(err: unknown, doing: string): IpiError {
   }
 
   // ssh2 reports a closed channel or a dead keepalive with plain messages.
-  if (/no response from server|keepalive timeout|not connected|channel (?:closed|open failure)|connection (?:lost|closed)|socket (?:closed|ended|hang up)|ended|timed out/i.test(msg)) {
+  // (Not a bare "ended": our own "the file ended at byte N" is about a file, not the link.)
+  if (/no response from server|keepalive timeout|not connected|channel (?:closed|open failure)|connection (?:lost|closed)|socket (?:has been )?(?:closed|ended)|socket hang up|timed out/i.test(msg)) {
     return new TransientError(`${doing}: ${msg}`, { cause: err });
   }
   return new PermanentError(`${doing}: ${msg}`, { cause: err });

@@ -362,7 +362,8 @@ export class SftpSession {
         let stderr = '';
         const timer = setTimeout(() => {
           stream.close();
-          reject(new PermanentError(`running \`${command}\` on the server: no answer within ${Math.round(timeoutMs / 1000)} s`));
+          // Slow is not unable: a permanent error here would quietly drop VERIFY=sha256 to size only.
+          reject(new TransientError(`running \`${command}\` on the server: no answer within ${Math.round(timeoutMs / 1000)} s`));
         }, timeoutMs);
         stream.on('data', (d: Buffer) => {
           if (stdout.length < maxOutput) stdout += d.toString('utf8');

@@ -87,6 +87,12 @@ describe('classify', () => {
     assert.equal(e.message, 'listing /outgoing/ipi: no such file or folder on the server (No such file)');
   });
 
+  test('the link ending is transient; a local file that "ended" early is not, whatever its wording', () => {
+    assert.equal(classify(new Error('This socket has been ended by the other party'), doing).kind, 'transient');
+    assert.equal(classify(new Error('socket hang up'), doing).kind, 'transient');
+    assert.equal(classify(new Error('/data/in/IPI_1.dat ended at byte 4096, before its size 8192'), doing).kind, 'permanent');
+  });
+
   test('SFTP status 3 (permission denied) is permanent', () => {
     const e = classify(raw('Permission denied', { code: 3 }), doing);
     assert.ok(e instanceof PermanentError);
