@@ -72,6 +72,7 @@ export function sessionOptions(config: Config, acceptNewHostKey: boolean, log: L
     keyFile: config.keyFile,
     keyPassphrase: config.keyPassphrase,
     agent: config.agent,
+    defaultIdentities: config.defaultIdentities,
     pinnedHostKeys: config.hostKey,
     knownHostsFile: config.knownHosts,
     acceptNewHostKey,

@@ -1,13 +1,13 @@
 // The edge: .env file, then the process environment, then flags (later wins), validated
 // once into a typed Settings object. Nothing connects or writes before this succeeds.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import { EnvFileError, parseEnvEntries } from './envfile.js';
 import { nearMiss, type NearMiss } from './nearmiss.js';
 import { isInsideOrSame, isSame } from './paths.js';
 import { ValueError } from './parse.js';
+import { defaultIdentityFiles, usableDefaultIdentities } from './identities.js';
 import { SETTINGS, SETTING_NAMES, appliesTo, type SettingName, type Settings, type Tool, flagOf } from './settings.js';
 
 export interface LoadOptions {
@@ -36,6 +36,8 @@ export interface Config extends Settings {
   readonly explicit: ReadonlySet<SettingName>;
   /** Things worth a warning line once the log is open: keys in the .env that look like typos of ours. */
   readonly warnings: readonly string[];
+  /** OpenSSH's default keys usable as they are, tried when SFTP_KEY is not set (read once, here). */
+  readonly defaultIdentities: ReadonlyArray<{ file: string; key: Buffer }>;
 }
 
 /** A key of the .env file that is almost one of ours, and the line it is on. */
@@ -111,9 +113,13 @@ export function buildConfig(
   }
 
   const settings = values as unknown as Settings;
-  const agent = settings.agent ?? (ctx.env ?? process.env).SSH_AUTH_SOCK;
-  if (!ctx.serverOptional && settings.password === undefined && settings.keyFile === undefined && !agent && !hasDefaultIdentity()) {
-    throw new ConfigError('no way to log in: set SFTP_PASS, or SFTP_KEY (a private key file), or run an SSH agent (SSH_AUTH_SOCK). Example: SFTP_KEY=~/.ssh/id_ed25519');
+  // No environment given means none: the demo must not log in with the user's own agent.
+  const agent = settings.agent ?? ctx.env?.SSH_AUTH_SOCK;
+  const identities = settings.keyFile === undefined ? usableDefaultIdentities() : [];
+  if (!ctx.serverOptional && settings.password === undefined && settings.keyFile === undefined && !agent && identities.length === 0) {
+    const locked = defaultIdentityFiles().find((f) => fs.existsSync(f));
+    const hint = locked ? `; ${locked} needs a passphrase (or is not a key): name it in SFTP_KEY, with SFTP_KEY_PASSPHRASE` : '';
+    throw new ConfigError(`no way to log in: set SFTP_PASS, or SFTP_KEY (a private key file), or run an SSH agent (SSH_AUTH_SOCK)${hint}. Example: SFTP_KEY=~/.ssh/id_ed25519`);
   }
   if (settings.keyPassphrase !== undefined && settings.keyFile === undefined) {
     throw new ConfigError('SFTP_KEY_PASSPHRASE is set but SFTP_KEY is not: the passphrase belongs to a key file. Example: SFTP_KEY=~/.ssh/id_ed25519');
@@ -122,7 +128,7 @@ export function buildConfig(
   if (tool === 'push') checkPushSettings(settings, platform);
   const warnings = nearMisses.map((m) =>
     `${where(m)}: ${m.key} is not a setting and is ignored${m.caseOnly ? ' (keys are case-sensitive)' : ''}; did you mean ${m.meant}?`);
-  return { ...settings, agent, envFile: ctx.envFile, baseDir: ctx.baseDir, secrets, explicit, warnings };
+  return { ...settings, agent, envFile: ctx.envFile, baseDir: ctx.baseDir, secrets, explicit, warnings, defaultIdentities: identities };
 }
 
 /**
@@ -178,11 +184,6 @@ function checkPushSettings(s: Settings, platform: NodeJS.Platform): void {
   if (s.metricsFile !== undefined && inside(s.metricsFile, s.watchDir)) {
     throw new ConfigError(`METRICS_FILE ${s.metricsFile} is inside WATCH_DIR ${s.watchDir}: it would be uploaded after every run; keep it outside the watched folder. Example: METRICS_FILE=/var/lib/node_exporter/textfile/ipi_push.prom`);
   }
-}
-
-/** ssh's default identities count as a way to log in, as they do for `sftp`. */
-function hasDefaultIdentity(): boolean {
-  return ['id_ed25519', 'id_ecdsa', 'id_rsa'].some((n) => fs.existsSync(path.join(os.homedir(), '.ssh', n)));
 }
 
 function given(v: string | undefined): string | undefined {

@@ -1,9 +1,7 @@
 // One SSH connection with its SFTP channel, built and torn down as a unit. Owns host key
 // trust, authentication, keepalive and rekeying; exposes promise-based SFTP calls.
 import net from 'node:net';
-import os from 'node:os';
 import fs from 'node:fs/promises';
-import path from 'node:path';
 import ssh2, { type ConnectConfig, type SFTPWrapper, type Stats } from 'ssh2';
 import { AccessDeniedError, ConfigError, PermanentError, RemoteMissingError, TransientError, classify } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -25,6 +23,8 @@ export interface SessionOptions {
   keyFile?: string;
   keyPassphrase?: string;
   agent?: string;
+  /** Tried when keyFile is not set (config/identities.ts). */
+  defaultIdentities?: ReadonlyArray<{ file: string; key: Buffer }>;
   pinnedHostKeys?: readonly string[];
   knownHostsFile: string;
   acceptNewHostKey: boolean;
@@ -464,9 +464,6 @@ function hostKeyError(v: Verdict & { trusted: false }, key: Buffer, opts: Sessio
   return new AccessDeniedError(`host key refused: ${v.detail}; ${fix}`);
 }
 
-/** OpenSSH's default identities, tried (as ssh does) when SFTP_KEY is not set. */
-export const DEFAULT_IDENTITIES = ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((n) => path.join(os.homedir(), '.ssh', n));
-
 type AuthStep = import('ssh2').AnyAuthMethod;
 
 /**
@@ -481,11 +478,7 @@ async function authConfig(opts: SessionOptions): Promise<Partial<ConnectConfig>>
   if (opts.keyFile) {
     steps.push({ type: 'publickey', username: user, key: await readKey(opts.keyFile, opts.keyPassphrase), passphrase: opts.keyPassphrase });
   } else {
-    for (const file of DEFAULT_IDENTITIES) {
-      const key = await fs.readFile(file).catch(() => null);
-      // An encrypted default key without a passphrase is skipped, as ssh would prompt instead.
-      if (key && !(utils.parseKey(key) instanceof Error)) steps.push({ type: 'publickey', username: user, key });
-    }
+    for (const { key } of opts.defaultIdentities ?? []) steps.push({ type: 'publickey', username: user, key });
   }
   if (opts.password !== undefined) {
     const password = opts.password;

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import ssh2 from 'ssh2';
 import { buildConfig, loadConfig } from '../../src/config/load.js';
 import { ConfigError, EXIT } from '../../src/errors.js';
 
@@ -401,11 +402,18 @@ describe('loadConfig: errors', () => {
     assert.equal(loadConfig({ cwd: dir(`${noPass}SFTP_KEY=./id\n`), env: {} }).password, undefined);
     assert.equal(loadConfig({ cwd: dir(noPass), env: { SSH_AUTH_SOCK: '/tmp/agent.sock' } }).agent, '/tmp/agent.sock');
     assert.equal(loadConfig({ cwd: dir(`${noPass}SFTP_AGENT=pageant\n`), env: {} }).agent, 'pageant');
-    // ssh's default identity in the home folder counts too.
-    fs.mkdirSync(path.join(os.homedir(), '.ssh'), { recursive: true });
-    fs.writeFileSync(path.join(os.homedir(), '.ssh', 'id_ed25519'), 'not really a key');
+    // ssh's default identity in the home folder counts too, when it can be used without a
+    // passphrase: an encrypted one (ssh would prompt) or garbage does not.
+    const id = path.join(os.homedir(), '.ssh', 'id_ed25519');
+    fs.mkdirSync(path.dirname(id), { recursive: true });
     try {
-      assert.equal(loadConfig({ cwd: dir(noPass), env: {} }).host, 'h');
+      fs.writeFileSync(id, 'not really a key');
+      assert.throws(() => loadConfig({ cwd: dir(noPass), env: {} }), /no way to log in/);
+      fs.writeFileSync(id, ssh2.utils.generateKeyPairSync('ed25519', { passphrase: 'x', cipher: 'aes256-ctr', rounds: 2 }).private);
+      assert.throws(() => loadConfig({ cwd: dir(noPass), env: {} }), new RegExp(`no way to log in: .*; ${id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} needs a passphrase .*SFTP_KEY_PASSPHRASE`));
+      fs.writeFileSync(id, ssh2.utils.generateKeyPairSync('ed25519').private);
+      const c = loadConfig({ cwd: dir(noPass), env: {} });
+      assert.deepEqual(c.defaultIdentities.map((i) => i.file), [id]);
     } finally {
       fs.rmSync(path.join(os.homedir(), '.ssh'), { recursive: true, force: true });
     }
