@@ -20,7 +20,7 @@ import { readRange, writeFully } from '../util/fileio.js';
 export interface ChunkSink {
   /** Hash data and write it at `position` after the previous write; resolves once both are done (data may then be reused). */
   put(data: Buffer, position: number): Promise<void>;
-  /** Drop nothing, start nothing new: resolves once no write or hashing is in progress, so the file may be closed and the buffers reused. */
+  /** Start no write that has not started (queued ones are dropped); resolves once no write or hashing is in progress, so the file may be closed and the buffers reused. */
   abort(): Promise<void>;
 }
 
