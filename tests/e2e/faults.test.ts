@@ -15,7 +15,7 @@ import { startEmbeddedServer, type EmbeddedServerOptions } from './helpers/embed
 import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
 import { writeRemoteFile, type SftpServerHandle } from './helpers/server.js';
 import { startSshd } from './helpers/sshd.js';
-import { delay, getFreePort } from './helpers/util.js';
+import { chattr, delay, getFreePort } from './helpers/util.js';
 import { pullSuite } from './helpers/suite.js';
 
 const MiB = 1024 * 1024;
@@ -501,15 +501,6 @@ function mountTmpfs(dir: string, size: string): (() => void) | null {
       /* already gone */
     }
   };
-}
-
-function chattr(flag: '+i' | '-i', target: string): boolean {
-  try {
-    execFileSync('chattr', [flag, target], { stdio: 'pipe' });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 const errorLines = (text: string) => text.split('\n').filter((l) => /ERROR:/.test(l));

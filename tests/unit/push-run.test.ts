@@ -1,6 +1,5 @@
 // ipi-push's orchestration (src/push/run.ts) where it needs no server: the lock around a run.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,6 +9,7 @@ import { buildConfig } from '../../src/config/load.js';
 import { lockFileFor, pidAlive } from '../../src/lock.js';
 import { noProgress } from '../../src/progress.js';
 import { runPush } from '../../src/push/run.js';
+import { chattr } from '../e2e/helpers/util.js';
 import { fakeLog } from './helpers/fake-log.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-push-run-'));
@@ -17,15 +17,6 @@ after(() => fs.rmSync(root, { recursive: true, force: true }));
 
 function pushConfig(dir: string) {
   return buildConfig({ host: '127.0.0.1', user: 'u', password: 'p', watchDir: './w', uploadDir: '/in', stateFile: './state/s.json' }, { envFile: null, baseDir: dir, tool: 'push' });
-}
-
-function chattr(flag: '+i' | '-i', target: string): boolean {
-  try {
-    execFileSync('chattr', [flag, target], { stdio: 'pipe' });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe('runPush and its lock', () => {

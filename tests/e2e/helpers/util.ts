@@ -2,6 +2,7 @@
  * Small building blocks shared by the e2e server helpers.
  * Everything here talks to 127.0.0.1 only.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -146,4 +147,14 @@ export function killTreeSync(pid: number): void {
   trySignal(pid, 'SIGSTOP');
   for (const child of descendantsOf(pid)) trySignal(child, 'SIGKILL');
   trySignal(pid, 'SIGKILL');
+}
+
+/** Set or clear the immutable flag (a file even root cannot change); false where chattr or the filesystem cannot. */
+export function chattr(flag: '+i' | '-i', target: string): boolean {
+  try {
+    execFileSync('chattr', [flag, target], { stdio: 'pipe' });
+    return true;
+  } catch {
+    return false;
+  }
 }
