@@ -2,7 +2,7 @@
 // exit code. Each command lives in src/commands/.
 import type { Argv } from 'yargs';
 import { demoCommand, type DemoArgs } from './commands/demo.js';
-import { initCommand, type InitArgs } from './commands/init.js';
+import { withInitCommand } from './commands/init.js';
 import { markCommand, type MarkArgs } from './commands/mark.js';
 import { pullCommand, type PullArgs } from './commands/pull.js';
 import { processIo, program, withSettingFlags, type Io } from './commands/shared.js';
@@ -14,7 +14,7 @@ export type { Io } from './commands/shared.js';
 
 export async function main(argv: string[], io: Io = processIo()): Promise<ExitCode> {
   const { parser: base, run, finish } = program(argv, 'ipi-pull', io);
-  const parser = base
+  const parser = withInitCommand(base, 'pull', run)
     .usage([
       '$0 [command] [options]',
       '',
@@ -52,14 +52,6 @@ export async function main(argv: string[], io: Io = processIo()): Promise<ExitCo
         .example('$0 demo', 'Run the demo into ./ipi-pull-demo')
         .example('$0 demo --dir /tmp/ipi-demo --json', 'Elsewhere, with a JSON summary') as unknown as Argv<DemoArgs>,
       run(demoCommand),
-    )
-    .command<InitArgs>(
-      'init [file]',
-      'Write a commented .env (or FILE) to fill in; never overwrites one',
-      (y) => y.positional('file', { type: 'string', describe: 'Where to write it [default: ./.env]' })
-        .example('$0 init', 'Create ./.env from the settings table')
-        .example('$0 init /etc/ipi-pull/site-a.env', 'Create it elsewhere (then run with --env-file /etc/ipi-pull/site-a.env)') as unknown as Argv<InitArgs>,
-      run(initCommand),
     )
     .command<MarkArgs>(
       'mark <name>',

@@ -1,7 +1,7 @@
 // ipi-push's commands and flags, and the one place where its outcome becomes the exit code.
 // The same settings table, .env conventions and exit codes as ipi-pull (src/cli.ts).
 import type { Argv } from 'yargs';
-import { initCommand, type InitArgs } from './commands/init.js';
+import { withInitCommand } from './commands/init.js';
 import { pushCommand, type PushArgs } from './commands/push.js';
 import { pushStatusCommand } from './commands/push-status.js';
 import { processIo, program, withSettingFlags, type GlobalArgs, type Io } from './commands/shared.js';
@@ -10,7 +10,7 @@ import { versionLine } from './version.js';
 
 export async function pushMain(argv: string[], io: Io = processIo()): Promise<ExitCode> {
   const { parser: base, run, finish } = program(argv, 'ipi-push', io);
-  const parser = base
+  const parser = withInitCommand(base, 'push', run)
     .usage([
       '$0 [command] [options]',
       '',
@@ -41,14 +41,6 @@ export async function pushMain(argv: string[], io: Io = processIo()): Promise<Ex
         .example('$0 status', 'In words')
         .example('$0 status --json', 'As JSON (for monitoring)') as unknown as Argv<GlobalArgs>,
       run(pushStatusCommand),
-    )
-    .command<InitArgs>(
-      'init [file]',
-      'Write a commented .env (or FILE) to fill in; never overwrites one',
-      (y) => y.positional('file', { type: 'string', describe: 'Where to write it [default: ./.env]' })
-        .example('$0 init', 'Create ./.env from the settings table')
-        .example('$0 init /etc/ipi-push/site-a.env', 'Create it elsewhere (then run with --env-file /etc/ipi-push/site-a.env)') as unknown as Argv<InitArgs>,
-      run((args: InitArgs, io2: Io) => initCommand(args, io2, 'push')),
     )
     .epilog('Exit codes: 0 success (also "nothing new", and a clean stop by SIGINT/SIGTERM), 1 a file could not be uploaded (after retries), 2 bad usage, config or state file, 3 another run holds the lock, 4 authentication or host key refused.\nDocs: README.md ("ipi-push"); every setting is listed in .env.example.')
     .version(versionLine('ipi-push'));

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { renderEnvTemplate } from '../config/template.js';
 import { EXIT, type ExitCode } from '../errors.js';
 import type { Tool } from '../config/settings.js';
-import type { GlobalArgs, Io } from './shared.js';
+import type { Argv } from 'yargs';
+import type { GlobalArgs, Io, Program } from './shared.js';
 
 export interface InitArgs extends GlobalArgs {
   /**
@@ -45,4 +46,17 @@ export async function initCommand(args: InitArgs, io: Io, tool: Tool = 'pull'): 
     '',
   ]).join('\n'));
   return EXIT.ok;
+}
+
+/** `init [file]` as both programs declare it. */
+export function withInitCommand<T>(y: Argv<T>, tool: Tool, run: Program['run']): Argv<T> {
+  const me = tool === 'push' ? 'ipi-push' : 'ipi-pull';
+  return y.command<InitArgs>(
+    'init [file]',
+    'Write a commented .env (or FILE) to fill in; never overwrites one',
+    (b) => b.positional('file', { type: 'string', describe: 'Where to write it [default: ./.env]' })
+      .example('$0 init', 'Create ./.env from the settings table')
+      .example(`$0 init /etc/${me}/site-a.env`, `Create it elsewhere (then run with --env-file /etc/${me}/site-a.env)`) as unknown as Argv<InitArgs>,
+    run((args: InitArgs, io: Io) => initCommand(args, io, tool)),
+  );
 }
