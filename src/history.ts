@@ -1,5 +1,7 @@
 // A JSON-lines record of every delivered file, beside the marker: what arrived, how big,
 // its SHA-256, and what the transfer cost. Appended (and fsynced) before the marker moves.
+// The appender and the tail reader are generic: ipi-push keeps its upload history the same
+// way, beside its state file (src/push/history.ts).
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { withPath } from './errors.js';
@@ -25,12 +27,12 @@ export function historyFileFor(markerFile: string): string {
 }
 
 /** The history kept open for a run of many files: each line is one write and one fsync. */
-export class HistoryAppender {
+export class HistoryAppender<T = Delivery> {
   private fh: Promise<fs.FileHandle> | null = null;
 
   constructor(readonly file: string) {}
 
-  async append(d: Delivery): Promise<void> {
+  async append(d: T): Promise<void> {
     try {
       this.fh ??= fs.open(this.file, 'a', 0o644);
       this.fh.catch(() => (this.fh = null));
@@ -50,7 +52,15 @@ export class HistoryAppender {
 }
 
 /** Newest deliveries first, from the file's tail only: the history grows for years. */
-export async function recentDeliveries(file: string, tailBytes = 256 * 1024): Promise<Delivery[]> {
+export function recentDeliveries(file: string, tailBytes = 256 * 1024): Promise<Delivery[]> {
+  return recentLines(file, isDelivery, tailBytes);
+}
+
+/**
+ * Newest lines first, from the file's tail only, those `valid` accepts: a torn last line after
+ * a crash, or a line edited by hand into another shape, is skipped. No file: none.
+ */
+export async function recentLines<T>(file: string, valid: (v: unknown) => v is T, tailBytes = 256 * 1024): Promise<T[]> {
   let fh: fs.FileHandle;
   try {
     fh = await fs.open(file, 'r');
@@ -65,14 +75,13 @@ export async function recentDeliveries(file: string, tailBytes = 256 * 1024): Pr
     await fh.read(buf, 0, buf.length, start);
     const lines = buf.toString('utf8').split('\n');
     if (start > 0) lines.shift(); // first line may be cut
-    const out: Delivery[] = [];
+    const out: T[] = [];
     for (const line of lines.reverse()) {
       if (!line.trim()) continue;
       try {
         const d = JSON.parse(line) as unknown;
-        // A torn last line after a crash, or a line edited by hand into another shape, is skipped:
-        // its fields would be shown by status and used to place the marker.
-        if (isDelivery(d)) out.push(d);
+        // Its fields would be shown by status (and, for ipi-pull, used to place the marker).
+        if (valid(d)) out.push(d);
       } catch {
         /* not JSON: skipped likewise */
       }
