@@ -34,7 +34,7 @@ export class HistoryAppender<T = Delivery> {
 
   async append(d: T): Promise<void> {
     try {
-      this.fh ??= fs.open(this.file, 'a', 0o644);
+      this.fh ??= openForAppend(this.file);
       this.fh.catch(() => (this.fh = null));
       const fh = await this.fh;
       await fh.write(`${JSON.stringify(d)}\n`);
@@ -48,6 +48,26 @@ export class HistoryAppender<T = Delivery> {
     const fh = this.fh;
     this.fh = null;
     await fh?.then((h) => h.close()).catch(() => {});
+  }
+}
+
+/**
+ * Open for appending. A file whose last line was torn by a crash (no final newline) gets one
+ * first: otherwise the next line would be glued to the fragment and lost to every reader.
+ */
+async function openForAppend(file: string): Promise<fs.FileHandle> {
+  const fh = await fs.open(file, 'a+', 0o644);
+  try {
+    const { size } = await fh.stat();
+    if (size > 0) {
+      const last = Buffer.alloc(1);
+      await fh.read(last, 0, 1, size - 1);
+      if (last[0] !== 0x0a) await fh.write('\n');
+    }
+    return fh;
+  } catch (err) {
+    await fh.close().catch(() => {});
+    throw err;
   }
 }
 
