@@ -21,6 +21,7 @@ import {
   goneFromWatchDir, ignoreMatcher, isSettled, needsUpload, nextRetryAt, observe, queueOrder, type IgnoreTest, type Observation,
 } from './decide.js';
 import { archiveFile } from './archive.js';
+import { openUploadHistory, type UploadHistory } from './history.js';
 import { lookAt, scanDir, type ScannedFile } from './scan.js';
 import { StateStore } from './state.js';
 import { SessionFacts, uploadFile, type UploadResult } from './upload.js';
@@ -75,9 +76,14 @@ export async function runPush(config: Config, opts: PushOptions, ctx: PushContex
       for (const file of await sweepTemporaries(path.dirname(config.stateFile), pidAlive)) ctx.log.info(`removed ${file}, a temporary file left by a run that died`);
     }
     const store = await StateStore.open(config.stateFile);
-    const pusher = new Pusher(config, store, opts, ctx, summary);
-    if (opts.mode === 'watch' && !opts.dryRun) await pusher.watchLoop();
-    else await pusher.once();
+    const history = openUploadHistory(config.stateFile);
+    try {
+      const pusher = new Pusher(config, store, history, opts, ctx, summary);
+      if (opts.mode === 'watch' && !opts.dryRun) await pusher.watchLoop();
+      else await pusher.once();
+    } finally {
+      await history.close();
+    }
   } finally {
     await lock?.release();
   }
@@ -97,6 +103,7 @@ class Pusher {
   constructor(
     private readonly config: Config,
     private readonly store: StateStore,
+    private readonly history: UploadHistory,
     private readonly opts: PushOptions,
     private readonly ctx: PushContext,
     private readonly summary: PushSummary,
@@ -417,8 +424,24 @@ class Pusher {
       return this.failed(file, err, session);
     }
 
+    // On the server now: the history line first (fsynced; it outlives the state's record,
+    // which goes when the file leaves WATCH_DIR), then the state, then AFTER_UPLOAD. A crash
+    // between the line and the state costs a second line, never a missing one: the next run
+    // finds the file already on the server and records it without sending it again.
+    const uploadedAt = new Date().toISOString();
+    try {
+      await this.history.append({
+        path: file.rel, size: result.size, mtime: new Date(result.mtimeMs).toISOString(), mtimeMs: result.mtimeMs,
+        sha256: result.sha256, remotePath: result.remotePath, uploadedAt, verified: result.verified, alreadyThere: result.adopted,
+        resumedFrom: result.resumedFrom, bytesSent: result.bytesSent, durationMs: result.durationMs,
+      });
+    } catch (err) {
+      // Like a state that cannot be saved, this ends the run. The file stays unrecorded, so the
+      // next run finds it on the server, records it without sending it again, and writes the line.
+      throw classify(err, `recording the upload of ${name} (now on the server as ${result.remotePath}) in the upload history`);
+    }
     await this.store.markUploaded(file.rel, {
-      size: result.size, mtimeMs: result.mtimeMs, sha256: result.sha256, uploadedAt: new Date().toISOString(),
+      size: result.size, mtimeMs: result.mtimeMs, sha256: result.sha256, uploadedAt,
       remotePath: result.remotePath, verified: result.verified,
     });
     this.summary.uploaded.push(result);

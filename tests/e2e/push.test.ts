@@ -338,6 +338,71 @@ describe('ipi-push --once', () => {
     assert.equal(fs.readFileSync(path.join(d.remoteRoot, 'b.dat'), 'utf8'), 'B');
   });
 
+  test('the upload history keeps a fsynced line per uploaded file after the state forgets it (AFTER_UPLOAD=delete); status shows the last one', async () => {
+    const p = setup({ AFTER_UPLOAD: 'delete' });
+    const historyFile = path.join(p.ws.dir, 'ipi-push-state.history.jsonl');
+    const a = testBytes(70_000, 40);
+    p.put('site/a.dat', a);
+    const old = new Date('2024-03-04T05:06:07Z');
+    fs.utimesSync(path.join(p.watchDir, 'site/a.dat'), old, old);
+    assert.equal((await p.run(['--once'])).code, 0);
+    p.put('b.dat', 'B');
+    assert.equal((await p.run(['--once'])).code, 0);
+    assert.deepEqual(tree(p.watchDir), [], 'both deleted locally');
+    assert.deepEqual(Object.keys(p.state().uploaded), ['b.dat'], 'site/a.dat is forgotten by the state (b.dat at the next scan)');
+
+    const lines = fs.readFileSync(historyFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((l) => l.path), ['site/a.dat', 'b.dat']);
+    const [la] = lines;
+    assert.equal(la.size, a.length);
+    assert.equal(la.mtime, old.toISOString());
+    assert.equal(la.mtimeMs, old.getTime());
+    assert.equal(la.sha256, sha256(a));
+    assert.equal(la.remotePath, `${p.ws.env.SFTP_UPLOAD_DIR}/site/a.dat`);
+    assert.equal(la.verified, server.kind === 'openssh' ? 'sha256' : 'size');
+    assert.equal(la.alreadyThere, false);
+    assert.ok(Date.parse(la.uploadedAt) > 0);
+
+    const st = await p.run(['status', '--json']);
+    assert.equal(st.code, 0, st.stderr);
+    const s = JSON.parse(st.stdout);
+    assert.equal(s.uploadedCount, 1);
+    assert.equal(s.historyFile, historyFile);
+    assert.equal(s.lastUploaded.path, 'b.dat', 'the last upload, from the history');
+    assert.equal(s.lastUploaded.mtime, lines[1].mtime);
+    const text = await p.run(['status']);
+    assert.match(text.stdout, /last uploaded: b\.dat -> .*\/b\.dat, 1 B/);
+  });
+
+  test('a history line that cannot be written ends the run before the state records the file; the next run records it without sending it again', async (t) => {
+    const p = setup({ AFTER_UPLOAD: 'delete' });
+    const historyFile = path.join(p.ws.dir, 'ipi-push-state.history.jsonl');
+    fs.writeFileSync(historyFile, '');
+    try {
+      execFileSync('chattr', ['+i', historyFile], { stdio: 'pipe' });
+    } catch {
+      t.skip('chattr +i refused on this filesystem: a history that refuses writes cannot be produced');
+      return;
+    }
+    p.put('h.dat', 'H');
+    try {
+      const r = await p.run(['--once']);
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.match(r.stderr, /recording the upload of "h\.dat" .* in the upload history: operation not permitted/);
+    } finally {
+      execFileSync('chattr', ['-i', historyFile], { stdio: 'pipe' });
+    }
+    assert.ok(exists(path.join(p.watchDir, 'h.dat')), 'not deleted: its upload is not recorded');
+    assert.deepEqual(Object.keys(p.state().uploaded), []);
+    const ino = fs.statSync(path.join(p.remoteRoot, 'h.dat')).ino;
+    const again = await p.run(['--once']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(fs.statSync(path.join(p.remoteRoot, 'h.dat')).ino, ino, 'not sent again');
+    const lines = fs.readFileSync(historyFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((l) => [l.path, l.alreadyThere]), [['h.dat', true]]);
+    assert.ok(!exists(path.join(p.watchDir, 'h.dat')), 'deleted once recorded');
+  });
+
   test('status, --dry-run and metrics say what was uploaded and what waits', async () => {
     const p = setup({ METRICS_FILE: './ipi_push.prom' });
     p.put('one.dat', 'one');
