@@ -3,7 +3,7 @@
 import type { Config } from '../config/load.js';
 import { EXIT, classify, type ExitCode } from '../errors.js';
 import { describeHolder, lockFileFor, readLock, type LockInfo } from '../lock.js';
-import { ignoreMatcher, needsUpload, queueOrder, type FailedRecord, type UploadedRecord } from '../push/decide.js';
+import { foldersToMirror, ignoreMatcher, needsUpload, queueOrder, type FailedRecord, type UploadedRecord } from '../push/decide.js';
 import { scanDir } from '../push/scan.js';
 import { recentUploads, uploadHistoryFileFor, type UploadLine } from '../push/history.js';
 import { readState, type InProgressRecord } from '../push/state.js';
@@ -25,6 +25,8 @@ export interface PushStatus {
   lock: { held: boolean; holder: LockInfo | null; description: string | null };
   /** Local files that need an upload, in queue order. */
   pending: string[];
+  /** Local folders not yet made on the server (as far as the state knows), parents first. */
+  pendingFolders: string[];
   skipped: Array<{ path: string; reason: string }>;
   error: string | null;
 }
@@ -68,6 +70,7 @@ export async function gatherPushStatus(config: Config): Promise<PushStatus> {
     inProgress: state.inProgress,
     lock: { held: lock !== null, holder: lock?.info ?? null, description: lock ? describeHolder(lock.info, lockFile) : null },
     pending: [],
+    pendingFolders: [],
     skipped: [],
     error: null,
   };
@@ -79,6 +82,7 @@ export async function gatherPushStatus(config: Config): Promise<PushStatus> {
     const scan = await scanDir(config.watchDir, ignoreMatcher(config.ignore));
     const now = Date.now();
     status.pending = scan.files.filter((f) => needsUpload(f, state, now).upload).sort(queueOrder).map((f) => f.rel);
+    if (config.uploadDir) status.pendingFolders = foldersToMirror(scan.dirs, state.folders, config.uploadDir);
     status.skipped = scan.skipped.map((s) => ({ path: s.rel, reason: s.reason }));
   } catch (err) {
     status.error = classify(err, `reading WATCH_DIR ${config.watchDir}`).message;
@@ -105,6 +109,7 @@ function renderStatus(s: PushStatus): string {
     lines.push(`failed: ${f.path}: ${f.error} (${f.attempts} attempt(s); ${when})`);
   }
   lines.push(`waiting to be uploaded: ${s.pending.length === 0 ? 'nothing' : `${s.pending.length} file(s), in order: ${s.pending.join(', ')}`}`);
+  if (s.pendingFolders.length > 0) lines.push(`folders to create on the server: ${s.pendingFolders.length}: ${s.pendingFolders.join(', ')}`);
   for (const k of s.skipped) lines.push(`skipped: ${k.path}: ${k.reason}`);
   lines.push(`lock: ${s.lock.held ? `held by ${s.lock.description}` : 'free'}`);
   if (s.error) lines.push(`error: ${s.error}`);

@@ -246,7 +246,7 @@ export const SETTINGS = {
   }),
   uploadDir: setting({
     env: 'SFTP_UPLOAD_DIR', section: 'Upload (ipi-push)', required: true, tools: ['push'], example: '/incoming/ipi',
-    help: 'Remote folder the files go to, keeping their path relative to WATCH_DIR (folders are created as needed).',
+    help: 'Remote folder the files go to, keeping their path relative to WATCH_DIR. The folders of WATCH_DIR, empty ones too, are made there as they appear; none is ever removed.',
     parse: (raw) => text(raw).trim(),
   }),
   stateFile: setting({

@@ -34,6 +34,12 @@ export interface FailedRecord {
   permanent: boolean;
 }
 
+/** A folder of WATCH_DIR made on the server (or found there), so later scans need not ask again. */
+export interface FolderRecord {
+  remotePath: string;
+  mirroredAt: string;
+}
+
 export interface StateView {
   uploaded: Readonly<Record<string, UploadedRecord>>;
   failed: Readonly<Record<string, FailedRecord>>;
@@ -146,6 +152,30 @@ export function remoteTarget(uploadDir: string, rel: string): RemoteTarget {
   const dir = cut <= 0 ? (final.startsWith('/') ? '/' : '.') : final.slice(0, cut);
   const name = final.slice(cut + 1);
   return { dir, final, temp: `${dir === '/' ? '' : dir}/.${name}${REMOTE_TEMP_SUFFIX}` };
+}
+
+/** The remote folder a folder of WATCH_DIR (relative path) is mirrored to. */
+export function remoteFolder(uploadDir: string, rel: string): string {
+  return remoteTarget(uploadDir, rel).final;
+}
+
+/**
+ * Pure: the folders of WATCH_DIR to make on the server, parents before children: those seen
+ * by the scan that the state does not record as mirrored to where SFTP_UPLOAD_DIR now points.
+ * Recorded ones cost nothing (no remote call per folder per scan); a record is dropped when
+ * its folder leaves WATCH_DIR (goneFromWatchDir), so a folder made again is mirrored again.
+ */
+export function foldersToMirror(seen: Iterable<string>, recorded: Readonly<Record<string, FolderRecord>>, uploadDir: string): string[] {
+  return [...new Set(seen)].filter((rel) => recorded[rel]?.remotePath !== remoteFolder(uploadDir, rel))
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** Every folder from `dir` up to the root, `dir` first ('/in/a/b' -> '/in/a/b', '/in/a', '/in'). */
+export function remoteAncestors(dir: string): string[] {
+  const out: string[] = [];
+  const parts = dir.split('/').filter(Boolean);
+  for (let i = parts.length; i > 0; i--) out.push((dir.startsWith('/') ? '/' : '') + parts.slice(0, i).join('/'));
+  return out;
 }
 
 /** A POSIX shell word for any string: single quotes, with embedded ones closed and escaped. */

@@ -1,4 +1,5 @@
-// ipi-push, start to end: lock, state, scan, settle, upload, record, after-upload action.
+// ipi-push, start to end: lock, state, scan, mirror new folders, settle, upload, record,
+// after-upload action.
 // `--once` takes what is ready and exits (cron); `--watch` keeps a queue fed by the file
 // watcher and a periodic rescan, uploading over one connection that is reopened with
 // RETRY_DELAYS backoff whenever the server is away, so the queue drains by itself when it
@@ -18,13 +19,14 @@ import { LocalChangedError } from '../transfer/upload-engine.js';
 import { sweepTemporaries } from '../util/atomic.js';
 import { formatBytes } from '../util/space.js';
 import {
-  goneFromWatchDir, ignoreMatcher, isSettled, needsUpload, nextRetryAt, observe, queueOrder, type IgnoreTest, type Observation,
+  foldersToMirror, goneFromWatchDir, ignoreMatcher, isSettled, needsUpload, nextRetryAt, observe, queueOrder, remoteFolder,
+  type IgnoreTest, type Observation,
 } from './decide.js';
 import { archiveFile } from './archive.js';
 import { openUploadHistory, type UploadHistory } from './history.js';
 import { lookAt, scanDir, type ScannedFile } from './scan.js';
 import { StateStore } from './state.js';
-import { SessionFacts, uploadFile, type UploadResult } from './upload.js';
+import { SessionFacts, ensureRemoteDir, uploadFile, type UploadResult } from './upload.js';
 import { startWatcher, type Watcher } from './watch.js';
 
 export interface PushOptions {
@@ -38,6 +40,8 @@ export interface PushOptions {
 
 export interface PushSummary {
   uploaded: UploadResult[];
+  /** Folders of WATCH_DIR made on the server (or found there) and recorded by this run. */
+  folders: string[];
   failed: Array<{ rel: string; error: string; permanent: boolean }>;
   /** Still being written when the run looked (size or mtime moved within PUSH_SETTLE). */
   waiting: string[];
@@ -45,6 +49,8 @@ export interface PushSummary {
   pending: string[];
   /** --dry-run: what would be uploaded, in order. */
   wouldUpload: string[];
+  /** --dry-run: the folders that would be made on the server, parents first. */
+  wouldCreateFolders: string[];
   /** Ended by SIGINT/SIGTERM after checkpointing the current upload. */
   stopped: boolean;
 }
@@ -57,9 +63,11 @@ export interface PushContext {
 }
 
 type Entry = { file: ScannedFile; o: Observation };
+/** A folder the server would not make: retried after backoff, or (permanent) not until it is made anew locally. */
+type FolderTrouble = { permanent: boolean; attempts: number; retryAt: number };
 
 export async function runPush(config: Config, opts: PushOptions, ctx: PushContext): Promise<PushSummary> {
-  const summary: PushSummary = { uploaded: [], failed: [], waiting: [], pending: [], wouldUpload: [], stopped: false };
+  const summary: PushSummary = { uploaded: [], folders: [], failed: [], waiting: [], pending: [], wouldUpload: [], wouldCreateFolders: [], stopped: false };
   try {
     await fs.access(config.watchDir);
   } catch {
@@ -93,6 +101,9 @@ export async function runPush(config: Config, opts: PushOptions, ctx: PushContex
 class Pusher {
   private readonly ignored: IgnoreTest;
   private readonly entries = new Map<string, Entry>();
+  /** The folders of WATCH_DIR at the last scan. */
+  private dirs = new Set<string>();
+  private readonly folderTrouble = new Map<string, FolderTrouble>();
   private readonly warned = new Set<string>();
   private session: SftpSession | null = null;
   private facts = new SessionFacts();
@@ -134,10 +145,10 @@ class Pusher {
     this.log.warn(`skipping ${printableName(rel)}: ${reason}`);
   }
 
-  /** Walk WATCH_DIR: every file seen is (re)observed; files gone from it are dropped, from the state too. */
+  /** Walk WATCH_DIR: every file seen is (re)observed, every folder noted; what is gone from it is dropped, from the state too. */
   private async rescan(): Promise<void> {
     const now = Date.now();
-    const { files, skipped } = await scanDir(this.config.watchDir, this.ignored);
+    const { files, dirs, skipped } = await scanDir(this.config.watchDir, this.ignored);
     for (const s of skipped) this.skip(s.rel, s.reason);
     const seen = new Set<string>();
     for (const f of files) {
@@ -145,11 +156,14 @@ class Pusher {
       this.note(f, now);
     }
     for (const rel of [...this.entries.keys()]) if (!seen.has(rel)) this.entries.delete(rel);
-    const { uploaded, failed } = this.store.state;
-    const gone = goneFromWatchDir([...Object.keys(uploaded), ...Object.keys(failed)], seen, skipped.map((s) => s.rel));
+    this.dirs = new Set(dirs);
+    for (const rel of [...this.folderTrouble.keys()]) if (!this.dirs.has(rel)) this.folderTrouble.delete(rel);
+    for (const d of dirs) seen.add(d);
+    const { uploaded, failed, folders } = this.store.state;
+    const gone = goneFromWatchDir([...Object.keys(uploaded), ...Object.keys(failed), ...Object.keys(folders)], seen, skipped.map((s) => s.rel));
     if (gone.length > 0) {
       await this.store.forget(gone);
-      this.log.debug(`state: forgot ${gone.length} file(s) no longer in ${this.config.watchDir}`);
+      this.log.debug(`state: forgot ${gone.length} file(s) or folder(s) no longer in ${this.config.watchDir}`);
     }
   }
 
@@ -180,6 +194,14 @@ class Pusher {
     return { ready, unsettled };
   }
 
+  /** Folders to make on the server now, parents first (not those refused, nor those backing off in --watch). */
+  private pendingFolders(nowMs: number): string[] {
+    return foldersToMirror(this.dirs, this.store.state.folders, this.config.uploadDir).filter((rel) => {
+      const t = this.folderTrouble.get(rel);
+      return !t || (!t.permanent && (this.opts.mode === 'once' || t.retryAt <= nowMs));
+    });
+  }
+
   private pendingNames(): string[] {
     const now = Date.now();
     return [...this.entries.values()].filter((e) => needsUpload(e.file, this.store.state, now, this.opts.retryFailed).upload)
@@ -192,12 +214,15 @@ class Pusher {
     await this.rescan();
     const first = this.candidates(Date.now());
     const todo = [...first.ready, ...first.unsettled.map((e) => e.file)].sort(queueOrder);
+    const folders = this.pendingFolders(Date.now());
     this.reportPermanentFailures();
-    if (todo.length === 0) {
+    if (todo.length === 0 && folders.length === 0) {
       this.log.info(`nothing new in ${this.config.watchDir}`);
       return;
     }
     if (this.opts.dryRun) {
+      this.summary.wouldCreateFolders = folders;
+      for (const rel of folders) this.log.info(`would create the folder ${printableName(rel)} on the server (${remoteFolder(this.config.uploadDir, rel)})`);
       this.summary.wouldUpload = todo.map((f) => f.rel);
       for (const f of todo) this.log.info(`would upload ${printableName(f.rel)} (${formatBytes(f.size)})`);
       return;
@@ -209,13 +234,17 @@ class Pusher {
     const { ready, unsettled } = this.candidates(Date.now());
     this.summary.waiting = unsettled.map((e) => e.file.rel);
     for (const e of unsettled) this.log.info(`${printableName(e.file.rel)} is still being written (its size or time changed within PUSH_SETTLE); the next run takes it`);
-    if (ready.length === 0) return;
+    if (ready.length === 0 && folders.length === 0) return;
 
     const done = new Set<string>();
     try {
       await withRetries(async (attempt) => {
         const session = await this.openSession();
         try {
+          // Folders first: cheap, and the files' folders are then known to exist.
+          const mirrored = await this.mirrorFolders(session, this.pendingFolders(Date.now()));
+          if (mirrored === 'transient') throw this.lastTransient!;
+          if (mirrored === 'stopped') throw new InterruptedError('a signal');
           for (const file of ready) {
             if (done.has(file.rel)) continue;
             if (this.opts.signal.aborted) throw new InterruptedError('a signal');
@@ -280,13 +309,24 @@ class Pusher {
           lastScan = Date.now();
         }
         const { ready, unsettled } = this.candidates(now);
-        if (ready.length === 0) {
+        const folders = this.pendingFolders(now);
+        if (ready.length === 0 && folders.length === 0) {
           await this.idle(this.nextDue(now, unsettled, lastScan));
           continue;
         }
         const session = await this.watchSession();
         if (!session) {
           await this.idle(Math.max(50, this.connectBackoffUntil - Date.now()));
+          continue;
+        }
+        if (folders.length > 0) {
+          const outcome = await this.mirrorFolders(session, folders);
+          if (outcome === 'stopped') break;
+          if (outcome === 'transient' && session.isClosed) {
+            this.log.warn(`the connection to ${this.config.host} was lost; ${folders.length} folder(s) and ${this.pendingNames().length} file(s) wait for it to come back`);
+            await this.closeSession();
+          }
+          this.ctx.onActivity?.(this.summary, outcome === 'ok');
           continue;
         }
         // One more look right before taking it: the watcher may not have told us yet.
@@ -317,6 +357,7 @@ class Pusher {
     for (const [rel, f] of Object.entries(this.store.state.failed)) {
       if (f.nextRetryAt && this.entries.has(rel)) due = Math.min(due, Date.parse(f.nextRetryAt));
     }
+    for (const t of this.folderTrouble.values()) if (!t.permanent) due = Math.min(due, t.retryAt);
     if (this.config.rescanInterval > 0) due = Math.min(due, lastScan + this.config.rescanInterval);
     return Math.max(20, due - now);
   }
@@ -370,6 +411,60 @@ class Pusher {
     const s = this.session;
     this.session = null;
     if (s) await s.end().catch(() => {});
+  }
+
+  // ---------------------------------------------------------------- folders
+
+  /**
+   * Make these folders of WATCH_DIR on the server (parents first; mkdir -p, so one that is
+   * already there is fine) and record them in the state, in one save, so later scans do not
+   * ask again. A folder the server refuses is reported and skipped; a transient failure stops
+   * the batch (the connection is likely gone) and the rest wait for the next attempt.
+   */
+  private async mirrorFolders(session: SftpSession, rels: readonly string[]): Promise<'ok' | 'transient' | 'stopped'> {
+    const done: Array<{ rel: string; remotePath: string }> = [];
+    try {
+      for (const rel of rels) {
+        if (this.opts.signal.aborted) {
+          this.stop();
+          return 'stopped';
+        }
+        const name = printableName(rel);
+        const remotePath = remoteFolder(this.config.uploadDir, rel);
+        try {
+          const created = await ensureRemoteDir(session, this.facts, remotePath);
+          if (created.length > 0) this.log.info(`created the folder ${name} on the server: ${created.join(', ')}`);
+          else this.log.debug(`the folder ${name} is already on the server (${remotePath}): recorded`);
+        } catch (err) {
+          if (this.opts.signal.aborted) {
+            this.stop();
+            return 'stopped';
+          }
+          const e = classify(err, `creating remote folder ${remotePath}`);
+          if (e instanceof AccessDeniedError || e instanceof ConfigError) throw e;
+          const why = `the folder ${name} of WATCH_DIR: ${e.message}`;
+          const attempts = (this.folderTrouble.get(rel)?.attempts ?? 0) + 1;
+          if (e.kind !== 'permanent' || session.isClosed) {
+            const retryAt = session.isClosed ? Date.now() : nextRetryAt(attempts, this.config.retryDelays, Date.now());
+            this.folderTrouble.set(rel, { permanent: false, attempts, retryAt });
+            this.log.warn(`${why} (attempt ${attempts})`);
+            this.lastTransient = new TransientError(why, { cause: err });
+            return 'transient';
+          }
+          this.folderTrouble.set(rel, { permanent: true, attempts, retryAt: Infinity });
+          this.summary.failed = this.summary.failed.filter((f) => f.rel !== `${rel}/`);
+          this.summary.failed.push({ rel: `${rel}/`, error: why, permanent: true });
+          this.log.error(`${why}; ${this.opts.mode === 'watch' ? 'not tried again until the folder is made anew (or ipi-push restarts)' : 'the next run tries again'}`);
+          continue;
+        }
+        done.push({ rel, remotePath });
+        this.folderTrouble.delete(rel);
+      }
+      return 'ok';
+    } finally {
+      await this.store.markFoldersMirrored(done);
+      this.summary.folders.push(...done.map((d) => d.rel));
+    }
   }
 
   // ---------------------------------------------------------------- one file

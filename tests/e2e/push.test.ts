@@ -44,7 +44,10 @@ interface PushWs {
   spawn(args?: string[]): ChildProcess;
   put(rel: string, data: Buffer | string): string;
   log(): string;
-  state(): { uploaded: Record<string, { sha256: string; verified: string; size: number }>; failed: Record<string, unknown>; inProgress: unknown };
+  state(): {
+    uploaded: Record<string, { sha256: string; verified: string; size: number }>; failed: Record<string, unknown>; inProgress: unknown;
+    folders?: Record<string, { remotePath: string }>;
+  };
 }
 
 function setup(extra: Record<string, string> = {}, srv: SftpServerHandle = server): PushWs {
@@ -91,6 +94,11 @@ const exists = (p: string) => fs.existsSync(p);
 function tree(dir: string): string[] {
   if (!exists(dir)) return [];
   return (fs.readdirSync(dir, { recursive: true }) as string[]).filter((r) => fs.statSync(path.join(dir, r)).isFile()).map((r) => r.split(path.sep).join('/')).sort();
+}
+/** Every folder under a folder, relative, '/' separated. */
+function folders(dir: string): string[] {
+  if (!exists(dir)) return [];
+  return (fs.readdirSync(dir, { recursive: true }) as string[]).filter((r) => fs.lstatSync(path.join(dir, r)).isDirectory()).map((r) => r.split(path.sep).join('/')).sort();
 }
 const count = (text: string, re: RegExp) => (text.match(new RegExp(re.source, 'g')) ?? []).length;
 
@@ -149,6 +157,75 @@ describe('ipi-push --once', () => {
     const third = await p.run(['--once', '--json']);
     assert.deepEqual(JSON.parse(third.stdout).files.map((f: { path: string }) => f.path), ['site-a/2024/01/IPI_20240102.dat']);
     assert.equal(sha256File(path.join(p.remoteRoot, 'site-a/2024/01/IPI_20240102.dat')), sha256(testBytes(1000, 3)));
+  });
+
+  test('new folders are made on the server, empty ones too; not ignored ones, nor links; recorded, so later runs do not ask; never removed there', async () => {
+    const p = setup();
+    const mk = (rel: string) => fs.mkdirSync(path.join(p.watchDir, rel), { recursive: true });
+    mk('empty');
+    mk('site/2024/01');
+    mk('.cache/x');
+    mk('drafts.tmp/inner');
+    const outside = path.join(p.ws.dir, 'private');
+    fs.mkdirSync(path.join(outside, 'inner'), { recursive: true });
+    fs.symlinkSync(outside, path.join(p.watchDir, 'leakdir'));
+    fs.symlinkSync(path.join(p.watchDir, 'site'), path.join(p.watchDir, 'alias'));
+    p.put('site/a.dat', 'A');
+    const expected = ['empty', 'site', 'site/2024', 'site/2024/01'];
+
+    const dry = await p.run(['--dry-run', '--json']);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.deepEqual(JSON.parse(dry.stdout).wouldCreateFolders, expected);
+    assert.ok(!exists(p.remoteRoot), 'a dry run makes nothing');
+
+    const r = await p.run(['--once', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout).folders, expected);
+    assert.deepEqual(folders(p.remoteRoot), expected, 'exactly these folders: nothing ignored, no link followed');
+    assert.deepEqual(tree(p.remoteRoot), ['site/a.dat']);
+    assert.deepEqual(Object.keys(p.state().folders!).sort(), expected);
+    assert.match(p.log(), /created the folder "empty" on the server: .*\/empty/);
+
+    // Recorded: the next run does not ask the server about them (a folder removed there by hand
+    // is not made again; a file put into it would make it).
+    fs.rmdirSync(path.join(p.remoteRoot, 'empty'));
+    const again = await p.run(['--once', '--json']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(JSON.parse(again.stdout).outcome, 'nothing-new');
+    assert.ok(!exists(path.join(p.remoteRoot, 'empty')));
+    const st = await p.run(['status', '--json']);
+    assert.deepEqual(JSON.parse(st.stdout).pendingFolders, []);
+
+    // A folder removed locally is forgotten (never removed on the server); made again, it is mirrored again.
+    fs.rmSync(path.join(p.watchDir, 'site'), { recursive: true });
+    fs.rmdirSync(path.join(p.watchDir, 'empty'));
+    mk('other');
+    assert.equal((await p.run(['--once'])).code, 0);
+    assert.deepEqual(Object.keys(p.state().folders!).sort(), ['other']);
+    assert.ok(exists(path.join(p.remoteRoot, 'site/2024/01')) && exists(path.join(p.remoteRoot, 'site/a.dat')), 'nothing removed on the server');
+    mk('empty');
+    const st2 = await p.run(['status', '--json']);
+    assert.deepEqual(JSON.parse(st2.stdout).pendingFolders, ['empty']);
+    assert.equal((await p.run(['--once'])).code, 0);
+    assert.ok(fs.statSync(path.join(p.remoteRoot, 'empty')).isDirectory());
+  });
+
+  test('a folder the server cannot make (a file holds its name) is reported with exit 1; the other folders and files still go', async () => {
+    const p = setup();
+    fs.mkdirSync(p.remoteRoot, { recursive: true });
+    fs.writeFileSync(path.join(p.remoteRoot, 'clash'), 'a file on the server');
+    fs.mkdirSync(path.join(p.watchDir, 'clash'));
+    fs.mkdirSync(path.join(p.watchDir, 'fine'));
+    p.put('x.dat', 'X');
+    const r = await p.run(['--once', '--json']);
+    assert.equal(r.code, 1, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.deepEqual(out.failed.map((f: { rel: string }) => f.rel), ['clash/']);
+    assert.match(out.failed[0].error, /the folder "clash" of WATCH_DIR: creating remote folder .*\/clash: .*\/clash is a file/);
+    assert.deepEqual(out.folders, ['fine']);
+    assert.ok(fs.statSync(path.join(p.remoteRoot, 'fine')).isDirectory());
+    assert.equal(fs.readFileSync(path.join(p.remoteRoot, 'x.dat'), 'utf8'), 'X');
+    assert.deepEqual(Object.keys(p.state().folders!), ['fine']);
   });
 
   test('--json output of nearly a megabyte reaches a pipe whole: the process waits for stdout before it exits', async () => {
@@ -494,6 +571,12 @@ describe('ipi-push --watch', () => {
       p.put('new/deeper/nested.dat', 'nested');
       await waitFor(() => exists(path.join(p.remoteRoot, 'new/deeper/nested.dat')), 15_000, () => 'the nested file on the server');
 
+      // An empty folder, and one made inside a folder already watched.
+      fs.mkdirSync(path.join(p.watchDir, 'made/empty'), { recursive: true });
+      fs.mkdirSync(path.join(p.watchDir, 'new/sibling'));
+      await waitFor(() => exists(path.join(p.remoteRoot, 'made/empty')) && exists(path.join(p.remoteRoot, 'new/sibling')), 15_000,
+        () => `the empty folders on the server (have ${folders(p.remoteRoot).join(', ')})`);
+
       // Written over ~4 s in pieces, pausing less than PUSH_SETTLE between writes.
       const slow = testBytes(400_000, 8);
       const fd = fs.openSync(path.join(p.watchDir, 'slow.dat'), 'w');
@@ -515,6 +598,8 @@ describe('ipi-push --watch', () => {
     assert.equal(count(log, /uploaded "dropped\.dat"/), 1);
     assert.deepEqual(Object.keys(p.state().uploaded).sort(), ['dropped.dat', 'new/deeper/nested.dat', 'slow.dat']);
     assert.deepEqual(tree(p.remoteRoot), ['dropped.dat', 'new/deeper/nested.dat', 'slow.dat']);
+    assert.deepEqual(folders(p.remoteRoot), ['made', 'made/empty', 'new', 'new/deeper', 'new/sibling']);
+    assert.deepEqual(Object.keys(p.state().folders!).sort(), ['made', 'made/empty', 'new', 'new/deeper', 'new/sibling']);
   });
 
   test('SIGTERM mid-upload: no new file taken, the upload checkpointed on the server, state saved, exit 0; the next run resumes it', async () => {

@@ -7,8 +7,8 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 
 import {
-  goneFromWatchDir, ignoreMatcher, isInside, isSettled, needsUpload, nextRetryAt, observe, parseSha256sum, queueOrder, remoteTarget,
-  sameAsRemote, shellQuote, unsafeRelReason, type StateView,
+  foldersToMirror, goneFromWatchDir, ignoreMatcher, isInside, isSettled, needsUpload, nextRetryAt, observe, parseSha256sum, queueOrder,
+  remoteAncestors, remoteFolder, remoteTarget, sameAsRemote, shellQuote, unsafeRelReason, type StateView,
 } from '../../src/push/decide.js';
 import { StateCorruptError, StateStore, emptyState, parseState, readState } from '../../src/push/state.js';
 import { scanDir } from '../../src/push/scan.js';
@@ -214,6 +214,50 @@ describe('scan', () => {
     assert.deepEqual(r.skipped.map((s) => s.rel).sort(), ['dir-out', 'link-out.txt']);
     assert.match(r.skipped.find((s) => s.rel === 'link-out.txt')!.reason, /outside WATCH_DIR/);
   });
+  test('folders: every real one, empty ones too, parents first; ignored folders and links to folders are not among them', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-push-scan-'));
+    const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-push-out-'));
+    for (const d of ['empty', 'site/2024/01', 'site/2024/02', '.git/objects', 'drafts.tmp/inner', 'z']) fs.mkdirSync(path.join(root, d), { recursive: true });
+    fs.writeFileSync(path.join(root, 'z/f.dat'), 'f');
+    fs.symlinkSync(outside, path.join(root, 'dir-out'));
+    fs.symlinkSync(path.join(root, 'site'), path.join(root, 'dir-in'));
+    const r = await scanDir(root, ignoreMatcher(DEFAULT_IGNORE));
+    assert.deepEqual(r.dirs, ['empty', 'site', 'site/2024', 'site/2024/01', 'site/2024/02', 'z']);
+    assert.deepEqual(r.files.map((f) => f.rel), ['z/f.dat']);
+    assert.deepEqual(r.skipped.map((s) => s.rel).sort(), ['dir-in', 'dir-out'], 'links to folders are skipped, with a reason, never walked');
+  });
+});
+
+describe('folders mirrored on the server', () => {
+  const rec = (remotePath: string) => ({ remotePath, mirroredAt: 'x' });
+  test('the folders to make: seen and not recorded for this SFTP_UPLOAD_DIR, parents first', () => {
+    assert.deepEqual(foldersToMirror(['b', 'a/x', 'a', 'c', 'a b'], { c: rec('/in/c') }, '/in'), ['a', 'a b', 'a/x', 'b']);
+    assert.deepEqual(foldersToMirror(['c'], { c: rec('/in/c') }, '/in/'), [], 'recorded: no remote call');
+    assert.deepEqual(foldersToMirror(['c'], { c: rec('/old/c') }, '/in'), ['c'], 'recorded for another upload folder: made again');
+    assert.deepEqual(foldersToMirror([], { c: rec('/in/c') }, '/in'), []);
+  });
+  test('remote paths', () => {
+    assert.equal(remoteFolder('/in/', 'a/b'), '/in/a/b');
+    assert.equal(remoteFolder('/', 'a'), '/a');
+    assert.deepEqual(remoteAncestors('/in/a/b'), ['/in/a/b', '/in/a', '/in']);
+    assert.deepEqual(remoteAncestors('in/a'), ['in/a', 'in']);
+  });
+  test('recorded in the state in one save, kept through a read, forgotten with the folder; older states without them still read', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-push-folders-'));
+    const file = path.join(dir, 's.json');
+    const store = await StateStore.open(file);
+    await store.markFoldersMirrored([{ rel: 'a', remotePath: '/in/a' }, { rel: 'a/b', remotePath: '/in/a/b' }]);
+    const again = await readState(file);
+    assert.deepEqual(Object.keys(again.folders), ['a', 'a/b']);
+    assert.equal(again.folders['a/b']!.remotePath, '/in/a/b');
+    assert.ok(Date.parse(again.folders.a!.mirroredAt) > 0);
+    await store.forget(['a/b']);
+    assert.deepEqual(Object.keys((await readState(file)).folders), ['a']);
+    assert.deepEqual(parseState('{"version":1,"uploaded":{},"failed":{},"inProgress":null}', '/s.json').folders, {}, 'a state from before folders were recorded');
+    assert.throws(() => parseState('{"version":1,"uploaded":{},"failed":{},"folders":{"a":{"remotePath":5}}}', '/s.json'), /folders entry "a" is incomplete/);
+    assert.throws(() => parseState('{"version":1,"uploaded":{},"failed":{},"folders":[]}', '/s.json'), /"folders" must be an object/);
+    assert.deepEqual(goneFromWatchDir(['a', 'a/b', 'f.dat'], new Set(['a', 'f.dat'])), ['a/b'], 'a folder gone from WATCH_DIR is forgotten like a file');
+  });
 });
 
 describe('push settings', () => {
@@ -365,7 +409,7 @@ describe('METRICS_FILE of ipi-push', () => {
     uploaded: Array.from({ length: uploaded }, (_, i) => ({
       rel: `f${i}`, remotePath: `/in/f${i}`, size: 1, mtimeMs: 1, sha256: 'h', verified: 'size' as const, adopted: false, resumedFrom: 0, bytesSent: 1, durationMs: 1,
     })),
-    failed: [], waiting: [], pending: [], wouldUpload: [], stopped: false,
+    folders: [], failed: [], waiting: [], pending: [], wouldUpload: [], wouldCreateFolders: [], stopped: false,
   });
 
   test('writes land one at a time and in the order asked: a slow early one never overwrites the final one', async () => {
