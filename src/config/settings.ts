@@ -272,7 +272,7 @@ export const SETTINGS = {
   }),
   afterUpload: setting({
     env: 'AFTER_UPLOAD', section: 'Upload (ipi-push)', default: 'keep', tools: ['push'], example: 'archive',
-    help: 'What happens to the local file once its upload is verified and recorded: keep, delete, or archive (moved to ARCHIVE_DIR, keeping its relative path).',
+    help: 'What happens to the local file once its upload is verified and recorded: keep, delete, or archive (moved to ARCHIVE_DIR, keeping its relative path). Also done, at the next scan and without uploading again, for a file the state records as uploaded that is still there unchanged (a crash, a failed move, or uploaded while this was keep).',
     parse: (raw) => parseChoice(raw, ['keep', 'delete', 'archive'] as const),
   }),
   archiveDir: setting({

@@ -109,6 +109,18 @@ export function needsUpload(f: LocalFile, state: StateView, nowMs: number, retry
   return { upload: true, why: done ? 'changed' : 'new' };
 }
 
+/**
+ * Pure: is AFTER_UPLOAD (archive or delete) still to be done for this file? True when the
+ * state records this very version (same size and mtime) as uploaded and the file is still in
+ * WATCH_DIR: the run that uploaded it stopped between recording the upload and moving the
+ * file (crash, power cut, SIGKILL), or the move failed, or AFTER_UPLOAD was keep then. It is
+ * not uploaded again; only the action is finished. A file changed since is uploaded first.
+ */
+export function afterUploadDue(f: LocalFile, state: StateView, action: 'keep' | 'archive' | 'delete'): boolean {
+  // The time matters only to a failed file, which is never 'uploaded'.
+  return action !== 'keep' && needsUpload(f, state, 0).why === 'uploaded';
+}
+
 /** The stable queue order: oldest modification first, ties by path (byte order, locale-free). */
 export function queueOrder(a: LocalFile, b: LocalFile): number {
   if (a.mtimeMs !== b.mtimeMs) return a.mtimeMs - b.mtimeMs;

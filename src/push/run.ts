@@ -19,7 +19,7 @@ import { LocalChangedError } from '../transfer/upload-engine.js';
 import { sweepTemporaries } from '../util/atomic.js';
 import { formatBytes } from '../util/space.js';
 import {
-  foldersToMirror, goneFromWatchDir, ignoreMatcher, isSettled, needsUpload, nextRetryAt, observe, queueOrder, remoteFolder,
+  afterUploadDue, foldersToMirror, goneFromWatchDir, ignoreMatcher, isSettled, needsUpload, nextRetryAt, observe, queueOrder, remoteFolder,
   type IgnoreTest, type Observation,
 } from './decide.js';
 import { archiveFile } from './archive.js';
@@ -104,6 +104,8 @@ class Pusher {
   /** The folders of WATCH_DIR at the last scan. */
   private dirs = new Set<string>();
   private readonly folderTrouble = new Map<string, FolderTrouble>();
+  /** A scan happened since AFTER_UPLOAD was last looked for undone (see finishAfterUploads). */
+  private afterUploadCheck = false;
   private readonly warned = new Set<string>();
   private session: SftpSession | null = null;
   private facts = new SessionFacts();
@@ -156,6 +158,7 @@ class Pusher {
       this.note(f, now);
     }
     for (const rel of [...this.entries.keys()]) if (!seen.has(rel)) this.entries.delete(rel);
+    this.afterUploadCheck = true;
     this.dirs = new Set(dirs);
     for (const rel of [...this.folderTrouble.keys()]) if (!this.dirs.has(rel)) this.folderTrouble.delete(rel);
     for (const d of dirs) seen.add(d);
@@ -212,6 +215,7 @@ class Pusher {
 
   async once(): Promise<void> {
     await this.rescan();
+    await this.finishAfterUploads();
     const first = this.candidates(Date.now());
     const todo = [...first.ready, ...first.unsettled.map((e) => e.file)].sort(queueOrder);
     const folders = this.pendingFolders(Date.now());
@@ -298,6 +302,7 @@ class Pusher {
         dirAdded: () => track(this.rescan().catch(() => {}).then(wake)),
       }, this.log);
       await this.rescan();
+      await this.finishAfterUploads();
       this.reportPermanentFailures();
       const n = this.pendingNames().length;
       this.log.info(`watching ${this.config.watchDir} (${n} file(s) to upload now); uploads go to ${this.config.uploadDir} on ${this.config.host}`);
@@ -308,6 +313,8 @@ class Pusher {
           await this.rescan().catch((err) => this.log.warn(`rescanning ${this.config.watchDir}: ${classify(err, 'rescanning').message}`));
           lastScan = Date.now();
         }
+        // Here, between uploads, never beside one: a scan set off by the watcher only asks for it.
+        await this.finishAfterUploads();
         const { ready, unsettled } = this.candidates(now);
         const folders = this.pendingFolders(now);
         if (ready.length === 0 && folders.length === 0) {
@@ -582,6 +589,31 @@ class Pusher {
     this.log.warn(`${e.message} (attempt ${rec.attempts}${linkLost ? '' : `; next try at ${rec.nextRetryAt}`})`);
     this.lastTransient = e instanceof TransientError ? e : new TransientError(e.message, { cause: err });
     return 'transient';
+  }
+
+  /**
+   * AFTER_UPLOAD left undone for files the state records as uploaded, unchanged, still in
+   * WATCH_DIR (a crash between recording and moving, a move that failed): done now, without
+   * uploading them again. Runs after a scan only, from the loop, so never beside an upload.
+   */
+  private async finishAfterUploads(): Promise<void> {
+    if (!this.afterUploadCheck) return;
+    this.afterUploadCheck = false;
+    const action = this.config.afterUpload;
+    if (action === 'keep') return;
+    const due = [...this.entries.values()].map((e) => e.file).filter((f) => afterUploadDue(f, this.store.state, action)).sort(queueOrder);
+    for (const file of due) {
+      if (this.opts.signal.aborted) return;
+      const rec = this.store.state.uploaded[file.rel]!;
+      const name = printableName(file.rel);
+      if (this.opts.dryRun) {
+        this.log.info(`would finish AFTER_UPLOAD=${action} for ${name}: uploaded at ${rec.uploadedAt} as ${rec.remotePath}, still here`);
+        continue;
+      }
+      this.log.info(`${name} was uploaded at ${rec.uploadedAt} as ${rec.remotePath} and is unchanged since, but still here: finishing AFTER_UPLOAD=${action}, not uploading it again`);
+      await this.afterUpload(file);
+      this.entries.delete(file.rel);
+    }
   }
 
   /** AFTER_UPLOAD, once the upload is verified and recorded; a failure here never undoes it. */

@@ -415,6 +415,81 @@ describe('ipi-push --once', () => {
     assert.equal(fs.readFileSync(path.join(d.remoteRoot, 'b.dat'), 'utf8'), 'B');
   });
 
+  test('AFTER_UPLOAD left undone (the state records the upload, the file is still here): a later run archives it without uploading it again', async () => {
+    // The state a crash between "recorded as uploaded" and "archived" leaves: built by a run
+    // with AFTER_UPLOAD=keep, after which the setting says archive.
+    const p = setup({ AFTER_UPLOAD: 'keep' });
+    p.put('sub/a.dat', 'A');
+    p.put('b.dat', 'B');
+    assert.equal((await p.run(['--once'])).code, 0);
+    const historyFile = path.join(p.ws.dir, 'ipi-push-state.history.jsonl');
+    const historyBefore = fs.readFileSync(historyFile, 'utf8');
+    const inodes = ['sub/a.dat', 'b.dat'].map((rel) => fs.statSync(path.join(p.remoteRoot, rel)).ino);
+    p.put('b.dat', 'B, edited since its upload');
+    p.ws.env.AFTER_UPLOAD = 'archive';
+    p.ws.env.ARCHIVE_DIR = './archive';
+    p.ws.writeEnv();
+
+    const dry = await p.run(['--dry-run']);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.ok(exists(path.join(p.watchDir, 'sub/a.dat')), 'a dry run moves nothing');
+
+    const r = await p.run(['--once', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout).files.map((f: { path: string }) => f.path), ['b.dat'], 'only the changed file is uploaded');
+    assert.match(p.log(), /would finish AFTER_UPLOAD=archive for "sub\/a\.dat"/);
+    assert.match(p.log(), /"sub\/a\.dat" was uploaded at .* and is unchanged since, but still here: finishing AFTER_UPLOAD=archive, not uploading it again/);
+    assert.equal(fs.readFileSync(path.join(p.ws.dir, 'archive/sub/a.dat'), 'utf8'), 'A');
+    assert.equal(fs.readFileSync(path.join(p.ws.dir, 'archive/b.dat'), 'utf8'), 'B, edited since its upload');
+    assert.deepEqual(tree(p.watchDir), []);
+    assert.equal(fs.statSync(path.join(p.remoteRoot, 'sub/a.dat')).ino, inodes[0], 'sub/a.dat not sent again');
+    assert.notEqual(fs.statSync(path.join(p.remoteRoot, 'b.dat')).ino, inodes[1]);
+    const added = fs.readFileSync(historyFile, 'utf8').slice(historyBefore.length).trim().split('\n').map((l) => JSON.parse(l).path);
+    assert.deepEqual(added, ['b.dat'], 'the history gains the new upload only');
+  });
+
+  test('a move to ARCHIVE_DIR that fails leaves the file recorded as uploaded; the next run archives it, not uploading it again; --watch does too', async (t) => {
+    const p = setup({ AFTER_UPLOAD: 'archive', ARCHIVE_DIR: './archive' });
+    const archive = path.join(p.ws.dir, 'archive');
+    fs.mkdirSync(archive);
+    try {
+      execFileSync('chattr', ['+i', archive], { stdio: 'pipe' });
+    } catch {
+      t.skip('chattr +i refused on this filesystem: an ARCHIVE_DIR that refuses the move cannot be produced');
+      return;
+    }
+    p.put('sub/a.dat', 'A');
+    try {
+      const r = await p.run(['--once']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(p.log(), /"sub\/a\.dat": uploaded, but AFTER_UPLOAD=archive failed/);
+    } finally {
+      execFileSync('chattr', ['-i', archive], { stdio: 'pipe' });
+    }
+    assert.ok(exists(path.join(p.watchDir, 'sub/a.dat')));
+    const ino = fs.statSync(path.join(p.remoteRoot, 'sub/a.dat')).ino;
+    assert.equal((await p.run(['--once'])).code, 0);
+    assert.equal(fs.readFileSync(path.join(archive, 'sub/a.dat'), 'utf8'), 'A');
+    assert.ok(!exists(path.join(p.watchDir, 'sub/a.dat')));
+    assert.equal(fs.statSync(path.join(p.remoteRoot, 'sub/a.dat')).ino, ino, 'not sent again');
+
+    // The same in --watch, at its first scan, with AFTER_UPLOAD=delete.
+    p.put('c.dat', 'C');
+    p.ws.env.AFTER_UPLOAD = 'keep';
+    p.ws.writeEnv();
+    assert.equal((await p.run(['--once'])).code, 0);
+    p.ws.env.AFTER_UPLOAD = 'delete';
+    p.ws.writeEnv();
+    const w = watchProcess(p);
+    try {
+      await waitFor(() => !exists(path.join(p.watchDir, 'c.dat')), 15_000, () => 'c.dat deleted by --watch');
+    } finally {
+      assert.equal((await w.stop()).code, 0);
+    }
+    assert.equal(count(p.log(), /uploaded "c\.dat"/), 1, 'uploaded once, by the keep run');
+    assert.equal(fs.readFileSync(path.join(p.remoteRoot, 'c.dat'), 'utf8'), 'C');
+  });
+
   test('the upload history keeps a fsynced line per uploaded file after the state forgets it (AFTER_UPLOAD=delete); status shows the last one', async () => {
     const p = setup({ AFTER_UPLOAD: 'delete' });
     const historyFile = path.join(p.ws.dir, 'ipi-push-state.history.jsonl');

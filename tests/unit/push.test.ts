@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 
 import {
-  foldersToMirror, goneFromWatchDir, ignoreMatcher, isInside, isSettled, needsUpload, nextRetryAt, observe, parseSha256sum, queueOrder,
+  afterUploadDue, foldersToMirror, goneFromWatchDir, ignoreMatcher, isInside, isSettled, needsUpload, nextRetryAt, observe, parseSha256sum, queueOrder,
   remoteAncestors, remoteFolder, remoteTarget, sameAsRemote, shellQuote, unsafeRelReason, type StateView,
 } from '../../src/push/decide.js';
 import { StateCorruptError, StateStore, emptyState, parseState, readState } from '../../src/push/state.js';
@@ -86,6 +86,17 @@ describe('what to upload, and when', () => {
     assert.equal(needsUpload({ rel: 'perm.dat', size: 5, mtimeMs: 1 }, state, 0).upload, false);
     assert.equal(needsUpload({ rel: 'perm.dat', size: 5, mtimeMs: 1 }, state, 0, true).upload, true);
     assert.equal(needsUpload({ rel: 'perm.dat', size: 6, mtimeMs: 1 }, state, 0).upload, true);
+  });
+  test('AFTER_UPLOAD left undone (a crash after the state recorded the upload, a move that failed): due for the very version uploaded, only', () => {
+    for (const action of ['archive', 'delete'] as const) {
+      assert.equal(afterUploadDue({ rel: 'done.dat', size: 10, mtimeMs: 1000 }, state, action), true, action);
+      assert.equal(afterUploadDue({ rel: 'edited.dat', size: 10, mtimeMs: 2000 }, state, action), false, `${action}: changed since, so uploaded again first`);
+      assert.equal(afterUploadDue({ rel: 'new.dat', size: 1, mtimeMs: 1 }, state, action), false, `${action}: never uploaded`);
+      assert.equal(afterUploadDue({ rel: 'perm.dat', size: 5, mtimeMs: 1 }, state, action), false, `${action}: failed`);
+    }
+    assert.equal(afterUploadDue({ rel: 'done.dat', size: 10, mtimeMs: 1000 }, state, 'keep'), false);
+    const both: StateView = { uploaded: { 'x.dat': up(5, 1) }, failed: { 'x.dat': state.failed['perm.dat']! } };
+    assert.equal(afterUploadDue({ rel: 'x.dat', size: 5, mtimeMs: 1 }, both, 'delete'), false, 'a failure of this version since: not done');
   });
   test('a transient failure waits for its next retry time', () => {
     assert.deepEqual(needsUpload({ rel: 'later.dat', size: 5, mtimeMs: 1 }, state, 59_999), { upload: false, why: 'retry-later' });
