@@ -60,6 +60,8 @@ export interface PushContext {
   progress: Progress;
   /** Watch mode: called after every file outcome and connection failure (metrics). */
   onActivity?: (summary: PushSummary, ok: boolean) => void;
+  /** The file watcher (default chokidar's); tests give one that misses events, as on a network share. */
+  startWatcher?: typeof startWatcher;
 }
 
 type Entry = { file: ScannedFile; o: Observation };
@@ -292,7 +294,7 @@ class Pusher {
       void p.finally(() => pendingLooks.delete(p));
     };
     try {
-      watcher = await startWatcher(this.config.watchDir, this.ignored, {
+      watcher = await (this.ctx.startWatcher ?? startWatcher)(this.config.watchDir, this.ignored, {
         changed: (rel) => track(this.relook(rel).catch(() => null).then(wake)),
         removed: (rel) => {
           this.entries.delete(rel);

@@ -13,7 +13,10 @@ import { collect, makeWorkspace, sha256, sha256File, testBytes, type CliResult, 
 import { spawn } from 'node:child_process';
 import { childEnv } from './helpers/cli.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
-import { silentLogger } from '../../src/log.js';
+import { loadConfig } from '../../src/config/load.js';
+import { silentLogger, type Logger } from '../../src/log.js';
+import { noProgress } from '../../src/progress.js';
+import { runPush, type PushSummary } from '../../src/push/run.js';
 import { SftpSession } from '../../src/sftp/session.js';
 import { startEmbeddedServer } from './helpers/embedded-server.js';
 import { startTestServer, type SftpServerHandle } from './helpers/server.js';
@@ -748,6 +751,110 @@ describe('ipi-push --watch', () => {
     }
     assert.match(log, /reachable again: draining the queue/);
     assert.deepEqual(p.state().failed, {});
+  });
+});
+
+describe('ipi-push --watch: what the watcher sees, misses, and what changes under an upload', () => {
+  test('a folder of files moved into WATCH_DIR at once (mv) is uploaded completely, its empty subfolder made, by the watcher alone', async () => {
+    // RESCAN_INTERVAL=0: only the watcher (addDir, then a walk of the folder) can find them.
+    const p = setup({ RESCAN_INTERVAL: '0', PUSH_SETTLE: '0.5' });
+    const staging = path.join(p.ws.dir, 'staging', 'batch');
+    const files: Record<string, Buffer> = { 'big.dat': testBytes(2 * 1024 * 1024 + 1, 50) };
+    for (let i = 0; i < 24; i++) files[`sub${i % 3}/deeper/f${String(i).padStart(2, '0')}.dat`] = testBytes(1000 + i * 37, 51 + i);
+    for (const [rel, data] of Object.entries(files)) {
+      fs.mkdirSync(path.dirname(path.join(staging, rel)), { recursive: true });
+      fs.writeFileSync(path.join(staging, rel), data);
+    }
+    fs.mkdirSync(path.join(staging, 'empty'));
+    const w = watchProcess(p);
+    try {
+      await waitFor(() => exists(p.ws.logFile) && /watching /.test(p.log()), 15_000, () => 'the watcher to start');
+      fs.renameSync(staging, path.join(p.watchDir, 'batch'));
+      await waitFor(() => Object.keys(files).every((rel) => exists(path.join(p.remoteRoot, 'batch', rel))) && exists(path.join(p.remoteRoot, 'batch/empty')),
+        30_000, () => `the moved folder on the server (have ${tree(p.remoteRoot).length} files)`);
+    } finally {
+      assert.equal((await w.stop()).code, 0);
+    }
+    assert.deepEqual(tree(p.remoteRoot), Object.keys(files).map((rel) => `batch/${rel}`).sort(), 'every file, no temporaries');
+    for (const [rel, data] of Object.entries(files)) assert.equal(sha256File(path.join(p.remoteRoot, 'batch', rel)), sha256(data), rel);
+    assert.ok(fs.statSync(path.join(p.remoteRoot, 'batch/empty')).isDirectory());
+    for (const rel of Object.keys(files)) assert.equal(count(p.log(), new RegExp(`uploaded "batch/${rel.replace(/[./]/g, '\\$&')}"`)), 1, `${rel} once`);
+  });
+
+  test('a file that changes while it is being uploaded is not published; once it settles it goes again, complete, once', async () => {
+    const proxy = await startFaultProxy(server.port);
+    cleanups.push(() => proxy.stop());
+    const p = setup({ SFTP_PORT: String(proxy.port), CHUNK_SIZE: '256KiB', CHUNKS_IN_FLIGHT: '2', PUSH_SETTLE: '0.5' });
+    const first = testBytes(8 * 1024 * 1024 + 9, 60);
+    const more = testBytes(300_000, 61);
+    p.put('grows.dat', first);
+    const temp = path.join(p.remoteRoot, '.grows.dat.ipi-push-part');
+    const final = path.join(p.remoteRoot, 'grows.dat');
+    proxy.throttle(6000);
+    const w = watchProcess(p);
+    const published: string[] = [];
+    try {
+      await waitFor(() => exists(temp) && fs.statSync(temp).size >= 1024 * 1024, 40_000, () => 'the upload to be under way');
+      fs.appendFileSync(path.join(p.watchDir, 'grows.dat'), more); // the producer writes on
+      proxy.throttle(null);
+      await waitFor(() => {
+        if (exists(final)) published.push(sha256File(final));
+        return exists(final);
+      }, 40_000, () => 'grows.dat on the server');
+    } finally {
+      assert.equal((await w.stop()).code, 0);
+    }
+    const whole = Buffer.concat([first, more]);
+    assert.deepEqual(published, [sha256(whole)], 'the first thing published is the whole, new file');
+    assert.equal(sha256File(final), sha256(whole));
+    const log = p.log();
+    assert.match(log, /"grows\.dat" changed while it was being uploaded: not published; it goes again once it settles/);
+    assert.equal(count(log, /uploaded "grows\.dat"/), 1);
+    assert.equal(p.state().uploaded['grows.dat']!.size, whole.length);
+    assert.deepEqual(tree(p.remoteRoot), ['grows.dat'], 'no temporary left');
+  });
+});
+
+describe('ipi-push --watch in process, with a watcher that misses everything (a network share)', () => {
+  /** runPush --watch in this process, with a watcher that never reports a change. */
+  function deafWatch(p: PushWs) {
+    const lines: string[] = [];
+    const log: Logger = {
+      error: (m) => lines.push(m), warn: (m) => lines.push(m), info: (m) => lines.push(m), debug: (m) => lines.push(m), record: () => {},
+    };
+    const config = loadConfig({ envFile: path.join(p.ws.dir, '.env'), cwd: p.ws.dir, env: {}, tool: 'push' });
+    const stop = new AbortController();
+    const done: Promise<PushSummary> = runPush(config, { mode: 'watch', dryRun: false, acceptNewHostKey: false, retryFailed: false, signal: stop.signal }, {
+      log, progress: noProgress, startWatcher: async () => ({ close: async () => {} }),
+    });
+    done.catch(() => {});
+    return { lines, done, stop: () => (stop.abort('test'), done) };
+  }
+
+  test('RESCAN_INTERVAL: the periodic rescan finds and uploads a file and a folder the watcher missed; with it off, they wait', async () => {
+    const pin = { SFTP_HOST_KEY: server.hostKeyFingerprint, PUSH_SETTLE: '0.2' };
+    const off = setup({ ...pin, RESCAN_INTERVAL: '0' });
+    const on = setup({ ...pin, RESCAN_INTERVAL: '1' });
+    const a = deafWatch(off);
+    const b = deafWatch(on);
+    try {
+      await waitFor(() => [a, b].every((x) => x.lines.some((l) => l.startsWith('watching '))), 15_000, () => 'both to start watching');
+      for (const p of [off, on]) {
+        p.put('missed.dat', 'the watcher never said');
+        fs.mkdirSync(path.join(p.watchDir, 'missed-folder'));
+      }
+      await waitFor(() => exists(path.join(on.remoteRoot, 'missed.dat')) && exists(path.join(on.remoteRoot, 'missed-folder')), 10_000,
+        () => `the rescan to find them:\n${b.lines.join('\n')}`);
+      await new Promise((r) => setTimeout(r, 2500)); // more than the other's interval would have been
+      assert.ok(!exists(path.join(off.remoteRoot, 'missed.dat')) && !exists(path.join(off.remoteRoot, 'missed-folder')),
+        'without the rescan, nothing found them: it was the rescan');
+    } finally {
+      const [ra, rb] = await Promise.all([a.stop(), b.stop()]);
+      assert.equal(rb.uploaded.length, 1);
+      assert.deepEqual(rb.folders, ['missed-folder']);
+      assert.equal(ra.uploaded.length, 0);
+    }
+    assert.equal(fs.readFileSync(path.join(on.remoteRoot, 'missed.dat'), 'utf8'), 'the watcher never said');
   });
 });
 
