@@ -112,8 +112,17 @@ export class StateStore {
     return new StateStore(file, await readState(file));
   }
 
-  async save(): Promise<void> {
-    await writeFileAtomic(this.file, `${JSON.stringify(this.state, null, 1)}\n`);
+  private saving: Promise<void> = Promise.resolve();
+
+  /**
+   * Saves land one at a time, each writing the state as it is when its turn comes: in --watch
+   * a scan set off by the watcher (forgetting files) runs beside an upload (recording one), and
+   * two overlapping atomic writes could otherwise put the older state last.
+   */
+  save(): Promise<void> {
+    const next = this.saving.then(() => writeFileAtomic(this.file, `${JSON.stringify(this.state, null, 1)}\n`));
+    this.saving = next.catch(() => {});
+    return next;
   }
 
   async markInProgress(rec: InProgressRecord): Promise<void> {

@@ -184,6 +184,16 @@ describe('state file', () => {
     await store.forget(['nothing-here']);
     assert.equal(fs.statSync(file).mtimeMs, before, 'nothing to forget: not rewritten');
   });
+  test('overlapping saves land in order, the last one holding every change', async () => {
+    const file = path.join(dir, 'overlap.json');
+    const store = await StateStore.open(file);
+    const rec = { size: 1, mtimeMs: 2, sha256: 'h', uploadedAt: 'now', remotePath: '/r', verified: 'size' as const };
+    await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? store.markUploaded(`f${i}`, rec) : store.markFoldersMirrored([{ rel: `d${i}`, remotePath: `/in/d${i}` }]))));
+    const again = await readState(file);
+    assert.equal(Object.keys(again.uploaded).length, 10);
+    assert.equal(Object.keys(again.folders).length, 10);
+    assert.deepEqual(fs.readdirSync(dir).filter((n) => n.startsWith('.overlap')), [], 'no temporary left');
+  });
   test('an upload cut short keeps the acknowledged prefix (ackedTo) through a save and a read', async () => {
     const file = path.join(dir, 'acked.json');
     const store = await StateStore.open(file);
