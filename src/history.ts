@@ -1,5 +1,7 @@
 // A JSON-lines record of every delivered file, beside the marker: what arrived, how big,
 // its SHA-256, and what the transfer cost. Appended (and fsynced) before the marker moves.
+// The appender and the tail reader are generic: ipi-push keeps its upload history the same
+// way, beside its state file (src/push/history.ts).
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { withPath } from './errors.js';
@@ -25,14 +27,14 @@ export function historyFileFor(markerFile: string): string {
 }
 
 /** The history kept open for a run of many files: each line is one write and one fsync. */
-export class HistoryAppender {
+export class HistoryAppender<T = Delivery> {
   private fh: Promise<fs.FileHandle> | null = null;
 
   constructor(readonly file: string) {}
 
-  async append(d: Delivery): Promise<void> {
+  async append(d: T): Promise<void> {
     try {
-      this.fh ??= fs.open(this.file, 'a', 0o644);
+      this.fh ??= openForAppend(this.file);
       this.fh.catch(() => (this.fh = null));
       const fh = await this.fh;
       await fh.write(`${JSON.stringify(d)}\n`);
@@ -49,8 +51,36 @@ export class HistoryAppender {
   }
 }
 
+/**
+ * Open for appending. A file whose last line was torn by a crash (no final newline) gets one
+ * first: otherwise the next line would be glued to the fragment and lost to every reader.
+ */
+async function openForAppend(file: string): Promise<fs.FileHandle> {
+  const fh = await fs.open(file, 'a+', 0o644);
+  try {
+    const { size } = await fh.stat();
+    if (size > 0) {
+      const last = Buffer.alloc(1);
+      await fh.read(last, 0, 1, size - 1);
+      if (last[0] !== 0x0a) await fh.write('\n');
+    }
+    return fh;
+  } catch (err) {
+    await fh.close().catch(() => {});
+    throw err;
+  }
+}
+
 /** Newest deliveries first, from the file's tail only: the history grows for years. */
-export async function recentDeliveries(file: string, tailBytes = 256 * 1024): Promise<Delivery[]> {
+export function recentDeliveries(file: string, tailBytes = 256 * 1024): Promise<Delivery[]> {
+  return recentLines(file, isDelivery, tailBytes);
+}
+
+/**
+ * Newest lines first, from the file's tail only, those `valid` accepts: a torn last line after
+ * a crash, or a line edited by hand into another shape, is skipped. No file: none.
+ */
+export async function recentLines<T>(file: string, valid: (v: unknown) => v is T, tailBytes = 256 * 1024): Promise<T[]> {
   let fh: fs.FileHandle;
   try {
     fh = await fs.open(file, 'r');
@@ -65,14 +95,13 @@ export async function recentDeliveries(file: string, tailBytes = 256 * 1024): Pr
     await fh.read(buf, 0, buf.length, start);
     const lines = buf.toString('utf8').split('\n');
     if (start > 0) lines.shift(); // first line may be cut
-    const out: Delivery[] = [];
+    const out: T[] = [];
     for (const line of lines.reverse()) {
       if (!line.trim()) continue;
       try {
         const d = JSON.parse(line) as unknown;
-        // A torn last line after a crash, or a line edited by hand into another shape, is skipped:
-        // its fields would be shown by status and used to place the marker.
-        if (isDelivery(d)) out.push(d);
+        // Its fields would be shown by status (and, for ipi-pull, used to place the marker).
+        if (valid(d)) out.push(d);
       } catch {
         /* not JSON: skipped likewise */
       }

@@ -3,21 +3,30 @@
 import type { Config } from '../config/load.js';
 import { EXIT, classify, type ExitCode } from '../errors.js';
 import { describeHolder, lockFileFor, readLock, type LockInfo } from '../lock.js';
-import { ignoreMatcher, needsUpload, queueOrder, type FailedRecord, type UploadedRecord } from '../push/decide.js';
+import { foldersToMirror, ignoreMatcher, needsUpload, queueOrder, type FailedRecord, type UploadedRecord } from '../push/decide.js';
 import { scanDir } from '../push/scan.js';
+import { recentUploads, uploadHistoryFileFor, type UploadLine } from '../push/history.js';
 import { readState, type InProgressRecord } from '../push/state.js';
 import { formatBytes } from '../util/space.js';
 import { configFromArgs, failureLine, writeJson, type GlobalArgs, type Io } from './shared.js';
 
+/** The newest upload: a line of the history, or (before there was one) the state's newest record. */
+export type LastUpload = UploadedRecord & { path: string } & Partial<Omit<UploadLine, keyof UploadedRecord | 'path'>>;
+
 export interface PushStatus {
   stateFile: string;
+  /** The append-only upload history beside the state: every file ever uploaded. */
+  historyFile: string;
+  /** Files the state records as uploaded (those still in WATCH_DIR; the history keeps the rest). */
   uploadedCount: number;
-  lastUploaded: (UploadedRecord & { path: string }) | null;
+  lastUploaded: LastUpload | null;
   failed: Array<FailedRecord & { path: string }>;
   inProgress: InProgressRecord | null;
   lock: { held: boolean; holder: LockInfo | null; description: string | null };
   /** Local files that need an upload, in queue order. */
   pending: string[];
+  /** Local folders not yet made on the server (as far as the state knows), parents first. */
+  pendingFolders: string[];
   skipped: Array<{ path: string; reason: string }>;
   error: string | null;
 }
@@ -50,14 +59,18 @@ export async function gatherPushStatus(config: Config): Promise<PushStatus> {
   const lock = await readLock(lockFile);
   const uploaded = Object.entries(state.uploaded).map(([p, r]) => ({ path: p, ...r }));
   uploaded.sort((a, b) => (a.uploadedAt < b.uploadedAt ? -1 : a.uploadedAt > b.uploadedAt ? 1 : 0));
+  // The history first: with AFTER_UPLOAD=archive or delete the state has forgotten the file.
+  const [lastLine] = await recentUploads(config.stateFile, 64 * 1024);
   const status: PushStatus = {
     stateFile: config.stateFile,
+    historyFile: uploadHistoryFileFor(config.stateFile),
     uploadedCount: uploaded.length,
-    lastUploaded: uploaded[uploaded.length - 1] ?? null,
+    lastUploaded: lastLine ?? uploaded[uploaded.length - 1] ?? null,
     failed: Object.entries(state.failed).map(([p, r]) => ({ path: p, ...r })),
     inProgress: state.inProgress,
     lock: { held: lock !== null, holder: lock?.info ?? null, description: lock ? describeHolder(lock.info, lockFile) : null },
     pending: [],
+    pendingFolders: [],
     skipped: [],
     error: null,
   };
@@ -69,6 +82,7 @@ export async function gatherPushStatus(config: Config): Promise<PushStatus> {
     const scan = await scanDir(config.watchDir, ignoreMatcher(config.ignore));
     const now = Date.now();
     status.pending = scan.files.filter((f) => needsUpload(f, state, now).upload).sort(queueOrder).map((f) => f.rel);
+    if (config.uploadDir) status.pendingFolders = foldersToMirror(scan.dirs, state.folders, config.uploadDir);
     status.skipped = scan.skipped.map((s) => ({ path: s.rel, reason: s.reason }));
   } catch (err) {
     status.error = classify(err, `reading WATCH_DIR ${config.watchDir}`).message;
@@ -78,11 +92,13 @@ export async function gatherPushStatus(config: Config): Promise<PushStatus> {
 
 function renderStatus(s: PushStatus): string {
   const lines: string[] = [];
-  lines.push(`state (${s.stateFile}): ${s.uploadedCount} file(s) uploaded`);
+  lines.push(`state (${s.stateFile}): ${s.uploadedCount} file(s) recorded as uploaded`);
   if (s.lastUploaded) {
     const u = s.lastUploaded;
-    lines.push(`last uploaded: ${u.path} -> ${u.remotePath}, ${formatBytes(u.size)}, at ${u.uploadedAt}, sha256 ${u.sha256} (verified by ${u.verified})`);
+    const there = u.alreadyThere ? '; already on the server, recorded without sending' : '';
+    lines.push(`last uploaded: ${u.path} -> ${u.remotePath}, ${formatBytes(u.size)}, at ${u.uploadedAt}, sha256 ${u.sha256} (verified by ${u.verified}${there})`);
   }
+  lines.push(`upload history: ${s.historyFile}`);
   if (s.inProgress) {
     const p = s.inProgress;
     const bound = p.ackedTo === undefined ? '' : ` (at most from byte ${p.ackedTo}, the end of what the server acknowledged)`;
@@ -93,6 +109,7 @@ function renderStatus(s: PushStatus): string {
     lines.push(`failed: ${f.path}: ${f.error} (${f.attempts} attempt(s); ${when})`);
   }
   lines.push(`waiting to be uploaded: ${s.pending.length === 0 ? 'nothing' : `${s.pending.length} file(s), in order: ${s.pending.join(', ')}`}`);
+  if (s.pendingFolders.length > 0) lines.push(`folders to create on the server: ${s.pendingFolders.length}: ${s.pendingFolders.join(', ')}`);
   for (const k of s.skipped) lines.push(`skipped: ${k.path}: ${k.reason}`);
   lines.push(`lock: ${s.lock.held ? `held by ${s.lock.description}` : 'free'}`);
   if (s.error) lines.push(`error: ${s.error}`);

@@ -74,7 +74,7 @@ function exitCodeOf(failure: IpiError | null, summary: PushSummary | null): Exit
 }
 
 function emptySummary(): PushSummary {
-  return { uploaded: [], failed: [], waiting: [], pending: [], wouldUpload: [], stopped: false };
+  return { uploaded: [], folders: [], failed: [], waiting: [], pending: [], wouldUpload: [], wouldCreateFolders: [], stopped: false };
 }
 
 function report(
@@ -89,17 +89,19 @@ function report(
       resumedFrom: u.resumedFrom, bytesSent: u.bytesSent, durationMs: u.durationMs,
     }));
     writeJson(io, {
-      outcome: failure || (code !== EXIT.ok) ? 'failed' : summary?.stopped ? 'stopped' : files.length > 0 ? 'uploaded'
-        : summary?.wouldUpload.length ? 'dry-run' : 'nothing-new',
+      outcome: failure || (code !== EXIT.ok) ? 'failed' : summary?.stopped ? 'stopped' : files.length > 0 || summary?.folders.length ? 'uploaded'
+        : summary?.wouldUpload.length || summary?.wouldCreateFolders.length ? 'dry-run' : 'nothing-new',
       exitCode: code,
       error: message,
       files,
+      folders: summary?.folders ?? [],
       bytes: files.reduce((n, f) => n + f.size, 0),
       bytesSent: files.reduce((n, f) => n + f.bytesSent, 0),
       failed: summary?.failed ?? [],
       waiting: summary?.waiting ?? [],
       pending: summary?.pending ?? [],
       wouldUpload: summary?.wouldUpload ?? [],
+      wouldCreateFolders: summary?.wouldCreateFolders ?? [],
       durationMs: Date.now() - started,
     });
   }

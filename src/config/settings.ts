@@ -246,12 +246,12 @@ export const SETTINGS = {
   }),
   uploadDir: setting({
     env: 'SFTP_UPLOAD_DIR', section: 'Upload (ipi-push)', required: true, tools: ['push'], example: '/incoming/ipi',
-    help: 'Remote folder the files go to, keeping their path relative to WATCH_DIR (folders are created as needed).',
+    help: 'Remote folder the files go to, keeping their path relative to WATCH_DIR. The folders of WATCH_DIR, empty ones too, are made there as they appear; none is ever removed.',
     parse: (raw) => text(raw).trim(),
   }),
   stateFile: setting({
     env: 'STATE_FILE', section: 'Upload (ipi-push)', default: './ipi-push-state.json', tools: ['push'], example: './ipi-push-state.json',
-    help: 'JSON record of uploaded files (size, mtime, sha256, when) and failed ones (error, attempts, next retry), rewritten atomically. Its lock file lives beside it.',
+    help: 'JSON record of uploaded files (size, mtime, sha256, when) and failed ones (error, attempts, next retry), rewritten atomically. Its lock file and the append-only upload history (NAME.history.jsonl, one line per file ever uploaded) live beside it.',
     parse: resolvePath,
   }),
   pushSettle: setting({
@@ -272,7 +272,7 @@ export const SETTINGS = {
   }),
   afterUpload: setting({
     env: 'AFTER_UPLOAD', section: 'Upload (ipi-push)', default: 'keep', tools: ['push'], example: 'archive',
-    help: 'What happens to the local file once its upload is verified and recorded: keep, delete, or archive (moved to ARCHIVE_DIR, keeping its relative path).',
+    help: 'What happens to the local file once its upload is verified and recorded: keep, delete, or archive (moved to ARCHIVE_DIR, keeping its relative path). Also done, at the next scan and without uploading again, for a file the state records as uploaded that is still there unchanged (a crash, a failed move, or uploaded while this was keep).',
     parse: (raw) => parseChoice(raw, ['keep', 'delete', 'archive'] as const),
   }),
   archiveDir: setting({

@@ -34,6 +34,12 @@ export interface FailedRecord {
   permanent: boolean;
 }
 
+/** A folder of WATCH_DIR made on the server (or found there), so later scans need not ask again. */
+export interface FolderRecord {
+  remotePath: string;
+  mirroredAt: string;
+}
+
 export interface StateView {
   uploaded: Readonly<Record<string, UploadedRecord>>;
   failed: Readonly<Record<string, FailedRecord>>;
@@ -103,6 +109,18 @@ export function needsUpload(f: LocalFile, state: StateView, nowMs: number, retry
   return { upload: true, why: done ? 'changed' : 'new' };
 }
 
+/**
+ * Pure: is AFTER_UPLOAD (archive or delete) still to be done for this file? True when the
+ * state records this very version (same size and mtime) as uploaded and the file is still in
+ * WATCH_DIR: the run that uploaded it stopped between recording the upload and moving the
+ * file (crash, power cut, SIGKILL), or the move failed, or AFTER_UPLOAD was keep then. It is
+ * not uploaded again; only the action is finished. A file changed since is uploaded first.
+ */
+export function afterUploadDue(f: LocalFile, state: StateView, action: 'keep' | 'archive' | 'delete'): boolean {
+  // The time matters only to a failed file, which is never 'uploaded'.
+  return action !== 'keep' && needsUpload(f, state, 0).why === 'uploaded';
+}
+
 /** The stable queue order: oldest modification first, ties by path (byte order, locale-free). */
 export function queueOrder(a: LocalFile, b: LocalFile): number {
   if (a.mtimeMs !== b.mtimeMs) return a.mtimeMs - b.mtimeMs;
@@ -146,6 +164,30 @@ export function remoteTarget(uploadDir: string, rel: string): RemoteTarget {
   const dir = cut <= 0 ? (final.startsWith('/') ? '/' : '.') : final.slice(0, cut);
   const name = final.slice(cut + 1);
   return { dir, final, temp: `${dir === '/' ? '' : dir}/.${name}${REMOTE_TEMP_SUFFIX}` };
+}
+
+/** The remote folder a folder of WATCH_DIR (relative path) is mirrored to. */
+export function remoteFolder(uploadDir: string, rel: string): string {
+  return remoteTarget(uploadDir, rel).final;
+}
+
+/**
+ * Pure: the folders of WATCH_DIR to make on the server, parents before children: those seen
+ * by the scan that the state does not record as mirrored to where SFTP_UPLOAD_DIR now points.
+ * Recorded ones cost nothing (no remote call per folder per scan); a record is dropped when
+ * its folder leaves WATCH_DIR (goneFromWatchDir), so a folder made again is mirrored again.
+ */
+export function foldersToMirror(seen: Iterable<string>, recorded: Readonly<Record<string, FolderRecord>>, uploadDir: string): string[] {
+  return [...new Set(seen)].filter((rel) => recorded[rel]?.remotePath !== remoteFolder(uploadDir, rel))
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** Every folder from `dir` up to the root, `dir` first ('/in/a/b' -> '/in/a/b', '/in/a', '/in'). */
+export function remoteAncestors(dir: string): string[] {
+  const out: string[] = [];
+  const parts = dir.split('/').filter(Boolean);
+  for (let i = parts.length; i > 0; i--) out.push((dir.startsWith('/') ? '/' : '') + parts.slice(0, i).join('/'));
+  return out;
 }
 
 /** A POSIX shell word for any string: single quotes, with embedded ones closed and escaped. */

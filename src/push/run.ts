@@ -1,4 +1,5 @@
-// ipi-push, start to end: lock, state, scan, settle, upload, record, after-upload action.
+// ipi-push, start to end: lock, state, scan, mirror new folders, settle, upload, record,
+// after-upload action.
 // `--once` takes what is ready and exits (cron); `--watch` keeps a queue fed by the file
 // watcher and a periodic rescan, uploading over one connection that is reopened with
 // RETRY_DELAYS backoff whenever the server is away, so the queue drains by itself when it
@@ -18,12 +19,14 @@ import { LocalChangedError } from '../transfer/upload-engine.js';
 import { sweepTemporaries } from '../util/atomic.js';
 import { formatBytes } from '../util/space.js';
 import {
-  goneFromWatchDir, ignoreMatcher, isSettled, needsUpload, nextRetryAt, observe, queueOrder, type IgnoreTest, type Observation,
+  afterUploadDue, foldersToMirror, goneFromWatchDir, ignoreMatcher, isSettled, needsUpload, nextRetryAt, observe, queueOrder, remoteFolder,
+  type IgnoreTest, type Observation,
 } from './decide.js';
 import { archiveFile } from './archive.js';
+import { openUploadHistory, type UploadHistory } from './history.js';
 import { lookAt, scanDir, type ScannedFile } from './scan.js';
 import { StateStore } from './state.js';
-import { SessionFacts, uploadFile, type UploadResult } from './upload.js';
+import { SessionFacts, ensureRemoteDir, uploadFile, type UploadResult } from './upload.js';
 import { startWatcher, type Watcher } from './watch.js';
 
 export interface PushOptions {
@@ -37,6 +40,8 @@ export interface PushOptions {
 
 export interface PushSummary {
   uploaded: UploadResult[];
+  /** Folders of WATCH_DIR made on the server (or found there) and recorded by this run. */
+  folders: string[];
   failed: Array<{ rel: string; error: string; permanent: boolean }>;
   /** Still being written when the run looked (size or mtime moved within PUSH_SETTLE). */
   waiting: string[];
@@ -44,6 +49,8 @@ export interface PushSummary {
   pending: string[];
   /** --dry-run: what would be uploaded, in order. */
   wouldUpload: string[];
+  /** --dry-run: the folders that would be made on the server, parents first. */
+  wouldCreateFolders: string[];
   /** Ended by SIGINT/SIGTERM after checkpointing the current upload. */
   stopped: boolean;
 }
@@ -53,12 +60,16 @@ export interface PushContext {
   progress: Progress;
   /** Watch mode: called after every file outcome and connection failure (metrics). */
   onActivity?: (summary: PushSummary, ok: boolean) => void;
+  /** The file watcher (default chokidar's); tests give one that misses events, as on a network share. */
+  startWatcher?: typeof startWatcher;
 }
 
 type Entry = { file: ScannedFile; o: Observation };
+/** A folder the server would not make: retried after backoff, or (permanent) not until it is made anew locally. */
+type FolderTrouble = { permanent: boolean; attempts: number; retryAt: number };
 
 export async function runPush(config: Config, opts: PushOptions, ctx: PushContext): Promise<PushSummary> {
-  const summary: PushSummary = { uploaded: [], failed: [], waiting: [], pending: [], wouldUpload: [], stopped: false };
+  const summary: PushSummary = { uploaded: [], folders: [], failed: [], waiting: [], pending: [], wouldUpload: [], wouldCreateFolders: [], stopped: false };
   try {
     await fs.access(config.watchDir);
   } catch {
@@ -75,9 +86,14 @@ export async function runPush(config: Config, opts: PushOptions, ctx: PushContex
       for (const file of await sweepTemporaries(path.dirname(config.stateFile), pidAlive)) ctx.log.info(`removed ${file}, a temporary file left by a run that died`);
     }
     const store = await StateStore.open(config.stateFile);
-    const pusher = new Pusher(config, store, opts, ctx, summary);
-    if (opts.mode === 'watch' && !opts.dryRun) await pusher.watchLoop();
-    else await pusher.once();
+    const history = openUploadHistory(config.stateFile);
+    try {
+      const pusher = new Pusher(config, store, history, opts, ctx, summary);
+      if (opts.mode === 'watch' && !opts.dryRun) await pusher.watchLoop();
+      else await pusher.once();
+    } finally {
+      await history.close();
+    }
   } finally {
     await lock?.release();
   }
@@ -87,6 +103,11 @@ export async function runPush(config: Config, opts: PushOptions, ctx: PushContex
 class Pusher {
   private readonly ignored: IgnoreTest;
   private readonly entries = new Map<string, Entry>();
+  /** The folders of WATCH_DIR at the last scan. */
+  private dirs = new Set<string>();
+  private readonly folderTrouble = new Map<string, FolderTrouble>();
+  /** A scan happened since AFTER_UPLOAD was last looked for undone (see finishAfterUploads). */
+  private afterUploadCheck = false;
   private readonly warned = new Set<string>();
   private session: SftpSession | null = null;
   private facts = new SessionFacts();
@@ -97,6 +118,7 @@ class Pusher {
   constructor(
     private readonly config: Config,
     private readonly store: StateStore,
+    private readonly history: UploadHistory,
     private readonly opts: PushOptions,
     private readonly ctx: PushContext,
     private readonly summary: PushSummary,
@@ -127,10 +149,10 @@ class Pusher {
     this.log.warn(`skipping ${printableName(rel)}: ${reason}`);
   }
 
-  /** Walk WATCH_DIR: every file seen is (re)observed; files gone from it are dropped, from the state too. */
+  /** Walk WATCH_DIR: every file seen is (re)observed, every folder noted; what is gone from it is dropped, from the state too. */
   private async rescan(): Promise<void> {
     const now = Date.now();
-    const { files, skipped } = await scanDir(this.config.watchDir, this.ignored);
+    const { files, dirs, skipped } = await scanDir(this.config.watchDir, this.ignored);
     for (const s of skipped) this.skip(s.rel, s.reason);
     const seen = new Set<string>();
     for (const f of files) {
@@ -138,11 +160,15 @@ class Pusher {
       this.note(f, now);
     }
     for (const rel of [...this.entries.keys()]) if (!seen.has(rel)) this.entries.delete(rel);
-    const { uploaded, failed } = this.store.state;
-    const gone = goneFromWatchDir([...Object.keys(uploaded), ...Object.keys(failed)], seen, skipped.map((s) => s.rel));
+    this.afterUploadCheck = true;
+    this.dirs = new Set(dirs);
+    for (const rel of [...this.folderTrouble.keys()]) if (!this.dirs.has(rel)) this.folderTrouble.delete(rel);
+    for (const d of dirs) seen.add(d);
+    const { uploaded, failed, folders } = this.store.state;
+    const gone = goneFromWatchDir([...Object.keys(uploaded), ...Object.keys(failed), ...Object.keys(folders)], seen, skipped.map((s) => s.rel));
     if (gone.length > 0) {
       await this.store.forget(gone);
-      this.log.debug(`state: forgot ${gone.length} file(s) no longer in ${this.config.watchDir}`);
+      this.log.debug(`state: forgot ${gone.length} file(s) or folder(s) no longer in ${this.config.watchDir}`);
     }
   }
 
@@ -173,6 +199,14 @@ class Pusher {
     return { ready, unsettled };
   }
 
+  /** Folders to make on the server now, parents first (not those refused, nor those backing off in --watch). */
+  private pendingFolders(nowMs: number): string[] {
+    return foldersToMirror(this.dirs, this.store.state.folders, this.config.uploadDir).filter((rel) => {
+      const t = this.folderTrouble.get(rel);
+      return !t || (!t.permanent && (this.opts.mode === 'once' || t.retryAt <= nowMs));
+    });
+  }
+
   private pendingNames(): string[] {
     const now = Date.now();
     return [...this.entries.values()].filter((e) => needsUpload(e.file, this.store.state, now, this.opts.retryFailed).upload)
@@ -183,14 +217,18 @@ class Pusher {
 
   async once(): Promise<void> {
     await this.rescan();
+    await this.finishAfterUploads();
     const first = this.candidates(Date.now());
     const todo = [...first.ready, ...first.unsettled.map((e) => e.file)].sort(queueOrder);
+    const folders = this.pendingFolders(Date.now());
     this.reportPermanentFailures();
-    if (todo.length === 0) {
+    if (todo.length === 0 && folders.length === 0) {
       this.log.info(`nothing new in ${this.config.watchDir}`);
       return;
     }
     if (this.opts.dryRun) {
+      this.summary.wouldCreateFolders = folders;
+      for (const rel of folders) this.log.info(`would create the folder ${printableName(rel)} on the server (${remoteFolder(this.config.uploadDir, rel)})`);
       this.summary.wouldUpload = todo.map((f) => f.rel);
       for (const f of todo) this.log.info(`would upload ${printableName(f.rel)} (${formatBytes(f.size)})`);
       return;
@@ -202,13 +240,17 @@ class Pusher {
     const { ready, unsettled } = this.candidates(Date.now());
     this.summary.waiting = unsettled.map((e) => e.file.rel);
     for (const e of unsettled) this.log.info(`${printableName(e.file.rel)} is still being written (its size or time changed within PUSH_SETTLE); the next run takes it`);
-    if (ready.length === 0) return;
+    if (ready.length === 0 && folders.length === 0) return;
 
     const done = new Set<string>();
     try {
       await withRetries(async (attempt) => {
         const session = await this.openSession();
         try {
+          // Folders first: cheap, and the files' folders are then known to exist.
+          const mirrored = await this.mirrorFolders(session, this.pendingFolders(Date.now()));
+          if (mirrored === 'transient') throw this.lastTransient!;
+          if (mirrored === 'stopped') throw new InterruptedError('a signal');
           for (const file of ready) {
             if (done.has(file.rel)) continue;
             if (this.opts.signal.aborted) throw new InterruptedError('a signal');
@@ -252,7 +294,7 @@ class Pusher {
       void p.finally(() => pendingLooks.delete(p));
     };
     try {
-      watcher = await startWatcher(this.config.watchDir, this.ignored, {
+      watcher = await (this.ctx.startWatcher ?? startWatcher)(this.config.watchDir, this.ignored, {
         changed: (rel) => track(this.relook(rel).catch(() => null).then(wake)),
         removed: (rel) => {
           this.entries.delete(rel);
@@ -262,6 +304,7 @@ class Pusher {
         dirAdded: () => track(this.rescan().catch(() => {}).then(wake)),
       }, this.log);
       await this.rescan();
+      await this.finishAfterUploads();
       this.reportPermanentFailures();
       const n = this.pendingNames().length;
       this.log.info(`watching ${this.config.watchDir} (${n} file(s) to upload now); uploads go to ${this.config.uploadDir} on ${this.config.host}`);
@@ -272,14 +315,27 @@ class Pusher {
           await this.rescan().catch((err) => this.log.warn(`rescanning ${this.config.watchDir}: ${classify(err, 'rescanning').message}`));
           lastScan = Date.now();
         }
+        // Here, between uploads, never beside one: a scan set off by the watcher only asks for it.
+        await this.finishAfterUploads();
         const { ready, unsettled } = this.candidates(now);
-        if (ready.length === 0) {
+        const folders = this.pendingFolders(now);
+        if (ready.length === 0 && folders.length === 0) {
           await this.idle(this.nextDue(now, unsettled, lastScan));
           continue;
         }
         const session = await this.watchSession();
         if (!session) {
           await this.idle(Math.max(50, this.connectBackoffUntil - Date.now()));
+          continue;
+        }
+        if (folders.length > 0) {
+          const outcome = await this.mirrorFolders(session, folders);
+          if (outcome === 'stopped') break;
+          if (outcome === 'transient' && session.isClosed) {
+            this.log.warn(`the connection to ${this.config.host} was lost; ${folders.length} folder(s) and ${this.pendingNames().length} file(s) wait for it to come back`);
+            await this.closeSession();
+          }
+          this.ctx.onActivity?.(this.summary, outcome === 'ok');
           continue;
         }
         // One more look right before taking it: the watcher may not have told us yet.
@@ -310,6 +366,7 @@ class Pusher {
     for (const [rel, f] of Object.entries(this.store.state.failed)) {
       if (f.nextRetryAt && this.entries.has(rel)) due = Math.min(due, Date.parse(f.nextRetryAt));
     }
+    for (const t of this.folderTrouble.values()) if (!t.permanent) due = Math.min(due, t.retryAt);
     if (this.config.rescanInterval > 0) due = Math.min(due, lastScan + this.config.rescanInterval);
     return Math.max(20, due - now);
   }
@@ -365,6 +422,60 @@ class Pusher {
     if (s) await s.end().catch(() => {});
   }
 
+  // ---------------------------------------------------------------- folders
+
+  /**
+   * Make these folders of WATCH_DIR on the server (parents first; mkdir -p, so one that is
+   * already there is fine) and record them in the state, in one save, so later scans do not
+   * ask again. A folder the server refuses is reported and skipped; a transient failure stops
+   * the batch (the connection is likely gone) and the rest wait for the next attempt.
+   */
+  private async mirrorFolders(session: SftpSession, rels: readonly string[]): Promise<'ok' | 'transient' | 'stopped'> {
+    const done: Array<{ rel: string; remotePath: string }> = [];
+    try {
+      for (const rel of rels) {
+        if (this.opts.signal.aborted) {
+          this.stop();
+          return 'stopped';
+        }
+        const name = printableName(rel);
+        const remotePath = remoteFolder(this.config.uploadDir, rel);
+        try {
+          const created = await ensureRemoteDir(session, this.facts, remotePath);
+          if (created.length > 0) this.log.info(`created the folder ${name} on the server: ${created.join(', ')}`);
+          else this.log.debug(`the folder ${name} is already on the server (${remotePath}): recorded`);
+        } catch (err) {
+          if (this.opts.signal.aborted) {
+            this.stop();
+            return 'stopped';
+          }
+          const e = classify(err, `creating remote folder ${remotePath}`);
+          if (e instanceof AccessDeniedError || e instanceof ConfigError) throw e;
+          const why = `the folder ${name} of WATCH_DIR: ${e.message}`;
+          const attempts = (this.folderTrouble.get(rel)?.attempts ?? 0) + 1;
+          if (e.kind !== 'permanent' || session.isClosed) {
+            const retryAt = session.isClosed ? Date.now() : nextRetryAt(attempts, this.config.retryDelays, Date.now());
+            this.folderTrouble.set(rel, { permanent: false, attempts, retryAt });
+            this.log.warn(`${why} (attempt ${attempts})`);
+            this.lastTransient = new TransientError(why, { cause: err });
+            return 'transient';
+          }
+          this.folderTrouble.set(rel, { permanent: true, attempts, retryAt: Infinity });
+          this.summary.failed = this.summary.failed.filter((f) => f.rel !== `${rel}/`);
+          this.summary.failed.push({ rel: `${rel}/`, error: why, permanent: true });
+          this.log.error(`${why}; ${this.opts.mode === 'watch' ? 'not tried again until the folder is made anew (or ipi-push restarts)' : 'the next run tries again'}`);
+          continue;
+        }
+        done.push({ rel, remotePath });
+        this.folderTrouble.delete(rel);
+      }
+      return 'ok';
+    } finally {
+      await this.store.markFoldersMirrored(done);
+      this.summary.folders.push(...done.map((d) => d.rel));
+    }
+  }
+
   // ---------------------------------------------------------------- one file
 
   private lastTransient: IpiError | null = null;
@@ -417,8 +528,24 @@ class Pusher {
       return this.failed(file, err, session);
     }
 
+    // On the server now: the history line first (fsynced; it outlives the state's record,
+    // which goes when the file leaves WATCH_DIR), then the state, then AFTER_UPLOAD. A crash
+    // between the line and the state costs a second line, never a missing one: the next run
+    // finds the file already on the server and records it without sending it again.
+    const uploadedAt = new Date().toISOString();
+    try {
+      await this.history.append({
+        path: file.rel, size: result.size, mtime: new Date(result.mtimeMs).toISOString(), mtimeMs: result.mtimeMs,
+        sha256: result.sha256, remotePath: result.remotePath, uploadedAt, verified: result.verified, alreadyThere: result.adopted,
+        resumedFrom: result.resumedFrom, bytesSent: result.bytesSent, durationMs: result.durationMs,
+      });
+    } catch (err) {
+      // Like a state that cannot be saved, this ends the run. The file stays unrecorded, so the
+      // next run finds it on the server, records it without sending it again, and writes the line.
+      throw classify(err, `recording the upload of ${name} (now on the server as ${result.remotePath}) in the upload history`);
+    }
     await this.store.markUploaded(file.rel, {
-      size: result.size, mtimeMs: result.mtimeMs, sha256: result.sha256, uploadedAt: new Date().toISOString(),
+      size: result.size, mtimeMs: result.mtimeMs, sha256: result.sha256, uploadedAt,
       remotePath: result.remotePath, verified: result.verified,
     });
     this.summary.uploaded.push(result);
@@ -464,6 +591,31 @@ class Pusher {
     this.log.warn(`${e.message} (attempt ${rec.attempts}${linkLost ? '' : `; next try at ${rec.nextRetryAt}`})`);
     this.lastTransient = e instanceof TransientError ? e : new TransientError(e.message, { cause: err });
     return 'transient';
+  }
+
+  /**
+   * AFTER_UPLOAD left undone for files the state records as uploaded, unchanged, still in
+   * WATCH_DIR (a crash between recording and moving, a move that failed): done now, without
+   * uploading them again. Runs after a scan only, from the loop, so never beside an upload.
+   */
+  private async finishAfterUploads(): Promise<void> {
+    if (!this.afterUploadCheck) return;
+    this.afterUploadCheck = false;
+    const action = this.config.afterUpload;
+    if (action === 'keep') return;
+    const due = [...this.entries.values()].map((e) => e.file).filter((f) => afterUploadDue(f, this.store.state, action)).sort(queueOrder);
+    for (const file of due) {
+      if (this.opts.signal.aborted) return;
+      const rec = this.store.state.uploaded[file.rel]!;
+      const name = printableName(file.rel);
+      if (this.opts.dryRun) {
+        this.log.info(`would finish AFTER_UPLOAD=${action} for ${name}: uploaded at ${rec.uploadedAt} as ${rec.remotePath}, still here`);
+        continue;
+      }
+      this.log.info(`${name} was uploaded at ${rec.uploadedAt} as ${rec.remotePath} and is unchanged since, but still here: finishing AFTER_UPLOAD=${action}, not uploading it again`);
+      await this.afterUpload(file);
+      this.entries.delete(file.rel);
+    }
   }
 
   /** AFTER_UPLOAD, once the upload is verified and recorded; a failure here never undoes it. */

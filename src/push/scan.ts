@@ -1,6 +1,6 @@
 // Walking WATCH_DIR, and opening a file from it, without ever leaving it. Symbolic links are
 // resolved and kept only when they lead to a regular file inside WATCH_DIR; folders reached
-// through a link are never descended (no loops, no escape). Opening re-checks the real path
+// through a link are never descended nor mirrored (no loops, no escape). Opening re-checks the real path
 // and uses O_NOFOLLOW, so a name swapped for a link after the scan is refused, not followed.
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -20,13 +20,15 @@ export interface Skipped {
 
 export interface ScanResult {
   files: ScannedFile[];
+  /** Every folder walked (relative, parents first), empty ones too: they are mirrored on the server. */
+  dirs: string[];
   skipped: Skipped[];
 }
 
-/** Every regular file under `root` that is not ignored, and what was skipped and why. */
+/** Every regular file and folder under `root` that is not ignored, and what was skipped and why. */
 export async function scanDir(root: string, ignored: IgnoreTest): Promise<ScanResult> {
   const realRoot = await fsp.realpath(root);
-  const out: ScanResult = { files: [], skipped: [] };
+  const out: ScanResult = { files: [], dirs: [], skipped: [] };
   const walk = async (dir: string): Promise<void> => {
     let entries: fs.Dirent[];
     try {
@@ -43,7 +45,10 @@ export async function scanDir(root: string, ignored: IgnoreTest): Promise<ScanRe
       const rel = toRel(path.relative(root, abs));
       if (ignored(rel)) continue;
       const seen = await lookAt(root, realRoot, abs, rel);
-      if (seen.kind === 'dir') await walk(abs);
+      if (seen.kind === 'dir') {
+        out.dirs.push(rel);
+        await walk(abs);
+      }
       else if (seen.kind === 'file') out.files.push(seen.file);
       else if (seen.kind === 'skip') out.skipped.push({ rel, reason: seen.reason });
     }

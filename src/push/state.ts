@@ -1,12 +1,13 @@
 // STATE_FILE: what ipi-push has uploaded (path, size, mtime, sha256, when) and what failed
 // (error, attempts, next retry), plus the upload in progress, so a restart neither uploads a
-// file twice nor forgets one. Rewritten atomically after every change (writeFileAtomic): a
+// file twice nor forgets one; and the folders of WATCH_DIR already made on the server, so a
+// scan does not ask the server about each of them again. Rewritten atomically after every change (writeFileAtomic): a
 // crash leaves the old state or the new, never half. A state that cannot be read is never
 // guessed at or overwritten: the run stops with the recovery steps.
 import fs from 'node:fs/promises';
 import { ConfigError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import type { FailedRecord, UploadedRecord } from './decide.js';
+import type { FailedRecord, FolderRecord, UploadedRecord } from './decide.js';
 
 export interface InProgressRecord {
   rel: string;
@@ -30,10 +31,12 @@ export interface PushState {
   failed: Record<string, FailedRecord>;
   /** The upload that was under way when the state was last written; its remote temporary may be resumed. */
   inProgress: InProgressRecord | null;
+  /** Folders of WATCH_DIR mirrored on the server, by relative path. Absent in states written before folders were mirrored. */
+  folders: Record<string, FolderRecord>;
 }
 
 export function emptyState(): PushState {
-  return { version: 1, uploaded: {}, failed: {}, inProgress: null };
+  return { version: 1, uploaded: {}, failed: {}, inProgress: null, folders: {} };
 }
 
 export class StateCorruptError extends ConfigError {}
@@ -69,6 +72,12 @@ export function parseState(text: string, file: string): PushState {
     if (!isObj(r) || !isNum(r.size) || !isNum(r.mtimeMs) || !isStr(r.error) || !isNum(r.attempts) || !isStr(r.lastAttemptAt)
       || !(r.nextRetryAt === null || isStr(r.nextRetryAt)) || typeof r.permanent !== 'boolean') throw bad(`failed entry ${JSON.stringify(rel)} is incomplete`);
   }
+  if (v.folders !== undefined) {
+    if (!isObj(v.folders)) throw bad('"folders" must be an object');
+    for (const [rel, r] of Object.entries(v.folders)) {
+      if (!isObj(r) || !isStr(r.remotePath) || !isStr(r.mirroredAt)) throw bad(`folders entry ${JSON.stringify(rel)} is incomplete`);
+    }
+  }
   const p = v.inProgress;
   if (p !== null && p !== undefined && (!isObj(p) || !isStr(p.rel) || !isNum(p.size) || !isNum(p.mtimeMs) || !isStr(p.remoteTemp) || !isStr(p.startedAt)
     || (p.ackedTo !== undefined && !isNum(p.ackedTo)))) {
@@ -79,6 +88,7 @@ export function parseState(text: string, file: string): PushState {
     uploaded: v.uploaded as PushState['uploaded'],
     failed: v.failed as PushState['failed'],
     inProgress: (p ?? null) as InProgressRecord | null,
+    folders: (v.folders ?? {}) as PushState['folders'],
   };
 }
 
@@ -102,8 +112,17 @@ export class StateStore {
     return new StateStore(file, await readState(file));
   }
 
-  async save(): Promise<void> {
-    await writeFileAtomic(this.file, `${JSON.stringify(this.state, null, 1)}\n`);
+  private saving: Promise<void> = Promise.resolve();
+
+  /**
+   * Saves land one at a time, each writing the state as it is when its turn comes: in --watch
+   * a scan set off by the watcher (forgetting files) runs beside an upload (recording one), and
+   * two overlapping atomic writes could otherwise put the older state last.
+   */
+  save(): Promise<void> {
+    const next = this.saving.then(() => writeFileAtomic(this.file, `${JSON.stringify(this.state, null, 1)}\n`));
+    this.saving = next.catch(() => {});
+    return next;
   }
 
   async markInProgress(rec: InProgressRecord): Promise<void> {
@@ -131,13 +150,22 @@ export class StateStore {
     return rec;
   }
 
-  /** Drop the records of these files (gone from WATCH_DIR); saved once, only if something changed. */
+  /** These folders now exist on the server; saved once for all of them. */
+  async markFoldersMirrored(folders: ReadonlyArray<{ rel: string; remotePath: string }>): Promise<void> {
+    if (folders.length === 0) return;
+    const at = new Date().toISOString();
+    for (const f of folders) this.state.folders[f.rel] = { remotePath: f.remotePath, mirroredAt: at };
+    await this.save();
+  }
+
+  /** Drop the records of these files and folders (gone from WATCH_DIR); saved once, only if something changed. */
   async forget(rels: readonly string[]): Promise<void> {
     let changed = false;
     for (const rel of rels) {
-      if (rel in this.state.uploaded || rel in this.state.failed) changed = true;
+      if (rel in this.state.uploaded || rel in this.state.failed || rel in this.state.folders) changed = true;
       delete this.state.uploaded[rel];
       delete this.state.failed[rel];
+      delete this.state.folders[rel];
     }
     if (changed) await this.save();
   }

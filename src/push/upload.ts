@@ -10,7 +10,7 @@ import { printableName } from '../names.js';
 import type { SftpSession } from '../sftp/session.js';
 import { LocalChangedError, sendRange } from '../transfer/upload-engine.js';
 import { readRange } from '../util/fileio.js';
-import { parseSha256sum, remoteTarget, sameAsRemote, shellQuote } from './decide.js';
+import { parseSha256sum, remoteAncestors, remoteTarget, sameAsRemote, shellQuote } from './decide.js';
 import { openInside, type ScannedFile } from './scan.js';
 import type { InProgressRecord } from './state.js';
 
@@ -81,10 +81,7 @@ export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
     if (size !== file.size || mtimeMs !== file.mtimeMs) {
       throw new LocalChangedError(`${name} changed since it was last looked at (size ${file.size} -> ${size}): it waits until it settles`);
     }
-    if (!req.facts.dirs.has(target.dir)) {
-      await session.mkdirp(target.dir);
-      req.facts.dirs.add(target.dir);
-    }
+    await ensureRemoteDir(session, req.facts, target.dir);
 
     // Already there (our upload whose record was lost, or the same file put by hand): adopt it.
     const existing = await session.statOrNull(target.final);
@@ -166,6 +163,17 @@ export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
   } finally {
     await local.close().catch(() => {});
   }
+}
+
+/**
+ * The remote folder `dir` and its parents exist: made where missing, asked about once per
+ * connection (SessionFacts). Returns the folders it created.
+ */
+export async function ensureRemoteDir(session: SftpSession, facts: SessionFacts, dir: string): Promise<string[]> {
+  if (facts.dirs.has(dir)) return [];
+  const created = await session.mkdirp(dir);
+  for (const d of remoteAncestors(dir)) facts.dirs.add(d);
+  return created;
 }
 
 /**

@@ -305,8 +305,8 @@ export class SftpSession {
     return this.call<void>(`cutting a remote file to ${size} bytes`, (cb) => this.sftp.fsetstat(handle, { size }, (err) => cb(err, undefined)));
   }
 
-  /** mkdir -p: each missing folder of `dir` is created; folders that exist are fine. */
-  async mkdirp(dir: string): Promise<void> {
+  /** mkdir -p: each missing folder of `dir` is created; folders that exist are fine. Returns those it created. */
+  async mkdirp(dir: string): Promise<string[]> {
     const parts = dir.split('/').filter(Boolean);
     // Walk from the deepest existing folder: usually only the last one or two are missing.
     const missing: string[] = [];
@@ -319,13 +319,17 @@ export class SftpSession {
       }
       missing.unshift(p);
     }
+    const created: string[] = [];
     for (const p of missing) {
-      await this.call<void>(`creating remote folder ${p}`, (cb) => this.sftp.mkdir(p, { mode: 0o755 }, (err) => cb(err, undefined)))
-        .catch(async (err) => {
+      const made = await this.call<void>(`creating remote folder ${p}`, (cb) => this.sftp.mkdir(p, { mode: 0o755 }, (err) => cb(err, undefined)))
+        .then(() => true, async (err) => {
           // Created meanwhile by another client: fine.
           if ((await this.statOrNull(p).catch(() => null)) === null) throw err;
+          return false;
         });
+      if (made) created.push(p);
     }
+    return created;
   }
 
   /** The server offers posix-rename@openssh.com (rename that replaces the target atomically). */

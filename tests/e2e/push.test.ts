@@ -13,7 +13,10 @@ import { collect, makeWorkspace, sha256, sha256File, testBytes, type CliResult, 
 import { spawn } from 'node:child_process';
 import { childEnv } from './helpers/cli.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
-import { silentLogger } from '../../src/log.js';
+import { loadConfig } from '../../src/config/load.js';
+import { silentLogger, type Logger } from '../../src/log.js';
+import { noProgress } from '../../src/progress.js';
+import { runPush, type PushSummary } from '../../src/push/run.js';
 import { SftpSession } from '../../src/sftp/session.js';
 import { startEmbeddedServer } from './helpers/embedded-server.js';
 import { startTestServer, type SftpServerHandle } from './helpers/server.js';
@@ -44,7 +47,10 @@ interface PushWs {
   spawn(args?: string[]): ChildProcess;
   put(rel: string, data: Buffer | string): string;
   log(): string;
-  state(): { uploaded: Record<string, { sha256: string; verified: string; size: number }>; failed: Record<string, unknown>; inProgress: unknown };
+  state(): {
+    uploaded: Record<string, { sha256: string; verified: string; size: number }>; failed: Record<string, unknown>; inProgress: unknown;
+    folders?: Record<string, { remotePath: string }>;
+  };
 }
 
 function setup(extra: Record<string, string> = {}, srv: SftpServerHandle = server): PushWs {
@@ -91,6 +97,11 @@ const exists = (p: string) => fs.existsSync(p);
 function tree(dir: string): string[] {
   if (!exists(dir)) return [];
   return (fs.readdirSync(dir, { recursive: true }) as string[]).filter((r) => fs.statSync(path.join(dir, r)).isFile()).map((r) => r.split(path.sep).join('/')).sort();
+}
+/** Every folder under a folder, relative, '/' separated. */
+function folders(dir: string): string[] {
+  if (!exists(dir)) return [];
+  return (fs.readdirSync(dir, { recursive: true }) as string[]).filter((r) => fs.lstatSync(path.join(dir, r)).isDirectory()).map((r) => r.split(path.sep).join('/')).sort();
 }
 const count = (text: string, re: RegExp) => (text.match(new RegExp(re.source, 'g')) ?? []).length;
 
@@ -149,6 +160,75 @@ describe('ipi-push --once', () => {
     const third = await p.run(['--once', '--json']);
     assert.deepEqual(JSON.parse(third.stdout).files.map((f: { path: string }) => f.path), ['site-a/2024/01/IPI_20240102.dat']);
     assert.equal(sha256File(path.join(p.remoteRoot, 'site-a/2024/01/IPI_20240102.dat')), sha256(testBytes(1000, 3)));
+  });
+
+  test('new folders are made on the server, empty ones too; not ignored ones, nor links; recorded, so later runs do not ask; never removed there', async () => {
+    const p = setup();
+    const mk = (rel: string) => fs.mkdirSync(path.join(p.watchDir, rel), { recursive: true });
+    mk('empty');
+    mk('site/2024/01');
+    mk('.cache/x');
+    mk('drafts.tmp/inner');
+    const outside = path.join(p.ws.dir, 'private');
+    fs.mkdirSync(path.join(outside, 'inner'), { recursive: true });
+    fs.symlinkSync(outside, path.join(p.watchDir, 'leakdir'));
+    fs.symlinkSync(path.join(p.watchDir, 'site'), path.join(p.watchDir, 'alias'));
+    p.put('site/a.dat', 'A');
+    const expected = ['empty', 'site', 'site/2024', 'site/2024/01'];
+
+    const dry = await p.run(['--dry-run', '--json']);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.deepEqual(JSON.parse(dry.stdout).wouldCreateFolders, expected);
+    assert.ok(!exists(p.remoteRoot), 'a dry run makes nothing');
+
+    const r = await p.run(['--once', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout).folders, expected);
+    assert.deepEqual(folders(p.remoteRoot), expected, 'exactly these folders: nothing ignored, no link followed');
+    assert.deepEqual(tree(p.remoteRoot), ['site/a.dat']);
+    assert.deepEqual(Object.keys(p.state().folders!).sort(), expected);
+    assert.match(p.log(), /created the folder "empty" on the server: .*\/empty/);
+
+    // Recorded: the next run does not ask the server about them (a folder removed there by hand
+    // is not made again; a file put into it would make it).
+    fs.rmdirSync(path.join(p.remoteRoot, 'empty'));
+    const again = await p.run(['--once', '--json']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(JSON.parse(again.stdout).outcome, 'nothing-new');
+    assert.ok(!exists(path.join(p.remoteRoot, 'empty')));
+    const st = await p.run(['status', '--json']);
+    assert.deepEqual(JSON.parse(st.stdout).pendingFolders, []);
+
+    // A folder removed locally is forgotten (never removed on the server); made again, it is mirrored again.
+    fs.rmSync(path.join(p.watchDir, 'site'), { recursive: true });
+    fs.rmdirSync(path.join(p.watchDir, 'empty'));
+    mk('other');
+    assert.equal((await p.run(['--once'])).code, 0);
+    assert.deepEqual(Object.keys(p.state().folders!).sort(), ['other']);
+    assert.ok(exists(path.join(p.remoteRoot, 'site/2024/01')) && exists(path.join(p.remoteRoot, 'site/a.dat')), 'nothing removed on the server');
+    mk('empty');
+    const st2 = await p.run(['status', '--json']);
+    assert.deepEqual(JSON.parse(st2.stdout).pendingFolders, ['empty']);
+    assert.equal((await p.run(['--once'])).code, 0);
+    assert.ok(fs.statSync(path.join(p.remoteRoot, 'empty')).isDirectory());
+  });
+
+  test('a folder the server cannot make (a file holds its name) is reported with exit 1; the other folders and files still go', async () => {
+    const p = setup();
+    fs.mkdirSync(p.remoteRoot, { recursive: true });
+    fs.writeFileSync(path.join(p.remoteRoot, 'clash'), 'a file on the server');
+    fs.mkdirSync(path.join(p.watchDir, 'clash'));
+    fs.mkdirSync(path.join(p.watchDir, 'fine'));
+    p.put('x.dat', 'X');
+    const r = await p.run(['--once', '--json']);
+    assert.equal(r.code, 1, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.deepEqual(out.failed.map((f: { rel: string }) => f.rel), ['clash/']);
+    assert.match(out.failed[0].error, /the folder "clash" of WATCH_DIR: creating remote folder .*\/clash: .*\/clash is a file/);
+    assert.deepEqual(out.folders, ['fine']);
+    assert.ok(fs.statSync(path.join(p.remoteRoot, 'fine')).isDirectory());
+    assert.equal(fs.readFileSync(path.join(p.remoteRoot, 'x.dat'), 'utf8'), 'X');
+    assert.deepEqual(Object.keys(p.state().folders!), ['fine']);
   });
 
   test('--json output of nearly a megabyte reaches a pipe whole: the process waits for stdout before it exits', async () => {
@@ -338,6 +418,146 @@ describe('ipi-push --once', () => {
     assert.equal(fs.readFileSync(path.join(d.remoteRoot, 'b.dat'), 'utf8'), 'B');
   });
 
+  test('AFTER_UPLOAD left undone (the state records the upload, the file is still here): a later run archives it without uploading it again', async () => {
+    // The state a crash between "recorded as uploaded" and "archived" leaves: built by a run
+    // with AFTER_UPLOAD=keep, after which the setting says archive.
+    const p = setup({ AFTER_UPLOAD: 'keep' });
+    p.put('sub/a.dat', 'A');
+    p.put('b.dat', 'B');
+    assert.equal((await p.run(['--once'])).code, 0);
+    const historyFile = path.join(p.ws.dir, 'ipi-push-state.history.jsonl');
+    const historyBefore = fs.readFileSync(historyFile, 'utf8');
+    const inodes = ['sub/a.dat', 'b.dat'].map((rel) => fs.statSync(path.join(p.remoteRoot, rel)).ino);
+    p.put('b.dat', 'B, edited since its upload');
+    p.ws.env.AFTER_UPLOAD = 'archive';
+    p.ws.env.ARCHIVE_DIR = './archive';
+    p.ws.writeEnv();
+
+    const dry = await p.run(['--dry-run']);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.ok(exists(path.join(p.watchDir, 'sub/a.dat')), 'a dry run moves nothing');
+
+    const r = await p.run(['--once', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout).files.map((f: { path: string }) => f.path), ['b.dat'], 'only the changed file is uploaded');
+    assert.match(p.log(), /would finish AFTER_UPLOAD=archive for "sub\/a\.dat"/);
+    assert.match(p.log(), /"sub\/a\.dat" was uploaded at .* and is unchanged since, but still here: finishing AFTER_UPLOAD=archive, not uploading it again/);
+    assert.equal(fs.readFileSync(path.join(p.ws.dir, 'archive/sub/a.dat'), 'utf8'), 'A');
+    assert.equal(fs.readFileSync(path.join(p.ws.dir, 'archive/b.dat'), 'utf8'), 'B, edited since its upload');
+    assert.deepEqual(tree(p.watchDir), []);
+    assert.equal(fs.statSync(path.join(p.remoteRoot, 'sub/a.dat')).ino, inodes[0], 'sub/a.dat not sent again');
+    assert.notEqual(fs.statSync(path.join(p.remoteRoot, 'b.dat')).ino, inodes[1]);
+    const added = fs.readFileSync(historyFile, 'utf8').slice(historyBefore.length).trim().split('\n').map((l) => JSON.parse(l).path);
+    assert.deepEqual(added, ['b.dat'], 'the history gains the new upload only');
+  });
+
+  test('a move to ARCHIVE_DIR that fails leaves the file recorded as uploaded; the next run archives it, not uploading it again; --watch does too', async (t) => {
+    const p = setup({ AFTER_UPLOAD: 'archive', ARCHIVE_DIR: './archive' });
+    const archive = path.join(p.ws.dir, 'archive');
+    fs.mkdirSync(archive);
+    try {
+      execFileSync('chattr', ['+i', archive], { stdio: 'pipe' });
+    } catch {
+      t.skip('chattr +i refused on this filesystem: an ARCHIVE_DIR that refuses the move cannot be produced');
+      return;
+    }
+    p.put('sub/a.dat', 'A');
+    try {
+      const r = await p.run(['--once']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(p.log(), /"sub\/a\.dat": uploaded, but AFTER_UPLOAD=archive failed/);
+    } finally {
+      execFileSync('chattr', ['-i', archive], { stdio: 'pipe' });
+    }
+    assert.ok(exists(path.join(p.watchDir, 'sub/a.dat')));
+    const ino = fs.statSync(path.join(p.remoteRoot, 'sub/a.dat')).ino;
+    assert.equal((await p.run(['--once'])).code, 0);
+    assert.equal(fs.readFileSync(path.join(archive, 'sub/a.dat'), 'utf8'), 'A');
+    assert.ok(!exists(path.join(p.watchDir, 'sub/a.dat')));
+    assert.equal(fs.statSync(path.join(p.remoteRoot, 'sub/a.dat')).ino, ino, 'not sent again');
+
+    // The same in --watch, at its first scan, with AFTER_UPLOAD=delete.
+    p.put('c.dat', 'C');
+    p.ws.env.AFTER_UPLOAD = 'keep';
+    p.ws.writeEnv();
+    assert.equal((await p.run(['--once'])).code, 0);
+    p.ws.env.AFTER_UPLOAD = 'delete';
+    p.ws.writeEnv();
+    const w = watchProcess(p);
+    try {
+      await waitFor(() => !exists(path.join(p.watchDir, 'c.dat')), 15_000, () => 'c.dat deleted by --watch');
+    } finally {
+      assert.equal((await w.stop()).code, 0);
+    }
+    assert.equal(count(p.log(), /uploaded "c\.dat"/), 1, 'uploaded once, by the keep run');
+    assert.equal(fs.readFileSync(path.join(p.remoteRoot, 'c.dat'), 'utf8'), 'C');
+  });
+
+  test('the upload history keeps a fsynced line per uploaded file after the state forgets it (AFTER_UPLOAD=delete); status shows the last one', async () => {
+    const p = setup({ AFTER_UPLOAD: 'delete' });
+    const historyFile = path.join(p.ws.dir, 'ipi-push-state.history.jsonl');
+    const a = testBytes(70_000, 40);
+    p.put('site/a.dat', a);
+    const old = new Date('2024-03-04T05:06:07Z');
+    fs.utimesSync(path.join(p.watchDir, 'site/a.dat'), old, old);
+    assert.equal((await p.run(['--once'])).code, 0);
+    p.put('b.dat', 'B');
+    assert.equal((await p.run(['--once'])).code, 0);
+    assert.deepEqual(tree(p.watchDir), [], 'both deleted locally');
+    assert.deepEqual(Object.keys(p.state().uploaded), ['b.dat'], 'site/a.dat is forgotten by the state (b.dat at the next scan)');
+
+    const lines = fs.readFileSync(historyFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((l) => l.path), ['site/a.dat', 'b.dat']);
+    const [la] = lines;
+    assert.equal(la.size, a.length);
+    assert.equal(la.mtime, old.toISOString());
+    assert.equal(la.mtimeMs, old.getTime());
+    assert.equal(la.sha256, sha256(a));
+    assert.equal(la.remotePath, `${p.ws.env.SFTP_UPLOAD_DIR}/site/a.dat`);
+    assert.equal(la.verified, server.kind === 'openssh' ? 'sha256' : 'size');
+    assert.equal(la.alreadyThere, false);
+    assert.ok(Date.parse(la.uploadedAt) > 0);
+
+    const st = await p.run(['status', '--json']);
+    assert.equal(st.code, 0, st.stderr);
+    const s = JSON.parse(st.stdout);
+    assert.equal(s.uploadedCount, 1);
+    assert.equal(s.historyFile, historyFile);
+    assert.equal(s.lastUploaded.path, 'b.dat', 'the last upload, from the history');
+    assert.equal(s.lastUploaded.mtime, lines[1].mtime);
+    const text = await p.run(['status']);
+    assert.match(text.stdout, /last uploaded: b\.dat -> .*\/b\.dat, 1 B/);
+  });
+
+  test('a history line that cannot be written ends the run before the state records the file; the next run records it without sending it again', async (t) => {
+    const p = setup({ AFTER_UPLOAD: 'delete' });
+    const historyFile = path.join(p.ws.dir, 'ipi-push-state.history.jsonl');
+    fs.writeFileSync(historyFile, '');
+    try {
+      execFileSync('chattr', ['+i', historyFile], { stdio: 'pipe' });
+    } catch {
+      t.skip('chattr +i refused on this filesystem: a history that refuses writes cannot be produced');
+      return;
+    }
+    p.put('h.dat', 'H');
+    try {
+      const r = await p.run(['--once']);
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.match(r.stderr, /recording the upload of "h\.dat" .* in the upload history: operation not permitted/);
+    } finally {
+      execFileSync('chattr', ['-i', historyFile], { stdio: 'pipe' });
+    }
+    assert.ok(exists(path.join(p.watchDir, 'h.dat')), 'not deleted: its upload is not recorded');
+    assert.deepEqual(Object.keys(p.state().uploaded), []);
+    const ino = fs.statSync(path.join(p.remoteRoot, 'h.dat')).ino;
+    const again = await p.run(['--once']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(fs.statSync(path.join(p.remoteRoot, 'h.dat')).ino, ino, 'not sent again');
+    const lines = fs.readFileSync(historyFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((l) => [l.path, l.alreadyThere]), [['h.dat', true]]);
+    assert.ok(!exists(path.join(p.watchDir, 'h.dat')), 'deleted once recorded');
+  });
+
   test('status, --dry-run and metrics say what was uploaded and what waits', async () => {
     const p = setup({ METRICS_FILE: './ipi_push.prom' });
     p.put('one.dat', 'one');
@@ -429,6 +649,12 @@ describe('ipi-push --watch', () => {
       p.put('new/deeper/nested.dat', 'nested');
       await waitFor(() => exists(path.join(p.remoteRoot, 'new/deeper/nested.dat')), 15_000, () => 'the nested file on the server');
 
+      // An empty folder, and one made inside a folder already watched.
+      fs.mkdirSync(path.join(p.watchDir, 'made/empty'), { recursive: true });
+      fs.mkdirSync(path.join(p.watchDir, 'new/sibling'));
+      await waitFor(() => exists(path.join(p.remoteRoot, 'made/empty')) && exists(path.join(p.remoteRoot, 'new/sibling')), 15_000,
+        () => `the empty folders on the server (have ${folders(p.remoteRoot).join(', ')})`);
+
       // Written over ~4 s in pieces, pausing less than PUSH_SETTLE between writes.
       const slow = testBytes(400_000, 8);
       const fd = fs.openSync(path.join(p.watchDir, 'slow.dat'), 'w');
@@ -450,6 +676,8 @@ describe('ipi-push --watch', () => {
     assert.equal(count(log, /uploaded "dropped\.dat"/), 1);
     assert.deepEqual(Object.keys(p.state().uploaded).sort(), ['dropped.dat', 'new/deeper/nested.dat', 'slow.dat']);
     assert.deepEqual(tree(p.remoteRoot), ['dropped.dat', 'new/deeper/nested.dat', 'slow.dat']);
+    assert.deepEqual(folders(p.remoteRoot), ['made', 'made/empty', 'new', 'new/deeper', 'new/sibling']);
+    assert.deepEqual(Object.keys(p.state().folders!).sort(), ['made', 'made/empty', 'new', 'new/deeper', 'new/sibling']);
   });
 
   test('SIGTERM mid-upload: no new file taken, the upload checkpointed on the server, state saved, exit 0; the next run resumes it', async () => {
@@ -523,6 +751,110 @@ describe('ipi-push --watch', () => {
     }
     assert.match(log, /reachable again: draining the queue/);
     assert.deepEqual(p.state().failed, {});
+  });
+});
+
+describe('ipi-push --watch: what the watcher sees, misses, and what changes under an upload', () => {
+  test('a folder of files moved into WATCH_DIR at once (mv) is uploaded completely, its empty subfolder made, by the watcher alone', async () => {
+    // RESCAN_INTERVAL=0: only the watcher (addDir, then a walk of the folder) can find them.
+    const p = setup({ RESCAN_INTERVAL: '0', PUSH_SETTLE: '0.5' });
+    const staging = path.join(p.ws.dir, 'staging', 'batch');
+    const files: Record<string, Buffer> = { 'big.dat': testBytes(2 * 1024 * 1024 + 1, 50) };
+    for (let i = 0; i < 24; i++) files[`sub${i % 3}/deeper/f${String(i).padStart(2, '0')}.dat`] = testBytes(1000 + i * 37, 51 + i);
+    for (const [rel, data] of Object.entries(files)) {
+      fs.mkdirSync(path.dirname(path.join(staging, rel)), { recursive: true });
+      fs.writeFileSync(path.join(staging, rel), data);
+    }
+    fs.mkdirSync(path.join(staging, 'empty'));
+    const w = watchProcess(p);
+    try {
+      await waitFor(() => exists(p.ws.logFile) && /watching /.test(p.log()), 15_000, () => 'the watcher to start');
+      fs.renameSync(staging, path.join(p.watchDir, 'batch'));
+      await waitFor(() => Object.keys(files).every((rel) => exists(path.join(p.remoteRoot, 'batch', rel))) && exists(path.join(p.remoteRoot, 'batch/empty')),
+        30_000, () => `the moved folder on the server (have ${tree(p.remoteRoot).length} files)`);
+    } finally {
+      assert.equal((await w.stop()).code, 0);
+    }
+    assert.deepEqual(tree(p.remoteRoot), Object.keys(files).map((rel) => `batch/${rel}`).sort(), 'every file, no temporaries');
+    for (const [rel, data] of Object.entries(files)) assert.equal(sha256File(path.join(p.remoteRoot, 'batch', rel)), sha256(data), rel);
+    assert.ok(fs.statSync(path.join(p.remoteRoot, 'batch/empty')).isDirectory());
+    for (const rel of Object.keys(files)) assert.equal(count(p.log(), new RegExp(`uploaded "batch/${rel.replace(/[./]/g, '\\$&')}"`)), 1, `${rel} once`);
+  });
+
+  test('a file that changes while it is being uploaded is not published; once it settles it goes again, complete, once', async () => {
+    const proxy = await startFaultProxy(server.port);
+    cleanups.push(() => proxy.stop());
+    const p = setup({ SFTP_PORT: String(proxy.port), CHUNK_SIZE: '256KiB', CHUNKS_IN_FLIGHT: '2', PUSH_SETTLE: '0.5' });
+    const first = testBytes(8 * 1024 * 1024 + 9, 60);
+    const more = testBytes(300_000, 61);
+    p.put('grows.dat', first);
+    const temp = path.join(p.remoteRoot, '.grows.dat.ipi-push-part');
+    const final = path.join(p.remoteRoot, 'grows.dat');
+    proxy.throttle(6000);
+    const w = watchProcess(p);
+    const published: string[] = [];
+    try {
+      await waitFor(() => exists(temp) && fs.statSync(temp).size >= 1024 * 1024, 40_000, () => 'the upload to be under way');
+      fs.appendFileSync(path.join(p.watchDir, 'grows.dat'), more); // the producer writes on
+      proxy.throttle(null);
+      await waitFor(() => {
+        if (exists(final)) published.push(sha256File(final));
+        return exists(final);
+      }, 40_000, () => 'grows.dat on the server');
+    } finally {
+      assert.equal((await w.stop()).code, 0);
+    }
+    const whole = Buffer.concat([first, more]);
+    assert.deepEqual(published, [sha256(whole)], 'the first thing published is the whole, new file');
+    assert.equal(sha256File(final), sha256(whole));
+    const log = p.log();
+    assert.match(log, /"grows\.dat" changed while it was being uploaded: not published; it goes again once it settles/);
+    assert.equal(count(log, /uploaded "grows\.dat"/), 1);
+    assert.equal(p.state().uploaded['grows.dat']!.size, whole.length);
+    assert.deepEqual(tree(p.remoteRoot), ['grows.dat'], 'no temporary left');
+  });
+});
+
+describe('ipi-push --watch in process, with a watcher that misses everything (a network share)', () => {
+  /** runPush --watch in this process, with a watcher that never reports a change. */
+  function deafWatch(p: PushWs) {
+    const lines: string[] = [];
+    const log: Logger = {
+      error: (m) => lines.push(m), warn: (m) => lines.push(m), info: (m) => lines.push(m), debug: (m) => lines.push(m), record: () => {},
+    };
+    const config = loadConfig({ envFile: path.join(p.ws.dir, '.env'), cwd: p.ws.dir, env: {}, tool: 'push' });
+    const stop = new AbortController();
+    const done: Promise<PushSummary> = runPush(config, { mode: 'watch', dryRun: false, acceptNewHostKey: false, retryFailed: false, signal: stop.signal }, {
+      log, progress: noProgress, startWatcher: async () => ({ close: async () => {} }),
+    });
+    done.catch(() => {});
+    return { lines, done, stop: () => (stop.abort('test'), done) };
+  }
+
+  test('RESCAN_INTERVAL: the periodic rescan finds and uploads a file and a folder the watcher missed; with it off, they wait', async () => {
+    const pin = { SFTP_HOST_KEY: server.hostKeyFingerprint, PUSH_SETTLE: '0.2' };
+    const off = setup({ ...pin, RESCAN_INTERVAL: '0' });
+    const on = setup({ ...pin, RESCAN_INTERVAL: '1' });
+    const a = deafWatch(off);
+    const b = deafWatch(on);
+    try {
+      await waitFor(() => [a, b].every((x) => x.lines.some((l) => l.startsWith('watching '))), 15_000, () => 'both to start watching');
+      for (const p of [off, on]) {
+        p.put('missed.dat', 'the watcher never said');
+        fs.mkdirSync(path.join(p.watchDir, 'missed-folder'));
+      }
+      await waitFor(() => exists(path.join(on.remoteRoot, 'missed.dat')) && exists(path.join(on.remoteRoot, 'missed-folder')), 10_000,
+        () => `the rescan to find them:\n${b.lines.join('\n')}`);
+      await new Promise((r) => setTimeout(r, 2500)); // more than the other's interval would have been
+      assert.ok(!exists(path.join(off.remoteRoot, 'missed.dat')) && !exists(path.join(off.remoteRoot, 'missed-folder')),
+        'without the rescan, nothing found them: it was the rescan');
+    } finally {
+      const [ra, rb] = await Promise.all([a.stop(), b.stop()]);
+      assert.equal(rb.uploaded.length, 1);
+      assert.deepEqual(rb.folders, ['missed-folder']);
+      assert.equal(ra.uploaded.length, 0);
+    }
+    assert.equal(fs.readFileSync(path.join(on.remoteRoot, 'missed.dat'), 'utf8'), 'the watcher never said');
   });
 });
 

@@ -37,3 +37,21 @@ test('recentDeliveries: newest first; torn and hand-edited lines are skipped', a
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a line torn by a crash does not swallow the next one: the appender ends it first', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-history-'));
+  try {
+    const file = path.join(dir, 'last_file.history.jsonl');
+    const h = new HistoryAppender(file);
+    await h.append(line);
+    await h.close();
+    fs.appendFileSync(file, '{"name":"IPI_2024010'); // torn by a crash
+    const h2 = new HistoryAppender(file);
+    await h2.append({ ...line, name: 'IPI_20240103.dat' });
+    await h2.close();
+    assert.deepEqual((await recentDeliveries(file)).map((d) => d.name), ['IPI_20240103.dat', 'IPI_20240101.dat']);
+    assert.ok(fs.readFileSync(file, 'utf8').startsWith(`${JSON.stringify(line)}\n{"name":"IPI_2024010\n`), 'earlier bytes kept as they were');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -7,8 +7,8 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 
 import {
-  goneFromWatchDir, ignoreMatcher, isInside, isSettled, needsUpload, nextRetryAt, observe, parseSha256sum, queueOrder, remoteTarget,
-  sameAsRemote, shellQuote, unsafeRelReason, type StateView,
+  afterUploadDue, foldersToMirror, goneFromWatchDir, ignoreMatcher, isInside, isSettled, needsUpload, nextRetryAt, observe, parseSha256sum, queueOrder,
+  remoteAncestors, remoteFolder, remoteTarget, sameAsRemote, shellQuote, unsafeRelReason, type StateView,
 } from '../../src/push/decide.js';
 import { StateCorruptError, StateStore, emptyState, parseState, readState } from '../../src/push/state.js';
 import { scanDir } from '../../src/push/scan.js';
@@ -86,6 +86,17 @@ describe('what to upload, and when', () => {
     assert.equal(needsUpload({ rel: 'perm.dat', size: 5, mtimeMs: 1 }, state, 0).upload, false);
     assert.equal(needsUpload({ rel: 'perm.dat', size: 5, mtimeMs: 1 }, state, 0, true).upload, true);
     assert.equal(needsUpload({ rel: 'perm.dat', size: 6, mtimeMs: 1 }, state, 0).upload, true);
+  });
+  test('AFTER_UPLOAD left undone (a crash after the state recorded the upload, a move that failed): due for the very version uploaded, only', () => {
+    for (const action of ['archive', 'delete'] as const) {
+      assert.equal(afterUploadDue({ rel: 'done.dat', size: 10, mtimeMs: 1000 }, state, action), true, action);
+      assert.equal(afterUploadDue({ rel: 'edited.dat', size: 10, mtimeMs: 2000 }, state, action), false, `${action}: changed since, so uploaded again first`);
+      assert.equal(afterUploadDue({ rel: 'new.dat', size: 1, mtimeMs: 1 }, state, action), false, `${action}: never uploaded`);
+      assert.equal(afterUploadDue({ rel: 'perm.dat', size: 5, mtimeMs: 1 }, state, action), false, `${action}: failed`);
+    }
+    assert.equal(afterUploadDue({ rel: 'done.dat', size: 10, mtimeMs: 1000 }, state, 'keep'), false);
+    const both: StateView = { uploaded: { 'x.dat': up(5, 1) }, failed: { 'x.dat': state.failed['perm.dat']! } };
+    assert.equal(afterUploadDue({ rel: 'x.dat', size: 5, mtimeMs: 1 }, both, 'delete'), false, 'a failure of this version since: not done');
   });
   test('a transient failure waits for its next retry time', () => {
     assert.deepEqual(needsUpload({ rel: 'later.dat', size: 5, mtimeMs: 1 }, state, 59_999), { upload: false, why: 'retry-later' });
@@ -173,6 +184,16 @@ describe('state file', () => {
     await store.forget(['nothing-here']);
     assert.equal(fs.statSync(file).mtimeMs, before, 'nothing to forget: not rewritten');
   });
+  test('overlapping saves land in order, the last one holding every change', async () => {
+    const file = path.join(dir, 'overlap.json');
+    const store = await StateStore.open(file);
+    const rec = { size: 1, mtimeMs: 2, sha256: 'h', uploadedAt: 'now', remotePath: '/r', verified: 'size' as const };
+    await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? store.markUploaded(`f${i}`, rec) : store.markFoldersMirrored([{ rel: `d${i}`, remotePath: `/in/d${i}` }]))));
+    const again = await readState(file);
+    assert.equal(Object.keys(again.uploaded).length, 10);
+    assert.equal(Object.keys(again.folders).length, 10);
+    assert.deepEqual(fs.readdirSync(dir).filter((n) => n.startsWith('.overlap')), [], 'no temporary left');
+  });
   test('an upload cut short keeps the acknowledged prefix (ackedTo) through a save and a read', async () => {
     const file = path.join(dir, 'acked.json');
     const store = await StateStore.open(file);
@@ -213,6 +234,50 @@ describe('scan', () => {
     assert.deepEqual(r.files.map((f) => f.rel).sort(), ['a.dat', 'b/c/x.dat', 'link-in.dat']);
     assert.deepEqual(r.skipped.map((s) => s.rel).sort(), ['dir-out', 'link-out.txt']);
     assert.match(r.skipped.find((s) => s.rel === 'link-out.txt')!.reason, /outside WATCH_DIR/);
+  });
+  test('folders: every real one, empty ones too, parents first; ignored folders and links to folders are not among them', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-push-scan-'));
+    const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-push-out-'));
+    for (const d of ['empty', 'site/2024/01', 'site/2024/02', '.git/objects', 'drafts.tmp/inner', 'z']) fs.mkdirSync(path.join(root, d), { recursive: true });
+    fs.writeFileSync(path.join(root, 'z/f.dat'), 'f');
+    fs.symlinkSync(outside, path.join(root, 'dir-out'));
+    fs.symlinkSync(path.join(root, 'site'), path.join(root, 'dir-in'));
+    const r = await scanDir(root, ignoreMatcher(DEFAULT_IGNORE));
+    assert.deepEqual(r.dirs, ['empty', 'site', 'site/2024', 'site/2024/01', 'site/2024/02', 'z']);
+    assert.deepEqual(r.files.map((f) => f.rel), ['z/f.dat']);
+    assert.deepEqual(r.skipped.map((s) => s.rel).sort(), ['dir-in', 'dir-out'], 'links to folders are skipped, with a reason, never walked');
+  });
+});
+
+describe('folders mirrored on the server', () => {
+  const rec = (remotePath: string) => ({ remotePath, mirroredAt: 'x' });
+  test('the folders to make: seen and not recorded for this SFTP_UPLOAD_DIR, parents first', () => {
+    assert.deepEqual(foldersToMirror(['b', 'a/x', 'a', 'c', 'a b'], { c: rec('/in/c') }, '/in'), ['a', 'a b', 'a/x', 'b']);
+    assert.deepEqual(foldersToMirror(['c'], { c: rec('/in/c') }, '/in/'), [], 'recorded: no remote call');
+    assert.deepEqual(foldersToMirror(['c'], { c: rec('/old/c') }, '/in'), ['c'], 'recorded for another upload folder: made again');
+    assert.deepEqual(foldersToMirror([], { c: rec('/in/c') }, '/in'), []);
+  });
+  test('remote paths', () => {
+    assert.equal(remoteFolder('/in/', 'a/b'), '/in/a/b');
+    assert.equal(remoteFolder('/', 'a'), '/a');
+    assert.deepEqual(remoteAncestors('/in/a/b'), ['/in/a/b', '/in/a', '/in']);
+    assert.deepEqual(remoteAncestors('in/a'), ['in/a', 'in']);
+  });
+  test('recorded in the state in one save, kept through a read, forgotten with the folder; older states without them still read', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-push-folders-'));
+    const file = path.join(dir, 's.json');
+    const store = await StateStore.open(file);
+    await store.markFoldersMirrored([{ rel: 'a', remotePath: '/in/a' }, { rel: 'a/b', remotePath: '/in/a/b' }]);
+    const again = await readState(file);
+    assert.deepEqual(Object.keys(again.folders), ['a', 'a/b']);
+    assert.equal(again.folders['a/b']!.remotePath, '/in/a/b');
+    assert.ok(Date.parse(again.folders.a!.mirroredAt) > 0);
+    await store.forget(['a/b']);
+    assert.deepEqual(Object.keys((await readState(file)).folders), ['a']);
+    assert.deepEqual(parseState('{"version":1,"uploaded":{},"failed":{},"inProgress":null}', '/s.json').folders, {}, 'a state from before folders were recorded');
+    assert.throws(() => parseState('{"version":1,"uploaded":{},"failed":{},"folders":{"a":{"remotePath":5}}}', '/s.json'), /folders entry "a" is incomplete/);
+    assert.throws(() => parseState('{"version":1,"uploaded":{},"failed":{},"folders":[]}', '/s.json'), /"folders" must be an object/);
+    assert.deepEqual(goneFromWatchDir(['a', 'a/b', 'f.dat'], new Set(['a', 'f.dat'])), ['a/b'], 'a folder gone from WATCH_DIR is forgotten like a file');
   });
 });
 
@@ -365,7 +430,7 @@ describe('METRICS_FILE of ipi-push', () => {
     uploaded: Array.from({ length: uploaded }, (_, i) => ({
       rel: `f${i}`, remotePath: `/in/f${i}`, size: 1, mtimeMs: 1, sha256: 'h', verified: 'size' as const, adopted: false, resumedFrom: 0, bytesSent: 1, durationMs: 1,
     })),
-    failed: [], waiting: [], pending: [], wouldUpload: [], stopped: false,
+    folders: [], failed: [], waiting: [], pending: [], wouldUpload: [], wouldCreateFolders: [], stopped: false,
   });
 
   test('writes land one at a time and in the order asked: a slow early one never overwrites the final one', async () => {
