@@ -16,7 +16,8 @@ import { rate } from './progress.js';
 import { PUBLISH_BUFFERS, publish, type Published } from './publish.js';
 import { withRetries, type Attempt } from './retry.js';
 import { MarkerPlacementError, selectNext, type RemoteEntry, type SelectOptions } from './select.js';
-import { SftpSession, type SessionOptions } from './sftp/session.js';
+import { SftpSession } from './sftp/session.js';
+import { sessionOptions } from './sftp/session-options.js';
 import { ChunkPool } from './transfer/buffers.js';
 import { RemoteChangedError, downloadFile, type Downloaded } from './transfer/download.js';
 import { WRITE_BEHIND } from './transfer/engine.js';
@@ -62,27 +63,6 @@ export interface RunContext {
 
 /** Listings taken again in one run because a listed file had gone: beyond this the server is not settling. */
 const MAX_RELISTS = 5;
-
-export function sessionOptions(config: Config, acceptNewHostKey: boolean, log: Logger): SessionOptions {
-  return {
-    host: config.host,
-    port: config.port,
-    user: config.user,
-    password: config.password,
-    keyFile: config.keyFile,
-    keyPassphrase: config.keyPassphrase,
-    agent: config.agent,
-    defaultIdentities: config.defaultIdentities,
-    pinnedHostKeys: config.hostKey,
-    knownHostsFile: config.knownHosts,
-    acceptNewHostKey,
-    connectTimeoutMs: config.connectTimeout,
-    keepaliveIntervalMs: config.keepaliveInterval,
-    keepaliveCountMax: config.keepaliveCountMax,
-    rekeyBytes: config.rekeyBytes,
-    log,
-  };
-}
 
 export function remotePathOf(dir: string, name: string): string {
   return dir.endsWith('/') ? `${dir}${name}` : `${dir}/${name}`;

@@ -7,7 +7,7 @@ import { acquireLock, lockFileFor } from '../lock.js';
 import { silentLogger } from '../log.js';
 import { DamagedMarkerError, readMarker, writeMarker } from '../marker.js';
 import { unsafeNameReason } from '../names.js';
-import { sessionOptions } from '../pull.js';
+import { sessionOptions } from '../sftp/session-options.js';
 import { dateKeyOf } from '../select.js';
 import { SftpSession } from '../sftp/session.js';
 import type { Config } from '../config/load.js';

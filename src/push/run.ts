@@ -12,7 +12,7 @@ import { acquireLock, lockFileFor, pidAlive, type Lock } from '../lock.js';
 import type { Logger } from '../log.js';
 import { printableName } from '../names.js';
 import { rate, type Progress } from '../progress.js';
-import { sessionOptions } from '../pull.js';
+import { sessionOptions } from '../sftp/session-options.js';
 import { retryDelay, withRetries } from '../retry.js';
 import { SftpSession } from '../sftp/session.js';
 import { LocalChangedError } from '../transfer/upload-engine.js';
