@@ -4,6 +4,7 @@
 // that drops every few minutes still finishes a long file.
 import pRetry from 'p-retry';
 import { InterruptedError, classify, type IpiError } from './errors.js';
+import { sleep } from './util/time.js';
 import type { Logger } from './log.js';
 
 export interface RetryPolicy {
@@ -100,19 +101,4 @@ async function withBudget<T>(
 
 function formatSeconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -18,6 +18,7 @@ import { SftpSession } from '../sftp/session.js';
 import { LocalChangedError } from '../transfer/upload-engine.js';
 import { sweepTemporaries } from '../util/atomic.js';
 import { formatBytes } from '../util/space.js';
+import { sleep } from '../util/time.js';
 import {
   afterUploadDue, foldersToMirror, goneFromWatchDir, ignoreMatcher, isSettled, needsUpload, nextRetryAt, observe, queueOrder, remoteFolder,
   type IgnoreTest, type Observation,
@@ -650,20 +651,5 @@ class Pusher {
     this.summary.stopped = true;
     this.log.warn('stopped by a signal: no new file taken, state saved; an upload cut short resumes where the server stopped on the next run');
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 

@@ -9,7 +9,7 @@ import type { Logger } from '../log.js';
 import { printableName } from '../names.js';
 import type { SftpSession } from '../sftp/session.js';
 import { LocalChangedError, sendRange } from '../transfer/upload-engine.js';
-import { readRange } from '../util/fileio.js';
+import { readFully, readRange } from '../util/fileio.js';
 import { parseSha256sum, remoteAncestors, remoteTarget, sameAsRemote, shellQuote } from './decide.js';
 import { openInside, type ScannedFile } from './scan.js';
 import type { InProgressRecord } from './state.js';
@@ -207,7 +207,7 @@ async function resumePoint(req: UploadRequest, local: FileHandle, size: number, 
   const len = Math.min(TAIL_WINDOW, at);
   const mine = Buffer.alloc(len);
   const theirs = Buffer.alloc(len);
-  await readExact(local, mine, at - len);
+  await readFully(local, mine, at - len, () => new LocalChangedError('the local file got shorter while it was being read'));
   const h = await req.session.openRead(temp);
   try {
     let got = 0;
@@ -268,13 +268,4 @@ async function hashLocal(local: FileHandle, size: number): Promise<string> {
 
 function hashRange(local: FileHandle, start: number, end: number, h: Hash): Promise<void> {
   return readRange(local, start, end, (block) => h.update(block), () => new LocalChangedError('the local file got shorter while it was being read'));
-}
-
-async function readExact(local: FileHandle, buf: Buffer, position: number): Promise<void> {
-  let got = 0;
-  while (got < buf.length) {
-    const { bytesRead } = await local.read(buf, got, buf.length - got, position + got);
-    if (bytesRead === 0) throw new LocalChangedError('the local file got shorter while it was being read');
-    got += bytesRead;
-  }
 }

@@ -6,6 +6,7 @@
 // a stop (signal) waits for the writes already sent, so the server holds a clean prefix.
 import type { FileHandle } from 'node:fs/promises';
 import { InterruptedError, TransientError } from '../errors.js';
+import { readFully } from '../util/fileio.js';
 import { StallWatch, inBatch, type RequestBatching } from './stall.js';
 
 /** What the engine needs from a connection; SftpSession provides it, tests can too. */
@@ -55,7 +56,7 @@ export async function sendRange(opts: SendOptions): Promise<{ bytesSent: number;
   const sendChunk = async (start: number): Promise<InFlight> => {
     const len = Math.min(opts.chunkSize, opts.size - start);
     const buf = take();
-    await readFully(opts.local, buf, len, start);
+    await readFully(opts.local, buf, start, (at) => new LocalChangedError(`the local file ended at byte ${at}, before its size when the upload began: it is still being written`), 0, len);
     opts.onRead(buf.subarray(0, len), start + len);
     const writes: Promise<void>[] = [];
     // A chunk's WRITEs leave as one burst: ssh2 cuts each into 32 KiB SSH packets and would
@@ -103,13 +104,4 @@ export async function sendRange(opts: SendOptions): Promise<{ bytesSent: number;
     watch.stop();
   }
   return { bytesSent, ackedTo };
-}
-
-async function readFully(fh: FileHandle, buf: Buffer, len: number, position: number): Promise<void> {
-  let off = 0;
-  while (off < len) {
-    const { bytesRead } = await fh.read(buf, off, len - off, position + off);
-    if (bytesRead === 0) throw new LocalChangedError(`the local file ended at byte ${position + off}, before its size when the upload began: it is still being written`);
-    off += bytesRead;
-  }
 }

@@ -27,3 +27,14 @@ export async function readRange(
     pos += bytesRead;
   }
 }
+
+/** Fill buf[off, off+len) from `position`, however many reads it takes; a file that ends first throws `short(at)`. */
+export async function readFully(
+  fh: FileHandle, buf: Buffer, position: number, short: (at: number) => Error, off = 0, len = buf.length - off,
+): Promise<void> {
+  for (let done = 0; done < len;) {
+    const { bytesRead } = await fh.read(buf, off + done, len - done, position + done);
+    if (bytesRead === 0) throw short(position + done);
+    done += bytesRead;
+  }
+}
