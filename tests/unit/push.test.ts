@@ -20,6 +20,17 @@ import type { writeMetrics } from '../../src/metrics.js';
 import type { PushSummary } from '../../src/push/run.js';
 import { fakeLog } from './helpers/fake-log.js';
 
+/** Temporary folders of this file, removed after its tests (they were left in /tmp before). */
+const tmpDirs: string[] = [];
+function tmp(prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tmpDirs.push(dir);
+  return dir;
+}
+after(() => {
+  for (const dir of tmpDirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
 const DEFAULT_IGNORE = '.*,*.tmp,*.temp,*.part,*.partial,*.crdownload,*.download,*.swp,*~,~$*'.split(',');
 
 describe('ignore rules', () => {
@@ -142,7 +153,7 @@ describe('sha256sum over SSH', () => {
 });
 
 describe('state file', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-push-state-'));
+  const dir = tmp('ipi-push-state-');
   test('a missing state file is an empty state', async () => {
     assert.deepEqual(await readState(path.join(dir, 'none.json')), emptyState());
   });
@@ -220,8 +231,8 @@ describe('state file', () => {
 
 describe('scan', () => {
   test('stable order, ignored names skipped, symbolic links out of WATCH_DIR not followed', async () => {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-push-scan-'));
-    const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-push-out-'));
+    const root = tmp('ipi-push-scan-');
+    const outside = tmp('ipi-push-out-');
     fs.writeFileSync(path.join(outside, 'secret.txt'), 'secret');
     fs.mkdirSync(path.join(root, 'b/c'), { recursive: true });
     fs.writeFileSync(path.join(root, 'b/c/x.dat'), 'x');
@@ -236,8 +247,8 @@ describe('scan', () => {
     assert.match(r.skipped.find((s) => s.rel === 'link-out.txt')!.reason, /outside WATCH_DIR/);
   });
   test('folders: every real one, empty ones too, parents first; ignored folders and links to folders are not among them', async () => {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-push-scan-'));
-    const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-push-out-'));
+    const root = tmp('ipi-push-scan-');
+    const outside = tmp('ipi-push-out-');
     for (const d of ['empty', 'site/2024/01', 'site/2024/02', '.git/objects', 'drafts.tmp/inner', 'z']) fs.mkdirSync(path.join(root, d), { recursive: true });
     fs.writeFileSync(path.join(root, 'z/f.dat'), 'f');
     fs.symlinkSync(outside, path.join(root, 'dir-out'));
@@ -264,7 +275,7 @@ describe('folders mirrored on the server', () => {
     assert.deepEqual(remoteAncestors('in/a'), ['in/a', 'in']);
   });
   test('recorded in the state in one save, kept through a read, forgotten with the folder; older states without them still read', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-push-folders-'));
+    const dir = tmp('ipi-push-folders-');
     const file = path.join(dir, 's.json');
     const store = await StateStore.open(file);
     await store.markFoldersMirrored([{ rel: 'a', remotePath: '/in/a' }, { rel: 'a/b', remotePath: '/in/a/b' }]);
@@ -311,7 +322,7 @@ describe('push settings', () => {
 
 describe('pipelined send (fake server)', () => {
   async function withFile(data: Buffer, fn: (fh: fsp.FileHandle) => Promise<void>): Promise<void> {
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-send-')), 'f');
+    const file = path.join(tmp('ipi-send-'), 'f');
     fs.writeFileSync(file, data);
     const fh = await fsp.open(file, 'r');
     try {
