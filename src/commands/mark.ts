@@ -11,7 +11,7 @@ import { sessionOptions } from '../sftp/session-options.js';
 import { dateKeyOf } from '../select.js';
 import { SftpSession } from '../sftp/session.js';
 import type { Config } from '../config/load.js';
-import { configFromArgs, failureLine, type GlobalArgs, type Io } from './shared.js';
+import { commandFailed, configFromArgs, writeJson, type GlobalArgs, type Io } from './shared.js';
 
 export interface MarkArgs extends GlobalArgs {
   name: string;
@@ -53,14 +53,13 @@ export async function markCommand(args: MarkArgs, io: Io): Promise<ExitCode> {
         throw err;
       });
       await writeMarker(config.markerFile, args.name);
-      io.stdout.write(`marker set to ${args.name} (was ${was ?? 'unset'}); the next run pulls the files after it\n`);
+      if (args.json) writeJson(io, { outcome: 'marked', marker: args.name, was });
+      else io.stdout.write(`marker set to ${args.name} (was ${was ?? 'unset'}); the next run pulls the files after it\n`);
     } finally {
       await lock.release();
     }
     return EXIT.ok;
   } catch (err) {
-    const e = classify(err, 'setting the marker');
-    failureLine('ipi-pull', e, loaded, io, false);
-    return e.exitCode;
+    return commandFailed('ipi-pull', classify(err, 'setting the marker'), loaded, io, args.json);
   }
 }

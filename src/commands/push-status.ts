@@ -8,7 +8,7 @@ import { scanDir } from '../push/scan.js';
 import { recentUploads, uploadHistoryFileFor, type UploadLine } from '../push/history.js';
 import { readState, type InProgressRecord } from '../push/state.js';
 import { formatBytes } from '../util/space.js';
-import { configFromArgs, failureLine, writeJson, type GlobalArgs, type Io } from './shared.js';
+import { commandFailed, configFromArgs, writeJson, type GlobalArgs, type Io } from './shared.js';
 
 /** The newest upload: a line of the history, or (before there was one) the state's newest record. */
 export type LastUpload = UploadedRecord & { path: string } & Partial<Omit<UploadLine, keyof UploadedRecord | 'path'>>;
@@ -37,16 +37,14 @@ export async function pushStatusCommand(args: GlobalArgs, io: Io): Promise<ExitC
     config = configFromArgs(args, io, true, 'push');
   } catch (err) {
     const e = classify(err, 'reading the settings');
-    failureLine('ipi-push', e, null, io, false);
-    return e.exitCode;
+    return commandFailed('ipi-push', e, null, io, args.json);
   }
   let status: PushStatus;
   try {
     status = await gatherPushStatus(config);
   } catch (err) {
     const e = classify(err, 'reading the state');
-    failureLine('ipi-push', e, config, io, false);
-    return e.exitCode;
+    return commandFailed('ipi-push', e, config, io, args.json);
   }
   if (args.json) writeJson(io, status);
   else io.stdout.write(renderStatus(status));

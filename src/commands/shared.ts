@@ -166,6 +166,16 @@ export function failureLine(tool: string, failure: IpiError | null, config: Conf
   return message;
 }
 
+/**
+ * A command without a summary of its own (status, mark) failed: the one line, and with --json
+ * the same as JSON on stdout, so a wrapper parsing stdout is never left with nothing.
+ */
+export function commandFailed(tool: string, failure: IpiError, config: Config | null, io: Io, json: boolean): ExitCode {
+  const message = failureLine(tool, failure, config, io, false);
+  if (json) writeJson(io, { outcome: 'failed', exitCode: failure.exitCode, error: message });
+  return failure.exitCode;
+}
+
 export const processIo = (): Io => ({ stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() });
 
 /** What both programs' command lines share: the global flags, and the exit code a command returns. */
@@ -214,9 +224,17 @@ async function parseStrictly(parser: Argv, tool: string, io: Io, argv: readonly 
     return true;
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    io.stderr.write(`${tool}: ${scrub(err.message, secretsOnCommandLine(argv))} (see '${tool} --help')\n`);
+    const message = scrub(err.message, secretsOnCommandLine(argv));
+    io.stderr.write(`${tool}: ${message} (see '${tool} --help')\n`);
+    if (wantsJson(argv)) writeJson(io, { outcome: 'usage', exitCode: EXIT.usage, error: message });
     return false;
   }
+}
+
+/** Pure: was --json asked for on a command line yargs could not parse? */
+export function wantsJson(argv: readonly string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).some((a) => a === '--json' || a === '--json=true');
 }
 
 const SECRET_FLAG = new RegExp(`^--?(?:${SETTING_NAMES.filter((n) => 'secret' in SETTINGS[n]).map(flagOf).join('|')})(?:=(.*))?$`);

@@ -15,7 +15,7 @@ import { selectNext } from '../select.js';
 import { SftpSession } from '../sftp/session.js';
 import { partialPaths, readMeta } from '../transfer/partial.js';
 import { formatBytes } from '../util/space.js';
-import { configFromArgs, failureLine, writeJson, type GlobalArgs, type Io } from './shared.js';
+import { commandFailed, configFromArgs, writeJson, type GlobalArgs, type Io } from './shared.js';
 
 export interface StatusArgs extends GlobalArgs {
   local: boolean;
@@ -35,8 +35,7 @@ export async function statusCommand(args: StatusArgs, io: Io): Promise<ExitCode>
     config = configFromArgs(args, io, true);
   } catch (err) {
     const e = classify(err, 'reading the settings');
-    failureLine('ipi-pull', e, null, io, false);
-    return e.exitCode;
+    return commandFailed('ipi-pull', e, null, io, args.json);
   }
   let status: Status;
   try {
@@ -44,8 +43,7 @@ export async function statusCommand(args: StatusArgs, io: Io): Promise<ExitCode>
   } catch (err) {
     // The local records could not be read (a folder where a file belongs, no permission).
     const e = classify(err, 'reading the marker, history and lock');
-    failureLine('ipi-pull', e, config, io, false);
-    return e.exitCode;
+    return commandFailed('ipi-pull', e, config, io, args.json);
   }
   if (args.json) writeJson(io, status);
   else io.stdout.write(renderStatus(status, config));

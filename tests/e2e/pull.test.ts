@@ -282,8 +282,17 @@ describe('refusals: exit codes and nothing changed', () => {
     assert.equal(flag.code, 2);
   });
 
-  test('a command line yargs cannot parse: one line, exit 2, and a password on it is not repeated', async () => {
+  test('a command line yargs cannot parse: one line (and JSON with --json), exit 2, and a password on it is not repeated', async () => {
     const { ws } = setup({});
+    // With --json a wrapper parsing stdout gets the failure as JSON too.
+    const json = await ws.run(['--json', '--bogus']);
+    assert.equal(json.code, 2);
+    assert.deepEqual(JSON.parse(json.stdout), { outcome: 'usage', exitCode: 2, error: 'Unknown argument: bogus' });
+    for (const args of [['status', '--json', '--sftp-port', 'abc'], ['mark', 'IPI_20250101.dat', '--json', '--sftp-port', 'abc']]) {
+      const r = await ws.run(args);
+      assert.equal(r.code, 2, args.join(' '));
+      assert.match((JSON.parse(r.stdout) as { error: string }).error, /^SFTP_PORT \(--sftp-port\): 'abc' is not a whole number/);
+    }
     const dashes = await ws.run(['--', '--once']);
     assert.equal(dashes.code, 2);
     assert.match(dashes.stderr, /^ipi-pull: nothing after '--' is read, so it would be ignored: --once \(see 'ipi-pull --help'\)\n$/);

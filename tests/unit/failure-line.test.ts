@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { describe, test } from 'node:test';
 
-import { failureLine, secretsOnCommandLine, type Io } from '../../src/commands/shared.js';
+import { failureLine, secretsOnCommandLine, wantsJson, type Io } from '../../src/commands/shared.js';
 import type { Config } from '../../src/config/load.js';
 import { AccessDeniedError } from '../../src/errors.js';
 
@@ -44,5 +44,14 @@ describe('secretsOnCommandLine (pure)', () => {
 
   test('nothing when no secret flag is given', () => {
     assert.deepEqual(secretsOnCommandLine(['--once', '--sftp-user', 'ipi', 'extra']), []);
+  });
+});
+
+describe('wantsJson (pure)', () => {
+  test('--json before any --, in either spelling', () => {
+    assert.equal(wantsJson(['status', '--json']), true);
+    assert.equal(wantsJson(['--json=true', '--bogus']), true);
+    assert.equal(wantsJson(['--bogus']), false);
+    assert.equal(wantsJson(['--', '--json']), false);
   });
 });
