@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import winston from 'winston';
+import { makeDirSync } from './util/folders.js';
 
 export interface Logger {
   error(msg: string): void;
@@ -85,7 +86,7 @@ export function createLogger(opts: LogOptions): ClosableLogger {
     }));
   }
   if (opts.file) {
-    fs.mkdirSync(path.dirname(opts.file), { recursive: true });
+    makeDirSync(path.dirname(opts.file));
     // winston reports a file it cannot open later, as an event nobody sees: the run would go
     // on with no log at all. Open it once here so that fails now, naming LOG_FILE.
     fs.closeSync(fs.openSync(opts.file, 'a'));

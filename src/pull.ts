@@ -1,6 +1,5 @@
 // One run, start to end: lock, marker, connect, select, download, publish, record, marker.
 // Orchestration only; each step's rules live in its own module.
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import picomatch from 'picomatch';
 import type { Config } from './config/load.js';
@@ -23,6 +22,7 @@ import { RemoteChangedError, downloadFile, type Downloaded } from './transfer/do
 import { WRITE_BEHIND } from './transfer/engine.js';
 import { keepFoldersOpen, sweepTemporaries } from './util/atomic.js';
 import { formatBytes } from './util/space.js';
+import { makeDir } from './util/folders.js';
 
 export interface PullOptions {
   once: boolean;
@@ -118,7 +118,7 @@ async function sweepLeftovers(config: Config, log: Logger): Promise<void> {
 async function prepareFolders(folders: ReadonlyArray<readonly [string, string]>): Promise<void> {
   for (const [key, dir] of folders) {
     try {
-      await fs.mkdir(dir, { recursive: true });
+      await makeDir(dir);
     } catch (err) {
       throw new PermanentError(`${key} ${dir}: cannot create it (${(err as NodeJS.ErrnoException).code ?? err})`);
     }

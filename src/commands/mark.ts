@@ -1,5 +1,4 @@
 // `ipi-pull mark NAME`: set the marker on purpose (start later, or pull again from a point).
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import picomatch from 'picomatch';
 import { ConfigError, EXIT, classify, type ExitCode } from '../errors.js';
@@ -9,6 +8,7 @@ import { DamagedMarkerError, readMarker, writeMarker } from '../marker.js';
 import { unsafeNameReason } from '../names.js';
 import { sessionOptions } from '../sftp/session-options.js';
 import { dateKeyOf } from '../select.js';
+import { makeDir } from '../util/folders.js';
 import { SftpSession } from '../sftp/session.js';
 import type { Config } from '../config/load.js';
 import { commandFailed, configFromArgs, writeJson, type GlobalArgs, type Io } from './shared.js';
@@ -43,7 +43,7 @@ export async function markCommand(args: MarkArgs, io: Io): Promise<ExitCode> {
         await session.end();
       }
     }
-    await fs.mkdir(path.dirname(config.markerFile), { recursive: true });
+    await makeDir(path.dirname(config.markerFile));
     // Under the lock, so a run in progress cannot overwrite the marker we set (or we its).
     const lock = await acquireLock(lockFileFor(config.markerFile), (m) => io.stderr.write(`ipi-pull: ${m}\n`));
     try {

@@ -19,6 +19,7 @@ import { LocalChangedError } from '../transfer/upload-engine.js';
 import { sweepTemporaries } from '../util/atomic.js';
 import { formatBytes } from '../util/space.js';
 import { sleep } from '../util/time.js';
+import { makeDir } from '../util/folders.js';
 import {
   afterUploadDue, foldersToMirror, goneFromWatchDir, ignoreMatcher, isSettled, needsUpload, nextRetryAt, observe, queueOrder, remoteFolder,
   type IgnoreTest, type Observation,
@@ -78,7 +79,7 @@ export async function runPush(config: Config, opts: PushOptions, ctx: PushContex
   }
   let lock: Lock | null = null;
   if (!opts.dryRun) {
-    await fs.mkdir(path.dirname(config.stateFile), { recursive: true });
+    await makeDir(path.dirname(config.stateFile));
     lock = await acquireLock(lockFileFor(config.stateFile), (m) => ctx.log.warn(m), pidAlive, 'ipi-push');
   }
   // Everything after the lock is taken runs inside this try: whatever fails, the lock goes.

@@ -4,6 +4,7 @@ import fs from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { withPath } from '../errors.js';
+import { makeDir } from './folders.js';
 
 let tempSeq = 0;
 
@@ -187,7 +188,7 @@ export async function renameNoReplace(from: string, to: string): Promise<void> {
  * its parent (a file fsynced into a folder whose own entry was lost is lost with it).
  */
 export async function mkdirDurably(dir: string): Promise<void> {
-  const first = await fs.mkdir(dir, { recursive: true });
+  const first = await makeDir(dir);
   if (first === undefined) return;
   const created: string[] = [];
   for (let d = path.resolve(dir); ; d = path.dirname(d)) {
