@@ -72,11 +72,13 @@ type FolderTrouble = { permanent: boolean; attempts: number; retryAt: number };
 
 export async function runPush(config: Config, opts: PushOptions, ctx: PushContext): Promise<PushSummary> {
   const summary: PushSummary = { uploaded: [], folders: [], failed: [], waiting: [], pending: [], wouldUpload: [], wouldCreateFolders: [], stopped: false };
+  let watched: Awaited<ReturnType<typeof fs.stat>>;
   try {
-    await fs.access(config.watchDir);
+    watched = await fs.stat(config.watchDir);
   } catch {
     throw new ConfigError(`WATCH_DIR ${config.watchDir}: no such folder. Create it, or set WATCH_DIR to the folder whose files are to be uploaded`);
   }
+  if (!watched.isDirectory()) throw new ConfigError(`WATCH_DIR ${config.watchDir}: a file, not a folder. Set WATCH_DIR to the folder whose files are to be uploaded`);
   let lock: Lock | null = null;
   if (!opts.dryRun) {
     await makeDir(path.dirname(config.stateFile));

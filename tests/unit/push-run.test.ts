@@ -6,6 +6,7 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 
 import { buildConfig } from '../../src/config/load.js';
+import { EXIT, type IpiError } from '../../src/errors.js';
 import { lockFileFor, pidAlive } from '../../src/lock.js';
 import { noProgress } from '../../src/progress.js';
 import { runPush } from '../../src/push/run.js';
@@ -42,3 +43,18 @@ describe('runPush and its lock', () => {
     }
   });
 });
+
+describe('runPush and WATCH_DIR', () => {
+  const once = { mode: 'once' as const, dryRun: false, acceptNewHostKey: false, retryFailed: false, signal: new AbortController().signal };
+  test('missing, or a file: exit 2 naming it, before anything is created', async () => {
+    for (const make of [() => {}, (w: string) => fs.writeFileSync(w, 'not a folder')]) {
+      const dir = fs.mkdtempSync(path.join(root, 'watch-'));
+      const config = pushConfig(dir);
+      make(config.watchDir);
+      await assert.rejects(runPush(config, once, { log: fakeLog(), progress: noProgress }),
+        (err: IpiError) => err.exitCode === EXIT.usage && err.message.startsWith(`WATCH_DIR ${config.watchDir}: `));
+      assert.equal(fs.existsSync(path.dirname(config.stateFile)), false, 'no state folder made');
+    }
+  });
+});
+
