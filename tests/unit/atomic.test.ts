@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 
 import { isOrphanTemp, prepareFileAtomic, renameDurably, sweepTemporaries, tempNameFor, writeFileAtomic } from '../../src/util/atomic.js';
+import { withTempDir } from './helpers/tmp.js';
 
 const HOUR = 3_600_000;
 
@@ -21,8 +21,7 @@ test('isOrphanTemp: our temp names whose writer is gone and that are an hour old
 });
 
 test('sweepTemporaries removes only orphaned temporaries', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-sweep-'));
-  try {
+  await withTempDir('ipi-sweep-', async (dir) => {
     const orphan = tempNameFor(path.join(dir, 'IPI_1.dat'), 'publishing');
     fs.writeFileSync(orphan, 'half');
     const old = new Date(Date.now() - 2 * HOUR);
@@ -32,33 +31,25 @@ test('sweepTemporaries removes only orphaned temporaries', async () => {
     const removed = await sweepTemporaries(dir, () => false);
     assert.deepEqual(removed, [orphan]);
     assert.deepEqual(fs.readdirSync(dir).sort(), ['IPI_1.dat', 'last_file.txt']);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('renameDurably: a failed rename leaves the source where it was (it may be the only copy)', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-atomic-'));
-  try {
+  await withTempDir('ipi-atomic-', async (dir) => {
     const from = path.join(dir, 'IPI_1.dat.part');
     fs.writeFileSync(from, 'verified bytes');
     fs.mkdirSync(path.join(dir, 'IPI_1.dat', 'occupied'), { recursive: true });
     await assert.rejects(renameDurably(from, path.join(dir, 'IPI_1.dat')));
     assert.equal(fs.readFileSync(from, 'utf8'), 'verified bytes');
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('prepareFileAtomic: a commit that fails removes its own temporary', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-atomic-'));
-  try {
+  await withTempDir('ipi-atomic-', async (dir) => {
     const target = path.join(dir, 'last_file.txt');
     const prepared = await prepareFileAtomic(target, 'IPI_2.dat');
     fs.mkdirSync(path.join(target, 'occupied'), { recursive: true });
     await assert.rejects(prepared.commit());
     assert.deepEqual(fs.readdirSync(dir), ['last_file.txt']);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 
 import { HistoryAppender, isDelivery, recentDeliveries, type Delivery } from '../../src/history.js';
+import { withTempDir } from './helpers/tmp.js';
 
 const line: Delivery = {
   name: 'IPI_20240101.dat', size: 3, sha256: 'a'.repeat(64), remoteMtime: '2024-01-01T00:00:00.000Z', deliveredAt: '2024-01-01T00:05:00.000Z',
@@ -21,8 +21,7 @@ test('isDelivery: the fields status and the mtime order rely on, with their type
 });
 
 test('recentDeliveries: newest first; torn and hand-edited lines are skipped', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-history-'));
-  try {
+  await withTempDir('ipi-history-', async (dir) => {
     const file = path.join(dir, 'last_file.history.jsonl');
     const h = new HistoryAppender(file);
     await h.append(line);
@@ -33,14 +32,11 @@ test('recentDeliveries: newest first; torn and hand-edited lines are skipped', a
     await h2.close();
     fs.appendFileSync(file, '{"name":"IPI_2024010'); // torn by a crash
     assert.deepEqual((await recentDeliveries(file)).map((d) => d.name), ['IPI_20240102.dat', 'IPI_20240101.dat']);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a line torn by a crash does not swallow the next one: the appender ends it first', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-history-'));
-  try {
+  await withTempDir('ipi-history-', async (dir) => {
     const file = path.join(dir, 'last_file.history.jsonl');
     const h = new HistoryAppender(file);
     await h.append(line);
@@ -51,7 +47,5 @@ test('a line torn by a crash does not swallow the next one: the appender ends it
     await h2.close();
     assert.deepEqual((await recentDeliveries(file)).map((d) => d.name), ['IPI_20240103.dat', 'IPI_20240101.dat']);
     assert.ok(fs.readFileSync(file, 'utf8').startsWith(`${JSON.stringify(line)}\n{"name":"IPI_2024010\n`), 'earlier bytes kept as they were');
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
