@@ -23,6 +23,7 @@ export async function pushCommand(args: PushArgs, io: Io): Promise<ExitCode> {
   const out = await runWithSetup<PushSummary>(args, io, 'push', {
     onSignal: 'taking no new file; finishing the writes in flight, then saving the state',
     doing: watch ? 'watching' : 'the run',
+    loginOptional: args['dry-run'],
     body: ({ config, log, signal, tty }) => {
       metrics = args['dry-run'] ? null : pushMetrics(config.metricsFile, started, log);
       return runPush(config, {

@@ -42,10 +42,10 @@ export function flagValues(argv: Record<string, unknown>): Partial<Record<Settin
   return out;
 }
 
-export function configFromArgs(args: GlobalArgs, io: Io, serverOptional = false, tool: Tool = 'pull'): Config {
+export function configFromArgs(args: GlobalArgs, io: Io, serverOptional = false, tool: Tool = 'pull', loginOptional = false): Config {
   const flags = flagValues(args);
   try {
-    return loadConfig({ envFile: args['env-file'], flags, env: io.env, cwd: io.cwd, serverOptional, tool });
+    return loadConfig({ envFile: args['env-file'], flags, env: io.env, cwd: io.cwd, serverOptional, loginOptional, tool });
   } catch (err) {
     // A first run with nothing set up: say how to start, as the sftpmonitor it replaces did.
     if (err instanceof ConfigError && nothingConfigured(args, flags, io)) {
@@ -109,12 +109,16 @@ export interface RunOutcome<S> {
  */
 export async function runWithSetup<S>(
   args: GlobalArgs, io: Io, tool: Tool,
-  opts: { onSignal: string; doing: string; body: (ctx: CommandContext) => Promise<S>; after?: (ctx: CommandContext, summary: S | null, failure: IpiError | null) => Promise<void> },
+  opts: {
+    onSignal: string; doing: string; body: (ctx: CommandContext) => Promise<S>; after?: (ctx: CommandContext, summary: S | null, failure: IpiError | null) => Promise<void>;
+    /** The run connects to nothing (ipi-push --dry-run): no way to log in is needed. */
+    loginOptional?: boolean;
+  },
 ): Promise<RunOutcome<S>> {
   let config: Config;
   let log: ClosableLogger;
   try {
-    config = configFromArgs(args, io, false, tool);
+    config = configFromArgs(args, io, false, tool, opts.loginOptional ?? false);
   } catch (err) {
     return { config: null, summary: null, failure: classify(err, 'reading the settings'), logged: false };
   }

@@ -1,6 +1,7 @@
 // The edge: .env file, then the process environment, then flags (later wins), validated
 // once into a typed Settings object. Nothing connects or writes before this succeeds.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import { EnvFileError, parseEnvEntries } from './envfile.js';
@@ -19,6 +20,8 @@ export interface LoadOptions {
   cwd?: string;
   /** Skip the check for settings needed to connect (init, status without a server). */
   serverOptional?: boolean;
+  /** Skip only the check for a way to log in (ipi-push --dry-run, which connects to nothing). */
+  loginOptional?: boolean;
   /** Which command loads them: a setting required by one command only is checked for that one. Default pull. */
   tool?: Tool;
   /** The platform the paths are for; default process.platform. */
@@ -66,14 +69,14 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     const v = given(opts.flags?.[name]) ?? given(env[key]) ?? given(fileValues[key]);
     if (v !== undefined) raw[name] = v;
   }
-  return buildConfig(raw, { envFile, baseDir, serverOptional: opts.serverOptional ?? false, env, tool: opts.tool, platform: opts.platform, nearMisses });
+  return buildConfig(raw, { envFile, baseDir, serverOptional: opts.serverOptional ?? false, loginOptional: opts.loginOptional ?? false, env, tool: opts.tool, platform: opts.platform, nearMisses });
 }
 
 /** Validate raw strings by setting name into a Config. Also used by the demo, which has no .env. */
 export function buildConfig(
   raw: Partial<Record<SettingName, string>>,
   ctx: {
-    envFile: string | null; baseDir: string; serverOptional?: boolean; env?: NodeJS.ProcessEnv; tool?: Tool; platform?: NodeJS.Platform;
+    envFile: string | null; baseDir: string; serverOptional?: boolean; loginOptional?: boolean; env?: NodeJS.ProcessEnv; tool?: Tool; platform?: NodeJS.Platform;
     /** Keys of the .env file that look like typos of ours (loadConfig finds them). */
     nearMisses?: readonly EnvFileNearMiss[];
   },
@@ -115,9 +118,11 @@ export function buildConfig(
   const settings = values as unknown as Settings;
   // No environment given means none: the demo must not log in with the user's own agent.
   const agent = settings.agent ?? ctx.env?.SSH_AUTH_SOCK;
-  const identities = settings.keyFile === undefined ? usableDefaultIdentities() : [];
-  if (!ctx.serverOptional && settings.password === undefined && settings.keyFile === undefined && !agent && identities.length === 0) {
-    const locked = defaultIdentityFiles().find((f) => fs.existsSync(f));
+  // The home of the environment given (a test's, or the process's own).
+  const home = ctx.env?.HOME ?? os.homedir();
+  const identities = settings.keyFile === undefined ? usableDefaultIdentities(home) : [];
+  if (!ctx.serverOptional && !ctx.loginOptional && settings.password === undefined && settings.keyFile === undefined && !agent && identities.length === 0) {
+    const locked = defaultIdentityFiles(home).find((f) => fs.existsSync(f));
     const hint = locked ? `; ${locked} needs a passphrase (or is not a key): name it in SFTP_KEY, with SFTP_KEY_PASSPHRASE` : '';
     throw new ConfigError(`no way to log in: set SFTP_PASS, or SFTP_KEY (a private key file), or run an SSH agent (SSH_AUTH_SOCK)${hint}. Example: SFTP_KEY=~/.ssh/id_ed25519`);
   }

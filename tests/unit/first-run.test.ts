@@ -100,3 +100,20 @@ describe('ipi-push init', () => {
     assert.match(namedAgain.stderr, /site-a\.env already exists; left unchanged/);
   });
 });
+
+describe('ipi-push --dry-run connects to nothing', () => {
+  test('so it needs no way to log in; a real run still does', async () => {
+    const dir = fs.mkdtempSync(path.join(root, 'dry-'));
+    fs.mkdirSync(path.join(dir, 'out', 'sub'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'out', 'sub', 'a.dat'), 'hi');
+    fs.writeFileSync(path.join(dir, '.env'), 'SFTP_HOST=sftp.example.com\nSFTP_USER=ipi\nWATCH_DIR=./out\nSFTP_UPLOAD_DIR=/in\nPUSH_SETTLE=0\nLOG_FILE=none\n');
+    // HOME with no ~/.ssh: no default key to fall back on.
+    const env = { HOME: dir };
+    const dry = await run('ipi-push', ['--dry-run', '--json'], dir, env);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.deepEqual((JSON.parse(dry.stdout) as { wouldUpload: string[] }).wouldUpload, ['sub/a.dat']);
+    const real = await run('ipi-push', ['--once'], dir, env);
+    assert.equal(real.code, 2);
+    assert.match(real.stderr, /no way to log in/);
+  });
+});
