@@ -33,22 +33,17 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
-/**
- * Pure: may a lock with this content be taken over? `here` is the process asking, with the
- * tokens of the locks it holds.
- */
-export function isStale(info: LockInfo | null, ageMs: number, here: { host: string; pid: number; held: ReadonlySet<string>; alive: Liveness }): boolean {
+/** Pure: may a lock with this content be taken over? */
+export function isStale(info: LockInfo | null, ageMs: number, here: { host: string; alive: Liveness }): boolean {
   // Unreadable content: a run died while writing it. Give a live writer a moment to finish.
   if (!info) return ageMs > 10_000;
   if (info.host !== here.host) return false; // cannot see another machine's processes: never steal
-  // Our own pid in a lock we did not take: a dead run's, its pid since reused by us (a
-  // container's job is often pid 1 every time). "Alive" would be us, and block every run.
-  if (info.pid === here.pid) return !here.held.has(info.token);
+  // A lock naming our own pid is not taken over either. It may be a dead run whose pid we
+  // reuse (a container job is pid 1 every run), but it may also be a live run in another pid
+  // namespace sharing this folder and host name: a stuck lock is loud and loses nothing, two
+  // runs on one marker could. The held-lock message below says what to do.
   return !here.alive(info.pid);
 }
-
-/** Tokens of the locks this process holds. */
-const heldHere = new Set<string>();
 
 export async function readLock(file: string): Promise<{ info: LockInfo | null; ageMs: number } | null> {
   try {
@@ -99,21 +94,16 @@ export async function acquireLock(
       } finally {
         await fh.close().catch(() => {});
       }
-      heldHere.add(me.token);
-      return {
-        file,
-        release: async () => {
-          heldHere.delete(me.token);
-          await releaseLock(file, me.token);
-        },
-      };
+      return { file, release: () => releaseLock(file, me.token) };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
     const held = await readLock(file);
     if (!held) continue; // released between our open and our read: try again
-    if (!isStale(held.info, held.ageMs, { host: me.host, pid: me.pid, held: heldHere, alive })) {
-      throw new LockHeldError(`another ${program} run holds the lock: ${describeHolder(held.info, file)}. If no such process exists, delete the lock file.`);
+    if (!isStale(held.info, held.ageMs, { host: me.host, alive })) {
+      throw new LockHeldError(held.info?.pid === me.pid && held.info.host === me.host
+        ? `the lock ${file} names this process's own pid ${me.pid} on ${me.host} (since ${held.info.since}): a run that died, its pid reused (in a container every run may be pid 1), or a run in another container sharing this folder. If no other ${program} is running against it, delete the lock file.`
+        : `another ${program} run holds the lock: ${describeHolder(held.info, file)}. If no such process exists, delete the lock file.`);
     }
     // Rename is atomic: of two runs taking over the same stale lock, only one moves it away.
     const aside = `${file}.stale-${process.pid}`;
@@ -124,7 +114,7 @@ export async function acquireLock(
       throw err;
     }
     const still = await readLock(aside);
-    if (still && !isStale(still.info, still.ageMs, { host: me.host, pid: me.pid, held: heldHere, alive })) {
+    if (still && !isStale(still.info, still.ageMs, { host: me.host, alive })) {
       // What we moved aside was a fresh lock taken between our read and our rename: give it
       // back. By link, not rename: a rename would replace a lock a third run took meanwhile.
       await fs.link(aside, file).catch(() => {});

@@ -52,7 +52,7 @@ describe('pidAlive', () => {
 });
 
 describe('isStale (pure)', () => {
-  const here = { host: 'me', pid: 7, held: new Set(['mine']), alive: (pid: number) => pid === 42 || pid === 7 };
+  const here = { host: 'me', alive: (pid: number) => pid === 42 };
 
   test('unreadable content younger than 10 s is held (a writer may still be busy)', () => {
     assert.equal(isStale(null, 0, here), false);
@@ -67,17 +67,12 @@ describe('isStale (pure)', () => {
 
   test('a lock from another host is never stale, however old or dead', () => {
     const info: LockInfo = { pid: 1, host: 'other', since: 'x', token: 't' };
-    assert.equal(isStale(info, 365 * 86_400_000, { host: 'me', pid: 1, held: new Set<string>(), alive: () => false }), false);
+    assert.equal(isStale(info, 365 * 86_400_000, { host: 'me', alive: () => false }), false);
   });
 
   test('a lock from this host is stale exactly when its pid is dead', () => {
     assert.equal(isStale({ pid: 42, host: 'me', since: 'x', token: 't' }, 0, here), false);
     assert.equal(isStale({ pid: 43, host: 'me', since: 'x', token: 't' }, 0, here), true);
-  });
-
-  test('a lock naming our own pid is a dead run whose pid we reuse (a container job is pid 1 each time)', () => {
-    assert.equal(isStale({ pid: 7, host: 'me', since: 'x', token: 't' }, 0, here), true);
-    assert.equal(isStale({ pid: 7, host: 'me', since: 'x', token: 'mine' }, 0, here), false, 'one this process holds is not');
   });
 });
 
@@ -228,14 +223,12 @@ describe('acquireLock', () => {
     assert.deepEqual(fs.readdirSync(dir), [path.basename(file)]);
   });
 
-  test('a lock left by an earlier process with our pid is taken over, not "held by pid <ours>"', async () => {
+  test('a lock naming our own pid is not taken over (it may be a live run in another container); the message says what it may be', async () => {
     const { file } = lockPath();
-    writeLock(file, { pid: process.pid, host, since: 's', token: 'a-dead-run' });
-    const notices: string[] = [];
-    const lock = await acquireLock(file, (m) => notices.push(m));
-    assert.equal(notices.length, 1);
-    assert.notEqual((JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo).token, 'a-dead-run');
-    await lock.release();
+    writeLock(file, { pid: process.pid, host, since: 's', token: 'a-dead-run-or-another-container' });
+    await assert.rejects(acquireLock(file, noTakeover), (err: unknown) => err instanceof LockHeldError
+      && err.message.includes(`names this process's own pid ${process.pid}`) && /delete the lock file/.test(err.message));
+    assert.equal((JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo).token, 'a-dead-run-or-another-container');
   });
 
   test('giving a fresh lock back never replaces a lock a third run took meanwhile', async () => {
