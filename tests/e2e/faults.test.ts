@@ -15,7 +15,7 @@ import { startEmbeddedServer, type EmbeddedServerOptions } from './helpers/embed
 import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
 import { writeRemoteFile, type SftpServerHandle } from './helpers/server.js';
 import { startSshd } from './helpers/sshd.js';
-import { chattr, delay, getFreePort } from './helpers/util.js';
+import { chattr, delay, getFreePort, toolRuns } from './helpers/util.js';
 import { pullSuite } from './helpers/suite.js';
 
 const MiB = 1024 * 1024;
@@ -117,13 +117,7 @@ function watchInvariants(ws: Workspace, expected: Record<string, Buffer>): { sto
 
 describe('link faults (real sshd through the fault proxy)', () => {
   test('TCP keepalive is on for the connection, probing after KEEPALIVE_INTERVAL (seen by ss)', async (t) => {
-    let ssWorks = true;
-    try {
-      execFileSync('ss', ['-V'], { stdio: 'pipe' });
-    } catch {
-      ssWorks = false;
-    }
-    if (!ssWorks) return t.skip('no ss (iproute2) on this machine to read socket timers');
+    if (!toolRuns('ss')) return t.skip('no ss (iproute2) on this machine to read socket timers');
     // SETTLE_TIME holds the connection idle between the listing and the second look.
     const { ws } = setup({ 'IPI_20250102_ka.dat': testBytes(1000, 102) }, { SETTLE_TIME: '4', KEEPALIVE_INTERVAL: '7' });
     const { child, done } = spawnTracked(ws);

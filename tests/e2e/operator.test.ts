@@ -11,6 +11,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 
 import { CLI, listDir, runCli, sha256, testBytes } from './helpers/cli.js';
+import { toolRuns } from './helpers/util.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
 import { writeRemoteFile } from './helpers/server.js';
 import { pullSuite } from './helpers/suite.js';
@@ -262,16 +263,7 @@ describe('ipi-pull demo', () => {
 
 describe('progress on a terminal', () => {
   test('a live bar with percent, speed and ETA, cleared when the file is done (driven in tmux)', async (t) => {
-    let hasTmux = true;
-    try {
-      execFileSync('tmux', ['-V'], { stdio: 'ignore' });
-    } catch {
-      hasTmux = false;
-    }
-    if (!hasTmux) {
-      t.skip('tmux is not installed: the terminal progress bar cannot be driven here (apt-get install tmux)');
-      return;
-    }
+    if (!toolRuns('tmux')) return t.skip('tmux is not installed: the terminal progress bar cannot be driven here (apt-get install tmux)');
     const { ws } = setup({ 'IPI_20250801.dat': testBytes(6 * 1024 * 1024, 8) });
     const proxy = await startFaultProxy(suite.server.port);
     proxy.throttle(2 * 1024 * 1024); // about 3 s for the file: long enough to see the bar move

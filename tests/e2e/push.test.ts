@@ -3,15 +3,13 @@
  * sshd is not installed: the helper says so), with the fault proxy for a server that goes away.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 
-import { collect, makeWorkspace, sha256, sha256File, testBytes, type CliResult, type Workspace } from './helpers/cli.js';
-import { spawn } from 'node:child_process';
-import { childEnv } from './helpers/cli.js';
+import { childEnv, collect, makeWorkspace, sha256, sha256File, testBytes, type CliResult, type Workspace } from './helpers/cli.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
 import { loadConfig } from '../../src/config/load.js';
 import { silentLogger, type Logger } from '../../src/log.js';
@@ -21,6 +19,7 @@ import { SftpSession } from '../../src/sftp/session.js';
 import { startEmbeddedServer } from './helpers/embedded-server.js';
 import { startTestServer, type SftpServerHandle } from './helpers/server.js';
 import { startSshd, sshdAvailable } from './helpers/sshd.js';
+import { chattr } from './helpers/util.js';
 
 const PUSH_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/bin/ipi-push.js');
 
@@ -455,19 +454,14 @@ describe('ipi-push --once', () => {
     const p = setup({ AFTER_UPLOAD: 'archive', ARCHIVE_DIR: './archive' });
     const archive = path.join(p.ws.dir, 'archive');
     fs.mkdirSync(archive);
-    try {
-      execFileSync('chattr', ['+i', archive], { stdio: 'pipe' });
-    } catch {
-      t.skip('chattr +i refused on this filesystem: an ARCHIVE_DIR that refuses the move cannot be produced');
-      return;
-    }
+    if (!chattr('+i', archive)) return t.skip('chattr +i refused on this filesystem: an ARCHIVE_DIR that refuses the move cannot be produced');
     p.put('sub/a.dat', 'A');
     try {
       const r = await p.run(['--once']);
       assert.equal(r.code, 0, r.stderr);
       assert.match(p.log(), /"sub\/a\.dat": uploaded, but AFTER_UPLOAD=archive failed/);
     } finally {
-      execFileSync('chattr', ['-i', archive], { stdio: 'pipe' });
+      chattr('-i', archive);
     }
     assert.ok(exists(path.join(p.watchDir, 'sub/a.dat')));
     const ino = fs.statSync(path.join(p.remoteRoot, 'sub/a.dat')).ino;
@@ -533,19 +527,14 @@ describe('ipi-push --once', () => {
     const p = setup({ AFTER_UPLOAD: 'delete' });
     const historyFile = path.join(p.ws.dir, 'ipi-push-state.history.jsonl');
     fs.writeFileSync(historyFile, '');
-    try {
-      execFileSync('chattr', ['+i', historyFile], { stdio: 'pipe' });
-    } catch {
-      t.skip('chattr +i refused on this filesystem: a history that refuses writes cannot be produced');
-      return;
-    }
+    if (!chattr('+i', historyFile)) return t.skip('chattr +i refused on this filesystem: a history that refuses writes cannot be produced');
     p.put('h.dat', 'H');
     try {
       const r = await p.run(['--once']);
       assert.equal(r.code, 1, r.stdout + r.stderr);
       assert.match(r.stderr, /recording the upload of "h\.dat" .* in the upload history: operation not permitted/);
     } finally {
-      execFileSync('chattr', ['-i', historyFile], { stdio: 'pipe' });
+      chattr('-i', historyFile);
     }
     assert.ok(exists(path.join(p.watchDir, 'h.dat')), 'not deleted: its upload is not recorded');
     assert.deepEqual(Object.keys(p.state().uploaded), []);
@@ -583,12 +572,7 @@ describe('ipi-push --once', () => {
     const p = setup({ RETRIES: '5' });
     p.put('denied.dat', 'D');
     fs.mkdirSync(p.remoteRoot, { recursive: true });
-    try {
-      execFileSync('chattr', ['+i', p.remoteRoot], { stdio: 'pipe' });
-    } catch {
-      t.skip('chattr +i refused on this filesystem: a write-refusing server folder cannot be produced as root');
-      return;
-    }
+    if (!chattr('+i', p.remoteRoot)) return t.skip('chattr +i refused on this filesystem: a write-refusing server folder cannot be produced as root');
     try {
       const r = await p.run(['--once']);
       assert.equal(r.code, 1, r.stdout + r.stderr);
@@ -602,7 +586,7 @@ describe('ipi-push --once', () => {
       assert.equal((p.state().failed['denied.dat'] as { attempts: number }).attempts, 1, again.stdout + again.stderr);
       assert.match(again.stdout + again.stderr, /denied\.dat/, 'the permanent failure is still reported');
     } finally {
-      execFileSync('chattr', ['-i', p.remoteRoot], { stdio: 'pipe' });
+      chattr('-i', p.remoteRoot);
     }
     const fixed = await p.run(['--once', '--retry-failed']);
     assert.equal(fixed.code, 0, fixed.stdout + fixed.stderr);

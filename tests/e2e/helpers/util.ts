@@ -158,3 +158,13 @@ export function chattr(flag: '+i' | '-i', target: string): boolean {
     return false;
   }
 }
+
+/** Whether a command runs here (`tmux -V`, `ss -V`): tests that need one skip, saying so, where it does not. */
+export function toolRuns(command: string, args: readonly string[] = ['-V']): boolean {
+  try {
+    execFileSync(command, args, { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
