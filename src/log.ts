@@ -40,8 +40,8 @@ export interface ClosableLogger extends Logger {
  */
 export const SHORT_SECRET = 6;
 
-/** Where a short secret counts as standing alone: between these, or at either end of the text. */
-const DELIMITER = /[\s=:@,;'"()[\]{}<>]/;
+/** Where a short secret counts as standing alone: between these, or at either end of the text (end of a sentence too). */
+const DELIMITER = /[\s=:@,;.!?'"()[\]{}<>]/;
 
 export function scrub(text: string, secrets: readonly string[]): string {
   let out = text;

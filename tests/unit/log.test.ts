@@ -34,6 +34,7 @@ describe('scrub', () => {
     // Standing alone: between delimiters or at either end.
     assert.equal(scrub('ipi', secrets), '***');
     assert.equal(scrub('password=ipi, user ipi:ipi@host (ipi) "ipi"', secrets), 'password=***, user ***:***@host (***) "***"');
+    assert.equal(scrub('the server said: bad password ipi.', secrets), 'the server said: bad password ***.');
     // Inside a word, a path or a program name it is left alone: it is not the password there.
     assert.equal(scrub('ipi-push: uploaded /opt/ipi/IPI_1.csv; pipit', secrets), 'ipi-push: uploaded /opt/ipi/IPI_1.csv; pipit');
     assert.equal(scrub('would upload "sub/a.dat"', ['p']), 'would upload "sub/a.dat"');
