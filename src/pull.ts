@@ -59,6 +59,8 @@ export interface RunSummary {
 export interface RunContext {
   log: Logger;
   progress: Progress;
+  /** The lock's heartbeat period (default 30 s); tests shorten it to see a lost lock stop a run. */
+  lockRefreshMs?: number;
 }
 
 /** Listings taken again in one run because a listed file had gone: beyond this the server is not settling. */
@@ -74,7 +76,7 @@ export async function runPull(config: Config, opts: PullOptions, ctx: RunContext
   if (!opts.dryRun) {
     // The lock first (its folder is the marker's): a run that finds it held changes nothing.
     await prepareFolders([['LAST_FILE_RECORD\'s folder', path.dirname(config.markerFile)]]);
-    lock = await acquireLock(lockFileFor(config.markerFile), (m) => ctx.log.warn(m));
+    lock = await acquireLock(lockFileFor(config.markerFile), (m) => ctx.log.warn(m), { refreshMs: ctx.lockRefreshMs });
   }
   try {
     if (lock) {
@@ -82,26 +84,32 @@ export async function runPull(config: Config, opts: PullOptions, ctx: RunContext
       await sweepLeftovers(config, ctx.log);
     }
     const warned = new Set<string>();
+    // A lost lock stops the run as a signal does, and is what the run then reports.
+    const stop = lock ? (opts.signal ? AbortSignal.any([opts.signal, lock.lost]) : lock.lost) : opts.signal;
+    const lost = lock?.lost;
     await withRetries(async (attempt) => {
       const session = await SftpSession.open(sessionOptions(config, opts.acceptNewHostKey, ctx.log));
       // A signal must not wait for a stalled read to time out: drop the link, keep the partial.
       const onAbort = () => session.destroy('interrupted');
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      stop?.addEventListener('abort', onAbort, { once: true });
       // A signal that came while connecting: the listener above will never fire for it.
-      if (opts.signal?.aborted) onAbort();
+      if (stop?.aborted) onAbort();
       // One set of chunk buffers per connection, reused by every file: a failed attempt's
       // buffers may still be written by reads in flight, so they are never handed on.
       // (+ PUBLISH_BUFFERS: a large file's O_DIRECT publish borrows two while the next file downloads.)
       const pool = new ChunkPool(config.chunkSize, config.chunksInFlight + WRITE_BEHIND + PUBLISH_BUFFERS);
       const history = new HistoryAppender(historyFileFor(config.markerFile));
       try {
-        await keepFoldersOpen(() => drain(session, pool, history, config, opts, ctx, summary, attempt, warned));
+        await keepFoldersOpen(() => drain(session, pool, history, config, { ...opts, signal: stop }, ctx, summary, attempt, warned, lost));
       } finally {
-        opts.signal?.removeEventListener('abort', onAbort);
+        stop?.removeEventListener('abort', onAbort);
         await history.close();
         await session.end();
       }
-    }, { retries: config.retries, delaysMs: config.retryDelays }, ctx.log, opts.signal);
+    }, { retries: config.retries, delaysMs: config.retryDelays }, ctx.log, stop).catch((err: unknown) => {
+      lost?.throwIfAborted();
+      throw err;
+    });
   } finally {
     await lock?.release();
   }
@@ -127,7 +135,7 @@ async function prepareFolders(folders: ReadonlyArray<readonly [string, string]>)
 
 async function drain(
   session: SftpSession, pool: ChunkPool, history: HistoryAppender, config: Config, opts: PullOptions, ctx: RunContext,
-  summary: RunSummary, attempt: Attempt, warned: Set<string>,
+  summary: RunSummary, attempt: Attempt, warned: Set<string>, lost: AbortSignal | undefined,
 ): Promise<void> {
   let relists = 0;
   // A listing gives the queue; after draining it we list once more for files that arrived meanwhile.
@@ -191,7 +199,7 @@ async function drain(
         const companion = config.checksumSuffixes.find((c) => listed.has(entry.name + c.suffix));
         const got = await fetchOne(session, pool, config, entry, companion ?? null, ctx, attempt, signal);
         await settle();
-        finishing = finishOne(session, pool, history, config, entry, got, ctx, summary, attempt);
+        finishing = finishOne(session, pool, history, config, entry, got, ctx, summary, attempt, lost);
         finishing.catch(() => publishFailed.abort('a failed publish'));
         if (opts.once) break;
       }
@@ -313,7 +321,7 @@ function downloadOne(
 /** Publish a verified file, record it in the history, then move the marker; POST_ACTION last. */
 async function finishOne(
   session: SftpSession, pool: ChunkPool, history: HistoryAppender, config: Config, entry: RemoteEntry, got: Downloaded,
-  ctx: RunContext, summary: RunSummary, attempt: Attempt,
+  ctx: RunContext, summary: RunSummary, attempt: Attempt, lost: AbortSignal | undefined,
 ): Promise<void> {
   // The next marker is written and fsynced under a temporary name meanwhile; it takes the
   // marker's name only after the file is published and its history line is down.
@@ -339,8 +347,11 @@ async function finishOne(
       remoteMtime: new Date(entry.mtimeMs).toISOString(),
       deliveredAt: new Date().toISOString(),
     });
-    // Last of all: the marker moves only once the file is whole in SERVER_DIR.
-    await (await nextMarker).commit();
+    // Last of all: the marker moves only once the file is whole in SERVER_DIR, and only by
+    // the lock's holder (a run that lost it stops here: another may be moving the marker).
+    const marker = await nextMarker;
+    lost?.throwIfAborted();
+    await marker.commit();
   } catch (err) {
     await nextMarker.then((m) => m.discard(), () => {});
     throw err;

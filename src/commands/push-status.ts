@@ -2,7 +2,7 @@
 // WATCH_DIR, without connecting and without changing anything.
 import type { Config } from '../config/load.js';
 import { EXIT, classify, type ExitCode } from '../errors.js';
-import { describeHolder, lockFileFor, readLock, type LockInfo } from '../lock.js';
+import { lockFileFor, lockStatus, type LockStatus } from '../lock.js';
 import { foldersToMirror, ignoreMatcher, needsUpload, queueOrder, type FailedRecord, type UploadedRecord } from '../push/decide.js';
 import { scanDir } from '../push/scan.js';
 import { recentUploads, uploadHistoryFileFor, type UploadLine } from '../push/history.js';
@@ -22,7 +22,7 @@ export interface PushStatus {
   lastUploaded: LastUpload | null;
   failed: Array<FailedRecord & { path: string }>;
   inProgress: InProgressRecord | null;
-  lock: { held: boolean; holder: LockInfo | null; description: string | null };
+  lock: LockStatus;
   /** Local files that need an upload, in queue order. */
   pending: string[];
   /** Local folders not yet made on the server (as far as the state knows), parents first. */
@@ -53,8 +53,6 @@ export async function pushStatusCommand(args: GlobalArgs, io: Io): Promise<ExitC
 
 export async function gatherPushStatus(config: Config): Promise<PushStatus> {
   const state = await readState(config.stateFile);
-  const lockFile = lockFileFor(config.stateFile);
-  const lock = await readLock(lockFile);
   const uploaded = Object.entries(state.uploaded).map(([p, r]) => ({ path: p, ...r }));
   uploaded.sort((a, b) => (a.uploadedAt < b.uploadedAt ? -1 : a.uploadedAt > b.uploadedAt ? 1 : 0));
   // The history first: with AFTER_UPLOAD=archive or delete the state has forgotten the file.
@@ -66,7 +64,7 @@ export async function gatherPushStatus(config: Config): Promise<PushStatus> {
     lastUploaded: lastLine ?? uploaded[uploaded.length - 1] ?? null,
     failed: Object.entries(state.failed).map(([p, r]) => ({ path: p, ...r })),
     inProgress: state.inProgress,
-    lock: { held: lock !== null, holder: lock?.info ?? null, description: lock ? describeHolder(lock.info, lockFile) : null },
+    lock: await lockStatus(lockFileFor(config.stateFile)),
     pending: [],
     pendingFolders: [],
     skipped: [],

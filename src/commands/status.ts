@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { Config } from '../config/load.js';
 import { EXIT, classify, type ExitCode } from '../errors.js';
 import { historyFileFor, recentDeliveries, type Delivery } from '../history.js';
-import { describeHolder, lockFileFor, readLock, type LockInfo } from '../lock.js';
+import { lockFileFor, lockStatus, type LockStatus } from '../lock.js';
 import { silentLogger } from '../log.js';
 import { readMarker } from '../marker.js';
 import { selectionOptions } from '../pull.js';
@@ -25,7 +25,7 @@ export interface Status {
   marker: string | null;
   lastDelivery: Delivery | null;
   inProgress: Array<{ name: string; bytes: number; size: number | null; percent: number | null }>;
-  lock: { held: boolean; holder: LockInfo | null; description: string | null };
+  lock: LockStatus;
   remote: { checked: boolean; pending: string[]; waiting: string | null; error: string | null };
 }
 
@@ -53,13 +53,11 @@ export async function statusCommand(args: StatusArgs, io: Io): Promise<ExitCode>
 export async function gatherStatus(config: Config, checkRemote: boolean): Promise<Status> {
   const marker = await readMarker(config.markerFile);
   const [lastDelivery] = await recentDeliveries(historyFileFor(config.markerFile), 64 * 1024);
-  const lockFile = lockFileFor(config.markerFile);
-  const lock = await readLock(lockFile);
   const status: Status = {
     marker,
     lastDelivery: lastDelivery ?? null,
     inProgress: await partials(config.localDir),
-    lock: { held: lock !== null, holder: lock?.info ?? null, description: lock ? describeHolder(lock.info, lockFile) : null },
+    lock: await lockStatus(lockFileFor(config.markerFile)),
     remote: { checked: false, pending: [], waiting: null, error: null },
   };
   if (!checkRemote) return status;

@@ -64,6 +64,8 @@ export interface PushContext {
   onActivity?: (summary: PushSummary, ok: boolean) => void;
   /** The file watcher (default chokidar's); tests give one that misses events, as on a network share. */
   startWatcher?: typeof startWatcher;
+  /** The lock's heartbeat period (default 30 s); tests shorten it to see a lost lock stop a run. */
+  lockRefreshMs?: number;
 }
 
 type Entry = { file: ScannedFile; o: Observation };
@@ -82,7 +84,7 @@ export async function runPush(config: Config, opts: PushOptions, ctx: PushContex
   let lock: Lock | null = null;
   if (!opts.dryRun) {
     await makeDir(path.dirname(config.stateFile));
-    lock = await acquireLock(lockFileFor(config.stateFile), (m) => ctx.log.warn(m), pidAlive, 'ipi-push');
+    lock = await acquireLock(lockFileFor(config.stateFile), (m) => ctx.log.warn(m), { program: 'ipi-push', refreshMs: ctx.lockRefreshMs });
   }
   // Everything after the lock is taken runs inside this try: whatever fails, the lock goes.
   try {
@@ -92,12 +94,19 @@ export async function runPush(config: Config, opts: PushOptions, ctx: PushContex
     const store = await StateStore.open(config.stateFile);
     const history = openUploadHistory(config.stateFile);
     try {
-      const pusher = new Pusher(config, store, history, opts, ctx, summary);
+      // A lost lock stops the run as a signal does (the upload in hand is checkpointed), and is
+      // what the run then reports.
+      const signal = lock ? AbortSignal.any([opts.signal, lock.lost]) : opts.signal;
+      const pusher = new Pusher(config, store, history, { ...opts, signal }, ctx, summary);
       if (opts.mode === 'watch' && !opts.dryRun) await pusher.watchLoop();
       else await pusher.once();
+    } catch (err) {
+      lock?.lost.throwIfAborted();
+      throw err;
     } finally {
       await history.close();
     }
+    lock?.lost.throwIfAborted();
   } finally {
     await lock?.release();
   }
@@ -652,7 +661,9 @@ class Pusher {
   private stop(): void {
     if (this.summary.stopped) return;
     this.summary.stopped = true;
-    this.log.warn('stopped by a signal: no new file taken, state saved; an upload cut short resumes where the server stopped on the next run');
+    // A lost lock aborts with its error as the reason (reported by runPush); a signal, with its name.
+    const by = this.opts.signal.reason instanceof Error ? 'losing the lock' : 'a signal';
+    this.log.warn(`stopped by ${by}: no new file taken, state saved; an upload cut short resumes where the server stopped on the next run`);
   }
 }
 

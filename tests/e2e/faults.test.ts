@@ -17,6 +17,12 @@ import { writeRemoteFile, type SftpServerHandle } from './helpers/server.js';
 import { startSshd } from './helpers/sshd.js';
 import { chattr, delay, getFreePort, toolRuns } from './helpers/util.js';
 import { pullSuite } from './helpers/suite.js';
+import { loadConfig } from '../../src/config/load.js';
+import { LockHeldError } from '../../src/errors.js';
+import { lockFileFor } from '../../src/lock.js';
+import { silentLogger } from '../../src/log.js';
+import { noProgress } from '../../src/progress.js';
+import { runPull } from '../../src/pull.js';
 
 const MiB = 1024 * 1024;
 const PASSPHRASE = 'pp-Zebra-7731-quokka';
@@ -917,5 +923,30 @@ describe('retry classification through the CLI', () => {
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.ok(count(r.stderr, /retrying in 0\.5 s/) >= 2, r.stderr);
     assert.equal(sha256File(path.join(ws.serverDir, 'IPI_20251005.dat')), sha256(data));
+  });
+});
+
+describe('a lost lock (in process: the heartbeat shortened to 50 ms)', () => {
+  test('a run whose lock is taken over mid-download stops before the marker moves; the new holder is named and its lock left alone', async () => {
+    const big = testBytes(8 * MiB, 43);
+    const { ws } = setup({ 'IPI_20251101.dat': 'the first', 'IPI_20251102.dat': big });
+    const proxy = await proxied(ws);
+    proxy.throttle(2 * MiB);
+    const config = loadConfig({ envFile: path.join(ws.dir, '.env'), cwd: ws.dir, env: {}, tool: 'pull' });
+    const run = runPull(config, { once: false, latest: false, dryRun: false, acceptNewHostKey: false },
+      { log: silentLogger, progress: noProgress, lockRefreshMs: 50 });
+    run.catch(() => {});
+    await waitFor('the second file under way', () => ws.marker() === 'IPI_20251101.dat'
+      && fs.existsSync(path.join(ws.localDir, 'IPI_20251102.dat.part')), 30_000);
+    // What a run elsewhere writes on taking over a lock it found silent (a suspended machine, a stopped process).
+    const theirs = { pid: 4242, host: 'another-container', since: new Date().toISOString(), token: 'theirs', refreshSeconds: 30 };
+    fs.writeFileSync(lockFileFor(ws.markerFile), JSON.stringify(theirs));
+    await assert.rejects(run, (err: unknown) => err instanceof LockHeldError && err.exitCode === 3
+      && /lost the lock .* to pid 4242 on another-container/.test(err.message) && /before anything more is recorded/.test(err.message));
+    proxy.throttle(null);
+    assert.equal(ws.marker(), 'IPI_20251101.dat', 'the marker stays on the last file this run delivered');
+    assert.ok(!fs.existsSync(path.join(ws.serverDir, 'IPI_20251102.dat')), 'not published');
+    assert.deepEqual(JSON.parse(fs.readFileSync(lockFileFor(ws.markerFile), 'utf8')), theirs, 'their lock is neither touched nor released');
+    assert.equal(ws.history().length, 1);
   });
 });

@@ -335,6 +335,26 @@ describe('refusals: exit codes and nothing changed', () => {
     assert.ok(!fs.existsSync(lockFile), 'released at the end');
   });
 
+  test('a lock from another host (a container that died) is taken over once untouched for 10 min; while it is touched, exit 3 says so', async () => {
+    const { ws } = setup({ 'IPI_20241203.dat': testBytes(10, 14) });
+    const lockFile = `${ws.markerFile}.lock`;
+    const since = new Date(Date.now() - 3_600_000).toISOString();
+    fs.writeFileSync(lockFile, JSON.stringify({ pid: 1, host: 'job-7f9c2', since, token: 'c', refreshSeconds: 30 }));
+    const held = await ws.run();
+    assert.equal(held.code, 3, held.stderr);
+    assert.ok(held.stderr.includes(`pid 1 on job-7f9c2 since ${since}`), held.stderr);
+    assert.match(held.stderr, /a later run takes the lock over once it has been untouched for 10 min/);
+    assert.equal(ws.marker(), null);
+
+    const silent = new Date(Date.now() - 11 * 60_000);
+    fs.utimesSync(lockFile, silent, silent);
+    const taken = await ws.run();
+    assert.equal(taken.code, 0, taken.stderr);
+    assert.match(taken.stderr, /took over a stale lock left by pid 1 on job-7f9c2 .*: untouched for 11 min, that run is gone/);
+    assert.equal(ws.marker(), 'IPI_20241203.dat');
+    assert.ok(!fs.existsSync(lockFile), 'released at the end');
+  });
+
   test('two runs started together: one pulls, the other exits 3; the file is delivered once', async () => {
     const { ws } = setup({ 'IPI_20241202.dat': testBytes(6 * 1024 * 1024, 13) });
     const [a, b] = await Promise.all([ws.run(), ws.run()]);

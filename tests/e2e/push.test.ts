@@ -11,6 +11,8 @@ import { after, before, describe, test } from 'node:test';
 
 import { childEnv, collect, makeWorkspace, sha256, sha256File, testBytes, type CliResult, type Workspace } from './helpers/cli.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
+import { LockHeldError } from '../../src/errors.js';
+import { lockFileFor } from '../../src/lock.js';
 import { loadConfig } from '../../src/config/load.js';
 import { silentLogger, type Logger } from '../../src/log.js';
 import { noProgress } from '../../src/progress.js';
@@ -839,6 +841,35 @@ describe('ipi-push --watch in process, with a watcher that misses everything (a 
       assert.equal(ra.uploaded.length, 0);
     }
     assert.equal(fs.readFileSync(path.join(on.remoteRoot, 'missed.dat'), 'utf8'), 'the watcher never said');
+  });
+});
+
+describe('ipi-push --watch losing its lock (in process: the heartbeat shortened to 50 ms)', () => {
+  test('the lock deleted under a running service: it stops taking files, saves its state, and fails with exit 3 saying so', async () => {
+    const p = setup({ SFTP_HOST_KEY: server.hostKeyFingerprint, PUSH_SETTLE: '0.2' });
+    p.put('before.dat', 'uploaded while the lock was ours');
+    const lines: string[] = [];
+    const log: Logger = {
+      error: (m) => lines.push(m), warn: (m) => lines.push(m), info: (m) => lines.push(m), debug: (m) => lines.push(m), record: () => {},
+    };
+    const config = loadConfig({ envFile: path.join(p.ws.dir, '.env'), cwd: p.ws.dir, env: {}, tool: 'push' });
+    const stop = new AbortController();
+    const done = runPush(config, { mode: 'watch', dryRun: false, acceptNewHostKey: false, retryFailed: false, signal: stop.signal },
+      { log, progress: noProgress, lockRefreshMs: 50 });
+    done.catch(() => {});
+    try {
+      await waitFor(() => exists(path.join(p.remoteRoot, 'before.dat')) && lines.some((l) => l.startsWith('watching ')), 15_000,
+        () => `the first upload and the watch:\n${lines.join('\n')}`);
+      fs.rmSync(lockFileFor(config.stateFile));
+      await assert.rejects(done, (err: unknown) => err instanceof LockHeldError && err.exitCode === 3
+        && /lost the lock .*: it was deleted while this ipi-push run held it/.test(err.message));
+    } finally {
+      stop.abort('test');
+      await done.catch(() => {});
+    }
+    assert.ok(lines.some((l) => /^stopped by losing the lock: no new file taken, state saved/.test(l)), lines.join('\n'));
+    assert.equal(p.state().uploaded['before.dat']!.size, 'uploaded while the lock was ours'.length);
+    assert.equal(exists(lockFileFor(config.stateFile)), false, 'no lock recreated');
   });
 });
 

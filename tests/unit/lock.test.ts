@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  acquireLock, describeHolder, isStale, lockFileFor, pidAlive, readLock, type LockInfo,
+  acquireLock, describeHolder, heartbeatSilenceMs, isStale, lockFileFor, lockStatus, pidAlive, readLock, STALE_AFTER_REFRESHES, type LockInfo,
 } from '../../src/lock.js';
 import { EXIT, LockHeldError } from '../../src/errors.js';
 
@@ -73,6 +73,30 @@ describe('isStale (pure)', () => {
   test('a lock from this host is stale exactly when its pid is dead', () => {
     assert.equal(isStale({ pid: 42, host: 'me', since: 'x', token: 't' }, 0, here), false);
     assert.equal(isStale({ pid: 43, host: 'me', since: 'x', token: 't' }, 0, here), true);
+  });
+
+  test('a heartbeat silent for 20 periods is stale wherever it ran: another host, a pid alive here (reused, or our own)', () => {
+    const silence = heartbeatSilenceMs(30);
+    assert.equal(silence, 30 * 1000 * STALE_AFTER_REFRESHES);
+    assert.equal(silence, 600_000, '10 minutes at the default period');
+    for (const info of [
+      { pid: 1, host: 'other', since: 'x', token: 't', refreshSeconds: 30 },
+      { pid: 42, host: 'me', since: 'x', token: 't', refreshSeconds: 30 },
+    ]) {
+      assert.equal(isStale(info, silence, here), false, `${JSON.stringify(info)} at the limit`);
+      assert.equal(isStale(info, silence + 1, here), true, `${JSON.stringify(info)} past the limit`);
+    }
+  });
+
+  test('a beating lock from another host is held; one from a dead pid here is stale at once, as before', () => {
+    assert.equal(isStale({ pid: 1, host: 'other', since: 'x', token: 't', refreshSeconds: 30 }, 60_000, here), false);
+    assert.equal(isStale({ pid: 43, host: 'me', since: 'x', token: 't', refreshSeconds: 30 }, 0, here), true);
+  });
+
+  test('the silence is judged by the period the holder promised, not ours', () => {
+    const info = { pid: 1, host: 'other', since: 'x', token: 't', refreshSeconds: 300 };
+    assert.equal(isStale(info, 600_001, here), false);
+    assert.equal(isStale(info, heartbeatSilenceMs(300) + 1, here), true);
   });
 });
 
@@ -148,7 +172,7 @@ describe('acquireLock', () => {
     const { dir, file } = lockPath();
     writeLock(file, { pid: 999_999, host, since: '2024-01-01T00:00:00.000Z', token: 'old' });
     const messages: string[] = [];
-    const lock = await acquireLock(file, (m) => messages.push(m), () => false);
+    const lock = await acquireLock(file, (m) => messages.push(m), { alive: () => false });
     assert.equal(messages.length, 1);
     assert.equal(messages[0], `took over a stale lock left by pid 999999 on ${host} since 2024-01-01T00:00:00.000Z (lock file ${file}): that run is gone`);
     const info = JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo;
@@ -163,9 +187,11 @@ describe('acquireLock', () => {
     const { file } = lockPath();
     writeLock(file, { pid: 4321, host, since: 's', token: 'old' });
     const asked: number[] = [];
-    await assert.rejects(acquireLock(file, noTakeover, (pid) => {
-      asked.push(pid);
-      return true;
+    await assert.rejects(acquireLock(file, noTakeover, {
+      alive: (pid) => {
+        asked.push(pid);
+        return true;
+      },
     }), LockHeldError);
     assert.deepEqual(asked, [4321]);
   });
@@ -174,7 +200,7 @@ describe('acquireLock', () => {
     const { file } = lockPath();
     const theirs = { pid: 999_999, host: `not-${host}`, since: '2020-01-01T00:00:00.000Z', token: 'theirs' };
     writeLock(file, theirs, 30 * 86_400_000);
-    await assert.rejects(acquireLock(file, noTakeover, () => false), (err: unknown) => {
+    await assert.rejects(acquireLock(file, noTakeover, { alive: () => false }), (err: unknown) => {
       assert.ok(err instanceof LockHeldError);
       assert.ok(err.message.includes(`pid 999999 on not-${host} since 2020-01-01T00:00:00.000Z`), err.message);
       return true;
@@ -185,7 +211,7 @@ describe('acquireLock', () => {
   test('garbage lock content younger than 10 s is held', async () => {
     const { file } = lockPath();
     writeLock(file, '{"pid": 12');
-    await assert.rejects(acquireLock(file, noTakeover, () => false), (err: unknown) => {
+    await assert.rejects(acquireLock(file, noTakeover, { alive: () => false }), (err: unknown) => {
       assert.ok(err instanceof LockHeldError);
       assert.ok(err.message.includes(`an unreadable lock file ${file}`), err.message);
       return true;
@@ -218,7 +244,7 @@ describe('acquireLock', () => {
     writeLock(file, content);
     let calls = 0;
     // First look: dead. Second look (after moving it aside): alive, i.e. a new run took it meanwhile.
-    await assert.rejects(acquireLock(file, noTakeover, () => ++calls > 1), LockHeldError);
+    await assert.rejects(acquireLock(file, noTakeover, { alive: () => ++calls > 1 }), LockHeldError);
     assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')), content);
     assert.deepEqual(fs.readdirSync(dir), [path.basename(file)]);
   });
@@ -237,9 +263,11 @@ describe('acquireLock', () => {
     const third = { pid: 6666, host, since: 's', token: 'third' };
     let calls = 0;
     // First look: dead. Second look (after moving it aside): alive; a third run has taken the free name meanwhile.
-    await assert.rejects(acquireLock(file, noTakeover, () => {
-      if (++calls === 2) writeLock(file, third);
-      return calls > 1;
+    await assert.rejects(acquireLock(file, noTakeover, {
+      alive: () => {
+        if (++calls === 2) writeLock(file, third);
+        return calls > 1;
+      },
     }), LockHeldError);
     assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')), third);
     assert.deepEqual(fs.readdirSync(dir), [path.basename(file)], 'nothing set aside is left behind');
@@ -266,6 +294,124 @@ describe('acquireLock', () => {
   test('a missing folder is an error, not a held lock', async () => {
     const file = path.join(root, 'no-such-dir', 'last_file.txt.lock');
     await assert.rejects(acquireLock(file, noTakeover), (err: NodeJS.ErrnoException) => err.code === 'ENOENT' && !(err instanceof LockHeldError));
+  });
+});
+
+describe('the heartbeat', () => {
+  const waitFor = async (what: string, ok: () => boolean): Promise<void> => {
+    for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(ok(), what);
+  };
+
+  test('the lock records its period, and the holder keeps touching it', async () => {
+    const { file } = lockPath();
+    const lock = await acquireLock(file, noTakeover, { refreshMs: 20 });
+    assert.equal((JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo).refreshSeconds, 0.02);
+    const old = new Date(Date.now() - 3_600_000);
+    fs.utimesSync(file, old, old);
+    await waitFor('the mtime is fresh again', () => Date.now() - fs.statSync(file).mtimeMs < 60_000);
+    assert.equal(lock.lost.aborted, false);
+    await lock.release();
+    assert.equal(fs.existsSync(file), false);
+  });
+
+  test('the default period is 30 s', async () => {
+    const { file } = lockPath();
+    const lock = await acquireLock(file, noTakeover);
+    assert.equal((JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo).refreshSeconds, 30);
+    await lock.release();
+  });
+
+  test('a lock deleted under its holder is lost: the signal says so, and nothing is recreated', async () => {
+    const { dir, file } = lockPath();
+    const lock = await acquireLock(file, noTakeover, { refreshMs: 20 });
+    fs.rmSync(file);
+    await waitFor('lost', () => lock.lost.aborted);
+    assert.ok(lock.lost.reason instanceof LockHeldError);
+    assert.equal((lock.lost.reason as LockHeldError).exitCode, 3);
+    assert.match((lock.lost.reason as Error).message, new RegExp(`lost the lock ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: it was deleted`));
+    assert.throws(() => lock.lost.throwIfAborted(), LockHeldError);
+    await lock.release();
+    assert.deepEqual(fs.readdirSync(dir), []);
+  });
+
+  test('a lock taken over by another run is lost, names the new holder, and is not touched nor removed', async () => {
+    const { file } = lockPath();
+    const lock = await acquireLock(file, noTakeover, { refreshMs: 20 });
+    const theirs = { pid: 4242, host: 'elsewhere', since: '2026-01-01T00:00:00.000Z', token: 'theirs', refreshSeconds: 30 };
+    writeLock(file, theirs, 3_600_000);
+    await waitFor('lost', () => lock.lost.aborted);
+    assert.match((lock.lost.reason as Error).message, /lost the lock .* to pid 4242 on elsewhere/);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.ok(Date.now() - fs.statSync(file).mtimeMs > 3_000_000, 'their lock is not touched by us');
+    await lock.release();
+    assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')), theirs);
+  });
+
+  test('after release the heartbeat stops: a new holder is neither touched nor reported lost', async () => {
+    const { file } = lockPath();
+    const lock = await acquireLock(file, noTakeover, { refreshMs: 20 });
+    await lock.release();
+    writeLock(file, { pid: 4242, host: 'elsewhere', since: 's', token: 'next' }, 3_600_000);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(lock.lost.aborted, false);
+    assert.ok(Date.now() - fs.statSync(file).mtimeMs > 3_000_000);
+  });
+
+  test('a lock from another host, silent past its limit, is taken over with a message saying how long', async () => {
+    const { file } = lockPath();
+    writeLock(file, { pid: 1, host: `not-${host}`, since: '2026-01-01T00:00:00.000Z', token: 'gone', refreshSeconds: 30 }, 11 * 60_000);
+    const messages: string[] = [];
+    const lock = await acquireLock(file, (m) => messages.push(m));
+    assert.deepEqual(messages, [`took over a stale lock left by pid 1 on not-${host} since 2026-01-01T00:00:00.000Z (lock file ${file}): untouched for 11 min, that run is gone`]);
+    assert.equal((JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo).pid, process.pid);
+    await lock.release();
+  });
+
+  test('a beating lock from another host is held, and the message says when it will be taken over', async () => {
+    const { file } = lockPath();
+    const theirs = { pid: 1, host: `not-${host}`, since: 's', token: 'live', refreshSeconds: 30 };
+    writeLock(file, theirs, 60_000);
+    await assert.rejects(acquireLock(file, noTakeover), (err: unknown) => err instanceof LockHeldError
+      && /once it has been untouched for 10 min/.test(err.message) && /delete the lock file/.test(err.message));
+    assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')), theirs);
+  });
+
+  test('a period that is not a positive number makes the lock unreadable', async () => {
+    for (const refreshSeconds of [0, -5, '30']) {
+      const { file } = lockPath();
+      writeLock(file, JSON.stringify({ pid: 1, host, since: 's', token: 't', refreshSeconds }));
+      assert.equal((await readLock(file))?.info, null, String(refreshSeconds));
+    }
+  });
+});
+
+describe('lockStatus (what `status` shows)', () => {
+  test('free', async () => {
+    const { file } = lockPath();
+    assert.deepEqual(await lockStatus(file), { held: false, holder: null, description: null, touchedSecondsAgo: null, stale: false });
+  });
+
+  test('a lock without a heartbeat (an older version\'s): the holder, no freshness', async () => {
+    const { file } = lockPath();
+    const info = { pid: 7, host: 'box', since: 's', token: 't' };
+    writeLock(file, info, 3_600_000);
+    assert.deepEqual(await lockStatus(file), {
+      held: true, holder: info, description: `pid 7 on box since s (lock file ${file})`, touchedSecondsAgo: null, stale: false,
+    });
+  });
+
+  test('a beating lock says when it was last touched; a silent one that the next run takes it over', async () => {
+    const { file } = lockPath();
+    writeLock(file, { pid: 7, host: 'box', since: 's', token: 't', refreshSeconds: 30 }, 20_000);
+    const fresh = await lockStatus(file);
+    assert.equal(fresh.stale, false);
+    assert.ok(fresh.touchedSecondsAgo! >= 19 && fresh.touchedSecondsAgo! < 60, String(fresh.touchedSecondsAgo));
+    assert.match(fresh.description!, /^pid 7 on box since s \(lock file .*\), last touched \d+ s ago$/);
+    writeLock(file, { pid: 7, host: 'box', since: 's', token: 't', refreshSeconds: 30 }, 11 * 60_000);
+    const silent = await lockStatus(file);
+    assert.equal(silent.stale, true);
+    assert.match(silent.description!, /last touched 6\d\d s ago: silent too long, the next run takes it over$/);
   });
 });
 
