@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import ssh2 from 'ssh2';
 import { buildConfig, loadConfig } from '../../src/config/load.js';
 import { ConfigError, EXIT } from '../../src/errors.js';
+import { generateValidEd25519 } from '../../src/sftp-server/embedded.js';
 
 let root: string;
 let realHome: string | undefined;
@@ -409,9 +409,10 @@ describe('loadConfig: errors', () => {
     try {
       fs.writeFileSync(id, 'not really a key');
       assert.throws(() => loadConfig({ cwd: dir(noPass), env: {} }), /no way to log in/);
-      fs.writeFileSync(id, ssh2.utils.generateKeyPairSync('ed25519', { passphrase: 'x', cipher: 'aes256-ctr', rounds: 2 }).private);
+      fs.writeFileSync(id, generateValidEd25519('default identity', 'x').private);
       assert.throws(() => loadConfig({ cwd: dir(noPass), env: {} }), new RegExp(`no way to log in: .*; ${id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} needs a passphrase .*SFTP_KEY_PASSPHRASE`));
-      fs.writeFileSync(id, ssh2.utils.generateKeyPairSync('ed25519').private);
+      // ssh2's own generator makes a pair its parser rejects 1 time in 256 (ssh2#1390): the test's key must be a good one.
+      fs.writeFileSync(id, generateValidEd25519('default identity').private);
       const c = loadConfig({ cwd: dir(noPass), env: {} });
       assert.deepEqual(c.defaultIdentities.map((i) => i.file), [id]);
     } finally {
