@@ -4,7 +4,7 @@ import { EXIT, type ExitCode, type IpiError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { writeMetrics } from '../metrics.js';
 import { createProgress, noProgress } from '../progress.js';
-import { runPush, type PushSummary } from '../push/run.js';
+import { newPushSummary, runPush, type PushSummary } from '../push/run.js';
 import { serialLatest } from '../util/serial.js';
 import { failureLine, runWithSetup, writeJson, type GlobalArgs, type Io } from './shared.js';
 
@@ -39,7 +39,7 @@ export async function pushCommand(args: PushArgs, io: Io): Promise<ExitCode> {
     after: async ({ log }, summary, failure) => {
       const code = exitCodeOf(failure, summary);
       if (summary && code !== EXIT.ok && !failure) log.error(`${summary.failed.length} file(s) not uploaded: ${summary.failed.map((f) => f.rel).join(', ')}`);
-      await metrics?.(summary ?? emptySummary(), code);
+      await metrics?.(summary ?? newPushSummary(), code);
     },
   });
   return report(out.failure, out.summary, out.config, args, io, started, out.logged);
@@ -60,8 +60,8 @@ export function pushMetrics(
     if (!file) return Promise.resolve();
     // The figures of this moment: the summary object keeps changing after the call.
     return written({
-      finishedAtMs: Date.now(), success: code === 0, exitCode: code, filesDelivered: summary.uploaded.filter((u) => !u.adopted).length,
-      bytesDelivered: summary.uploaded.reduce((n, u) => n + u.bytesSent, 0), filesPending: summary.pending.length + summary.failed.length,
+      finishedAtMs: Date.now(), success: code === 0, exitCode: code, filesDelivered: summary.totals.uploaded,
+      bytesDelivered: summary.totals.bytesSent, filesPending: summary.pending.length + summary.failed.length,
       durationMs: Date.now() - startedMs,
     });
   };
@@ -72,10 +72,6 @@ function exitCodeOf(failure: IpiError | null, summary: PushSummary | null): Exit
   if (failure) return failure.exitCode;
   if (summary && !summary.stopped && summary.failed.length > 0) return EXIT.failed;
   return EXIT.ok;
-}
-
-function emptySummary(): PushSummary {
-  return { uploaded: [], folders: [], failed: [], waiting: [], pending: [], wouldUpload: [], wouldCreateFolders: [], stopped: false };
 }
 
 function report(
@@ -94,10 +90,12 @@ function report(
         : summary?.wouldUpload.length || summary?.wouldCreateFolders.length ? 'dry-run' : 'nothing-new',
       exitCode: code,
       error: message,
+      // In --watch, `files` and `folders` are the latest WATCH_SUMMARY_KEEPS; `totals` counts the whole run.
       files,
       folders: summary?.folders ?? [],
-      bytes: files.reduce((n, f) => n + f.size, 0),
-      bytesSent: files.reduce((n, f) => n + f.bytesSent, 0),
+      bytes: summary?.totals.bytes ?? 0,
+      bytesSent: summary?.totals.bytesSent ?? 0,
+      totals: summary?.totals ?? newPushSummary().totals,
       failed: summary?.failed ?? [],
       waiting: summary?.waiting ?? [],
       pending: summary?.pending ?? [],

@@ -41,9 +41,12 @@ export interface PushOptions {
 }
 
 export interface PushSummary {
+  /** The uploads of this run; in --watch only the latest WATCH_SUMMARY_KEEPS (see `totals`). */
   uploaded: UploadResult[];
-  /** Folders of WATCH_DIR made on the server (or found there) and recorded by this run. */
+  /** Folders of WATCH_DIR made on the server (or found there) and recorded by this run; in --watch only the latest. */
   folders: string[];
+  /** Every upload and folder of the run, counted. */
+  totals: PushTotals;
   failed: Array<{ rel: string; error: string; permanent: boolean }>;
   /** Still being written when the run looked (size or mtime moved within PUSH_SETTLE). */
   waiting: string[];
@@ -55,6 +58,51 @@ export interface PushSummary {
   wouldCreateFolders: string[];
   /** Ended by SIGINT/SIGTERM after checkpointing the current upload. */
   stopped: boolean;
+}
+
+export interface PushTotals {
+  /** Files sent (wholly or from a resume point). */
+  uploaded: number;
+  /** Files found already on the server and recorded without sending. */
+  alreadyThere: number;
+  /** The sizes of both. */
+  bytes: number;
+  bytesSent: number;
+  folders: number;
+}
+
+/**
+ * A --watch service runs for months: its summary lists only this many of the latest uploads
+ * and folders (for --json when it stops), or it would grow by every file ever uploaded.
+ */
+export const WATCH_SUMMARY_KEEPS = 1000;
+
+export function newPushSummary(): PushSummary {
+  return {
+    uploaded: [], folders: [], totals: { uploaded: 0, alreadyThere: 0, bytes: 0, bytesSent: 0, folders: 0 },
+    failed: [], waiting: [], pending: [], wouldUpload: [], wouldCreateFolders: [], stopped: false,
+  };
+}
+
+/** Count an upload and list it; with `keep`, the list holds only about the latest `keep`. */
+export function noteUpload(summary: PushSummary, result: UploadResult, keep?: number): void {
+  if (result.adopted) summary.totals.alreadyThere++;
+  else summary.totals.uploaded++;
+  summary.totals.bytes += result.size;
+  summary.totals.bytesSent += result.bytesSent;
+  summary.uploaded.push(result);
+  if (keep !== undefined) trimToLatest(summary.uploaded, keep);
+}
+
+export function noteFolders(summary: PushSummary, rels: readonly string[], keep?: number): void {
+  summary.totals.folders += rels.length;
+  summary.folders.push(...rels);
+  if (keep !== undefined) trimToLatest(summary.folders, keep);
+}
+
+/** Down to the latest `keep` once it has twice that: the copying is paid once per `keep` additions. */
+function trimToLatest(list: unknown[], keep: number): void {
+  if (list.length >= 2 * keep) list.splice(0, list.length - keep);
 }
 
 export interface PushContext {
@@ -73,7 +121,7 @@ type Entry = { file: ScannedFile; o: Observation };
 type FolderTrouble = { permanent: boolean; attempts: number; retryAt: number };
 
 export async function runPush(config: Config, opts: PushOptions, ctx: PushContext): Promise<PushSummary> {
-  const summary: PushSummary = { uploaded: [], folders: [], failed: [], waiting: [], pending: [], wouldUpload: [], wouldCreateFolders: [], stopped: false };
+  const summary = newPushSummary();
   let watched: Awaited<ReturnType<typeof fs.stat>>;
   try {
     watched = await fs.stat(config.watchDir);
@@ -146,6 +194,11 @@ class Pusher {
 
   private get log(): Logger {
     return this.ctx.log;
+  }
+
+  /** How many uploads and folders the summary lists: all for --once, the latest for a service. */
+  private get keep(): number | undefined {
+    return this.opts.mode === 'watch' ? WATCH_SUMMARY_KEEPS : undefined;
   }
 
   // ---------------------------------------------------------------- observation
@@ -485,7 +538,7 @@ class Pusher {
       return 'ok';
     } finally {
       await this.store.markFoldersMirrored(done);
-      this.summary.folders.push(...done.map((d) => d.rel));
+      noteFolders(this.summary, done.map((d) => d.rel), this.keep);
     }
   }
 
@@ -561,7 +614,7 @@ class Pusher {
       size: result.size, mtimeMs: result.mtimeMs, sha256: result.sha256, uploadedAt,
       remotePath: result.remotePath, verified: result.verified,
     });
-    this.summary.uploaded.push(result);
+    noteUpload(this.summary, result, this.keep);
     this.summary.failed = this.summary.failed.filter((f) => f.rel !== file.rel);
     if (!result.adopted) {
       const how = result.verified === 'sha256' ? 'size and SHA-256 checked on the server' : 'size checked';

@@ -17,7 +17,7 @@ import { buildConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
 import { pushMetrics } from '../../src/commands/push.js';
 import type { writeMetrics } from '../../src/metrics.js';
-import type { PushSummary } from '../../src/push/run.js';
+import { newPushSummary, noteFolders, noteUpload, type PushSummary } from '../../src/push/run.js';
 import { fakeLog } from './helpers/fake-log.js';
 
 /** Temporary folders of this file, removed after its tests (they were left in /tmp before). */
@@ -436,12 +436,50 @@ describe('pipelined send (fake server)', () => {
   });
 });
 
+describe('the summary of a long --watch run', () => {
+  const result = (i: number, adopted = false) => ({
+    rel: `f${i}`, remotePath: `/in/f${i}`, size: 10, mtimeMs: 1, sha256: 'h', verified: 'size' as const, adopted, resumedFrom: 0, bytesSent: adopted ? 0 : 10, durationMs: 1,
+  });
+
+  test('lists only about the latest `keep` uploads and folders, and counts every one', () => {
+    const s = newPushSummary();
+    for (let i = 0; i < 10_000; i++) noteUpload(s, result(i, i % 10 === 0), 100);
+    for (let i = 0; i < 1_000; i++) noteFolders(s, [`d${i}`, `d${i}/e`], 100);
+    assert.ok(s.uploaded.length >= 100 && s.uploaded.length < 200, String(s.uploaded.length));
+    assert.equal(s.uploaded.at(-1)!.rel, 'f9999', 'the latest kept');
+    assert.deepEqual(s.uploaded.map((u) => Number(u.rel.slice(1))), Array.from({ length: s.uploaded.length }, (_, i) => 10_000 - s.uploaded.length + i));
+    assert.ok(s.folders.length >= 100 && s.folders.length < 200 && s.folders.at(-1) === 'd999/e');
+    assert.deepEqual(s.totals, { uploaded: 9_000, alreadyThere: 1_000, bytes: 100_000, bytesSent: 90_000, folders: 2_000 });
+  });
+
+  test('without `keep` (--once) every upload is listed', () => {
+    const s = newPushSummary();
+    for (let i = 0; i < 3_000; i++) noteUpload(s, result(i));
+    noteFolders(s, ['a', 'b']);
+    assert.equal(s.uploaded.length, 3_000);
+    assert.deepEqual(s.folders, ['a', 'b']);
+  });
+});
+
 describe('METRICS_FILE of ipi-push', () => {
-  const summary = (uploaded: number): PushSummary => ({
-    uploaded: Array.from({ length: uploaded }, (_, i) => ({
-      rel: `f${i}`, remotePath: `/in/f${i}`, size: 1, mtimeMs: 1, sha256: 'h', verified: 'size' as const, adopted: false, resumedFrom: 0, bytesSent: 1, durationMs: 1,
-    })),
-    folders: [], failed: [], waiting: [], pending: [], wouldUpload: [], wouldCreateFolders: [], stopped: false,
+  const summary = (uploaded: number): PushSummary => {
+    const s = newPushSummary();
+    for (let i = 0; i < uploaded; i++) {
+      noteUpload(s, { rel: `f${i}`, remotePath: `/in/f${i}`, size: 1, mtimeMs: 1, sha256: 'h', verified: 'size', adopted: false, resumedFrom: 0, bytesSent: 1, durationMs: 1 });
+    }
+    return s;
+  };
+
+  test('counts every file of a service, not only those its summary still lists', async () => {
+    const s = newPushSummary();
+    for (let i = 0; i < 5_000; i++) {
+      noteUpload(s, { rel: `f${i}`, remotePath: `/in/f${i}`, size: 3, mtimeMs: 1, sha256: 'h', verified: 'size', adopted: false, resumedFrom: 0, bytesSent: 3, durationMs: 1 }, 10);
+    }
+    let got: { files: number; bytes: number } | null = null;
+    await pushMetrics('/metrics.prom', Date.now(), fakeLog(), async (_file, m) => {
+      got = { files: m.filesDelivered, bytes: m.bytesDelivered };
+    })(s, 0);
+    assert.deepEqual(got, { files: 5_000, bytes: 15_000 });
   });
 
   test('writes land one at a time and in the order asked: a slow early one never overwrites the final one', async () => {
