@@ -105,6 +105,10 @@ function trimToLatest(list: unknown[], keep: number): void {
   if (list.length >= 2 * keep) list.splice(0, list.length - keep);
 }
 
+function skipKey(rel: string, reason: string): string {
+  return `${rel}\0${reason}`;
+}
+
 export interface PushContext {
   log: Logger;
   progress: Progress;
@@ -209,7 +213,7 @@ class Pusher {
   }
 
   private skip(rel: string, reason: string): void {
-    const key = `${rel}\0${reason}`;
+    const key = skipKey(rel, reason);
     if (this.warned.has(key)) return;
     this.warned.add(key);
     this.log.warn(`skipping ${printableName(rel)}: ${reason}`);
@@ -219,6 +223,10 @@ class Pusher {
   private async rescan(): Promise<void> {
     const now = Date.now();
     const { files, dirs, skipped } = await scanDir(this.config.watchDir, this.ignored);
+    // Warned once per name and reason while it stays; a name gone from WATCH_DIR is forgotten
+    // (a service sees endless names go by).
+    const still = new Set(skipped.map((s) => skipKey(s.rel, s.reason)));
+    for (const key of this.warned) if (!still.has(key)) this.warned.delete(key);
     for (const s of skipped) this.skip(s.rel, s.reason);
     const seen = new Set<string>();
     for (const f of files) {

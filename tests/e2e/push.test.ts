@@ -817,6 +817,31 @@ describe('ipi-push --watch in process, with a watcher that misses everything (a 
     return { lines, done, stop: () => (stop.abort('test'), done) };
   }
 
+  test('a skipped name is warned about once while it stays, and again if it comes back after going', async () => {
+    const p = setup({ SFTP_HOST_KEY: server.hostKeyFingerprint, PUSH_SETTLE: '0.2', RESCAN_INTERVAL: '1' });
+    const outside = path.join(p.ws.dir, 'outside.txt');
+    fs.writeFileSync(outside, 'not to be uploaded');
+    const link = path.join(p.watchDir, 'leak.txt');
+    fs.symlinkSync(outside, link);
+    const w = deafWatch(p);
+    const warned = () => w.lines.filter((l) => /^skipping "leak\.txt": a symbolic link leading outside WATCH_DIR/.test(l)).length;
+    const rescans = async (n: number) => new Promise((r) => setTimeout(r, n * 1000 + 300));
+    try {
+      await waitFor(() => w.lines.some((l) => l.startsWith('watching ')), 15_000, () => w.lines.join('\n'));
+      await rescans(3);
+      assert.equal(warned(), 1, w.lines.join('\n'));
+      fs.rmSync(link);
+      await rescans(2);
+      fs.symlinkSync(outside, link);
+      await waitFor(() => warned() === 2, 5_000, () => `a second warning once it came back:\n${w.lines.join('\n')}`);
+      await rescans(2);
+      assert.equal(warned(), 2, w.lines.join('\n'));
+    } finally {
+      await w.stop();
+    }
+    assert.equal(exists(path.join(p.remoteRoot, 'leak.txt')), false);
+  });
+
   test('RESCAN_INTERVAL: the periodic rescan finds and uploads a file and a folder the watcher missed; with it off, they wait', async () => {
     const pin = { SFTP_HOST_KEY: server.hostKeyFingerprint, PUSH_SETTLE: '0.2' };
     const off = setup({ ...pin, RESCAN_INTERVAL: '0' });
