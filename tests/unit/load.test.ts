@@ -35,6 +35,18 @@ function dir(envContent?: string): string {
 
 const BASE = 'SFTP_HOST=h.example\nSFTP_USER=u\nSFTP_DIR=/out\nSFTP_PASS=pw\n';
 
+/** A real key file, unencrypted or encrypted with `passphrase`, and its .pub beside it. Returns the path. */
+function writeKey(file: string, passphrase?: string): string {
+  const pair = passphrase === undefined
+    ? ssh2.utils.generateKeyPairSync('ed25519')
+    // Two bcrypt rounds instead of 16: the same format, decrypted in a blink.
+    : ssh2.utils.generateKeyPairSync('ed25519', { passphrase, cipher: 'aes256-ctr', rounds: 2 });
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, pair.private, { mode: 0o600 });
+  fs.writeFileSync(`${file}.pub`, pair.public);
+  return file;
+}
+
 function configError(fn: () => unknown): ConfigError {
   try {
     fn();
@@ -202,6 +214,8 @@ describe('loadConfig: paths', () => {
     const site = path.join(cwd, 'site');
     fs.mkdirSync(site);
     fs.writeFileSync(path.join(site, '.env'), `${BASE}LOCAL_DIR=./dl\nSERVER_DIR=pub\nLAST_FILE_RECORD=../state/last.txt\nSFTP_KEY=keys/id\n`);
+    // Only there: read from cwd instead, the key would be missing and the load would fail.
+    writeKey(path.join(site, 'keys', 'id'));
     const c = loadConfig({ cwd, env: {}, envFile: 'site/.env' });
     assert.equal(c.baseDir, site);
     assert.equal(c.localDir, path.join(site, 'dl'));
@@ -225,9 +239,14 @@ describe('loadConfig: paths', () => {
 
   test('~ and ~/ mean the home folder', () => {
     const cwd = dir(`${BASE}SFTP_KEY=~/.ssh/id_test\nSFTP_KNOWN_HOSTS=~\n`);
-    const c = loadConfig({ cwd, env: {} });
-    assert.equal(c.keyFile, path.join(os.homedir(), '.ssh', 'id_test'));
-    assert.equal(c.knownHosts, os.homedir());
+    writeKey(path.join(os.homedir(), '.ssh', 'id_test'));
+    try {
+      const c = loadConfig({ cwd, env: {} });
+      assert.equal(c.keyFile, path.join(os.homedir(), '.ssh', 'id_test'));
+      assert.equal(c.knownHosts, os.homedir());
+    } finally {
+      fs.rmSync(path.join(os.homedir(), '.ssh'), { recursive: true, force: true });
+    }
   });
 
   test('the default known_hosts is ~/.ssh/known_hosts', () => {
@@ -399,7 +418,9 @@ describe('loadConfig: errors', () => {
 
   test('a key file, an agent socket or a default identity each count as a way to log in', () => {
     const noPass = 'SFTP_HOST=h\nSFTP_USER=u\nSFTP_DIR=/d\n';
-    assert.equal(loadConfig({ cwd: dir(`${noPass}SFTP_KEY=./id\n`), env: {} }).password, undefined);
+    const withKey = dir(`${noPass}SFTP_KEY=./id\n`);
+    writeKey(path.join(withKey, 'id'));
+    assert.equal(loadConfig({ cwd: withKey, env: {} }).password, undefined);
     assert.equal(loadConfig({ cwd: dir(noPass), env: { SSH_AUTH_SOCK: '/tmp/agent.sock' } }).agent, '/tmp/agent.sock');
     assert.equal(loadConfig({ cwd: dir(`${noPass}SFTP_AGENT=pageant\n`), env: {} }).agent, 'pageant');
     // ssh's default identity in the home folder counts too, when it can be used without a
@@ -435,6 +456,7 @@ describe('loadConfig: errors', () => {
 describe('loadConfig: secrets', () => {
   test('config.secrets lists the password and the passphrase actually set', () => {
     const cwd = dir(`${BASE}SFTP_KEY=./id\nSFTP_KEY_PASSPHRASE="phrase with spaces"\n`);
+    writeKey(path.join(cwd, 'id'), 'phrase with spaces');
     const c = loadConfig({ cwd, env: {} });
     assert.deepEqual([...c.secrets].sort(), ['phrase with spaces', 'pw'].sort());
     assert.equal(c.keyPassphrase, 'phrase with spaces');
@@ -442,6 +464,7 @@ describe('loadConfig: secrets', () => {
 
   test('no secrets when none is set; an empty password is not a secret', () => {
     const cwd = dir('SFTP_HOST=h\nSFTP_USER=u\nSFTP_DIR=/d\nSFTP_PASS=\nSFTP_KEY=./id\n');
+    writeKey(path.join(cwd, 'id'));
     assert.deepEqual(loadConfig({ cwd, env: {} }).secrets, []);
   });
 
