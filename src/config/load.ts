@@ -8,7 +8,7 @@ import { EnvFileError, parseEnvEntries } from './envfile.js';
 import { nearMiss, type NearMiss } from './nearmiss.js';
 import { isInsideOrSame, isSame } from './paths.js';
 import { ValueError } from './parse.js';
-import { defaultIdentityFiles, usableDefaultIdentities } from './identities.js';
+import { defaultIdentityFiles, loadPrivateKey, usableDefaultIdentities } from './identities.js';
 import { SETTINGS, SETTING_NAMES, appliesTo, type SettingName, type Settings, type Tool, flagOf } from './settings.js';
 
 export interface LoadOptions {
@@ -18,9 +18,9 @@ export interface LoadOptions {
   flags?: Partial<Record<SettingName, string>>;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
-  /** Skip the check for settings needed to connect (init, status without a server). */
+  /** Skip the check for settings needed to connect (init, status without a server); an unusable SFTP_KEY becomes keyProblem. */
   serverOptional?: boolean;
-  /** Skip only the check for a way to log in (ipi-push --dry-run, which connects to nothing). */
+  /** Skip only the checks for a way to log in (ipi-push --dry-run, which connects to nothing); an unusable SFTP_KEY becomes keyProblem. */
   loginOptional?: boolean;
   /** Which command loads them: a setting required by one command only is checked for that one. Default pull. */
   tool?: Tool;
@@ -41,6 +41,13 @@ export interface Config extends Settings {
   readonly warnings: readonly string[];
   /** OpenSSH's default keys usable as they are, tried when SFTP_KEY is not set (read once, here). */
   readonly defaultIdentities: ReadonlyArray<{ file: string; key: Buffer }>;
+  /** SFTP_KEY's bytes, read and checked once, here (identities.ts); keyFile stays for messages. */
+  readonly key: Buffer | undefined;
+  /**
+   * Why SFTP_KEY cannot be used, kept (with key undefined) only for a command that may run
+   * without logging in (status, mark --force, ipi-push --dry-run); any other stops at loading.
+   */
+  readonly keyProblem: string | undefined;
 }
 
 /** A key of the .env file that is almost one of ours, and the line it is on. */
@@ -121,7 +128,9 @@ export function buildConfig(
   // The home of the environment given (a test's, or the process's own).
   const home = ctx.env?.HOME ?? os.homedir();
   const identities = settings.keyFile === undefined ? usableDefaultIdentities(home) : [];
-  if (!ctx.serverOptional && !ctx.loginOptional && settings.password === undefined && settings.keyFile === undefined && !agent && identities.length === 0) {
+  // Whether this command surely logs in: then a way to do so, and a usable SFTP_KEY, are required.
+  const loginNeeded = !ctx.serverOptional && !ctx.loginOptional;
+  if (loginNeeded && settings.password === undefined && settings.keyFile === undefined && !agent && identities.length === 0) {
     const locked = defaultIdentityFiles(home).find((f) => fs.existsSync(f));
     const hint = locked ? `; ${locked} needs a passphrase (or is not a key): name it in SFTP_KEY, with SFTP_KEY_PASSPHRASE` : '';
     throw new ConfigError(`no way to log in: set SFTP_PASS, or SFTP_KEY (a private key file), or run an SSH agent (SSH_AUTH_SOCK)${hint}. Example: SFTP_KEY=~/.ssh/id_ed25519`);
@@ -133,7 +142,21 @@ export function buildConfig(
   if (tool === 'push') checkPushSettings(settings, platform);
   const warnings = nearMisses.map((m) =>
     `${where(m)}: ${m.key} is not a setting and is ignored${m.caseOnly ? ' (keys are case-sensitive)' : ''}; did you mean ${m.meant}?`);
-  return { ...settings, agent, envFile: ctx.envFile, baseDir: ctx.baseDir, secrets, explicit, warnings, defaultIdentities: identities };
+  // Read last, once every other setting is known good. A command that may run without logging
+  // in is not stopped by a key it may never use: status reports it as why the server was not
+  // looked at, and ipi-push --dry-run warns, so the real run's failure is no surprise.
+  let key: Buffer | undefined;
+  let keyProblem: string | undefined;
+  if (settings.keyFile !== undefined) {
+    try {
+      key = loadPrivateKey(settings.keyFile, settings.keyPassphrase);
+    } catch (err) {
+      if (loginNeeded || !(err instanceof ConfigError)) throw err;
+      keyProblem = err.message;
+      warnings.push(`${keyProblem}; nothing logs in now, but a run that does stops here`);
+    }
+  }
+  return { ...settings, agent, envFile: ctx.envFile, baseDir: ctx.baseDir, secrets, explicit, warnings, defaultIdentities: identities, key, keyProblem };
 }
 
 /**

@@ -106,7 +106,7 @@ export const SETTINGS = {
   }),
   keyFile: setting({
     env: 'SFTP_KEY', section: 'Authentication', example: '~/.ssh/id_ed25519',
-    help: 'Private key file (OpenSSH or PEM format). Relative paths are taken from the .env file\'s folder.',
+    help: 'Private key file (OpenSSH or PEM format). Relative paths are taken from the .env file\'s folder. Read and checked with the other settings, before anything is written: a file that cannot be read, a .pub, or an encrypted key without the right SFTP_KEY_PASSPHRASE stops the run with exit 2. Read once per run: restart ipi-push --watch after replacing it.',
     parse: resolvePath,
   }),
   keyPassphrase: setting({

@@ -1,7 +1,6 @@
 // One SSH connection with its SFTP channel, built and torn down as a unit. Owns host key
 // trust, authentication, keepalive and rekeying; exposes promise-based SFTP calls.
 import net from 'node:net';
-import fs from 'node:fs/promises';
 import ssh2, { type ConnectConfig, type SFTPWrapper, type Stats } from 'ssh2';
 import { AccessDeniedError, ConfigError, PermanentError, RemoteMissingError, TransientError, classify } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -9,7 +8,7 @@ import type { RemoteEntry } from '../select.js';
 import { nativeCryptoAvailable } from '../version.js';
 
 // ssh2 is CommonJS: its named exports are reached through the default import under ESM.
-const { Client, utils } = ssh2;
+const { Client } = ssh2;
 type Client = InstanceType<typeof Client>;
 import {
   appendKnownHost, fingerprintOf, knownHostsLine, preferredHostKeyAlgorithms, readKnownHosts, verifyHostKey, type Verdict,
@@ -20,10 +19,11 @@ export interface SessionOptions {
   port: number;
   user: string;
   password?: string;
-  keyFile?: string;
+  /** SFTP_KEY's bytes, read and checked with the settings (config/identities.ts): nothing is read here. */
+  key?: Buffer;
   keyPassphrase?: string;
   agent?: string;
-  /** Tried when keyFile is not set (config/identities.ts). */
+  /** Tried when key is not set (config/identities.ts). */
   defaultIdentities?: ReadonlyArray<{ file: string; key: Buffer }>;
   pinnedHostKeys?: readonly string[];
   knownHostsFile: string;
@@ -81,7 +81,7 @@ export class SftpSession {
   }
 
   static async open(opts: SessionOptions): Promise<SftpSession> {
-    const auth = await authConfig(opts);
+    const auth = authConfig(opts);
     const known = opts.pinnedHostKeys?.length ? [] : await readKnownHosts(opts.knownHostsFile);
     let verdict: Verdict | null = null;
     let presented: Buffer | null = null;
@@ -475,12 +475,12 @@ type AuthStep = import('ssh2').AnyAuthMethod;
  * then keyboard-interactive answered with the password (servers that only offer that were
  * reachable by paramiko, which falls back to it, so FTP_IPI.py's .env files must work there).
  */
-async function authConfig(opts: SessionOptions): Promise<Partial<ConnectConfig>> {
+function authConfig(opts: SessionOptions): Partial<ConnectConfig> {
   const user = opts.user;
   const steps: AuthStep[] = [];
   if (opts.agent) steps.push({ type: 'agent', username: user, agent: opts.agent });
-  if (opts.keyFile) {
-    steps.push({ type: 'publickey', username: user, key: await readKey(opts.keyFile, opts.keyPassphrase), passphrase: opts.keyPassphrase });
+  if (opts.key) {
+    steps.push({ type: 'publickey', username: user, key: opts.key, passphrase: opts.keyPassphrase });
   } else {
     for (const { key } of opts.defaultIdentities ?? []) steps.push({ type: 'publickey', username: user, key });
   }
@@ -498,26 +498,6 @@ async function authConfig(opts: SessionOptions): Promise<Partial<ConnectConfig>>
   }
   // @types/ssh2 types the array as the base AuthMethod; ssh2 itself takes the full method objects.
   return { authHandler: steps as import('ssh2').AuthMethod[] };
-}
-
-async function readKey(file: string, passphrase: string | undefined): Promise<Buffer> {
-  let key: Buffer;
-  try {
-    key = await fs.readFile(file);
-  } catch (err) {
-    throw new ConfigError(`SFTP_KEY ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? err})`);
-  }
-  const parsed = utils.parseKey(key, passphrase);
-  if (parsed instanceof Error) {
-    const why = /passphrase|decrypt|bad|encrypted/i.test(parsed.message)
-      ? (passphrase === undefined ? 'it is encrypted: set SFTP_KEY_PASSPHRASE' : 'SFTP_KEY_PASSPHRASE does not decrypt it')
-      : `not a private key ssh2 can read (${parsed.message})`;
-    throw new ConfigError(`SFTP_KEY ${file}: ${why}`);
-  }
-  // A .pub parses too; the server would then refuse the login, blaming the wrong thing.
-  const first = Array.isArray(parsed) ? parsed[0] : parsed;
-  if (first && !first.isPrivateKey()) throw new ConfigError(`SFTP_KEY ${file}: a public key; SFTP_KEY takes the private key (usually the same name without .pub)`);
-  return key;
 }
 
 /** Our own socket, so TCP keepalive is on and a dead route is noticed even between SSH keepalives. */

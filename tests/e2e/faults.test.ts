@@ -812,7 +812,7 @@ describe('secrets', () => {
     assert.ok(!(r.stdout + r.stderr + wrong.stdout + wrong.stderr + producedText(ws)).includes(PASSWORD));
   });
 
-  test('SFTP_KEY naming the public key (.pub): exit 2 saying so, not a refused login', async () => {
+  test('SFTP_KEY naming the public key (.pub): exit 2 saying so, not a refused login, before anything is made', async () => {
     const { ws } = setup({ 'IPI_20250904.dat': testBytes(10, 904) });
     delete ws.env.SFTP_PASS;
     ws.env.SFTP_KEY = `${suite.server.clientKeyPath}.pub`;
@@ -820,6 +820,7 @@ describe('secrets', () => {
     const r = await ws.run();
     assert.equal(r.code, 2, r.stdout + r.stderr);
     assert.match(r.stderr, /SFTP_KEY .*\.pub: a public key; SFTP_KEY takes the private key/);
+    assert.deepEqual(listDir(ws.dir).filter((n) => !['.env', '.ssh'].includes(n)), [], 'no log, lock or folder');
   });
 
   test('a key passphrase (real sshd) never appears, in success or failure; a wrong one is a config error', async () => {

@@ -282,6 +282,30 @@ describe('refusals: exit codes and nothing changed', () => {
     assert.equal(flag.code, 2);
   });
 
+  test('an SFTP_KEY that cannot be read: one line, exit 2, and nothing made (no LOG_FILE, no lock, no LOCAL_DIR or SERVER_DIR)', async () => {
+    // Read when the settings are loaded, not at connect time: by then the run had opened its
+    // log, taken the lock and made its folders.
+    const { ws } = setup({ 'IPI_20241102.dat': testBytes(10, 12) });
+    const keys = path.join(ws.dir, 'keys');
+    fs.mkdirSync(path.join(keys, 'a-folder'), { recursive: true });
+    const cases: Array<[string, string]> = [[path.join(keys, 'id_missing'), 'ENOENT'], [path.join(keys, 'a-folder'), 'EISDIR']];
+    if (process.getuid?.() !== 0) {
+      // Root reads a file of mode 000: this case runs only where it means something.
+      const locked = path.join(keys, 'id_mode_000');
+      fs.writeFileSync(locked, 'whatever', { mode: 0o000 });
+      cases.push([locked, 'EACCES']);
+    }
+    for (const [key, code] of cases) {
+      ws.env.SFTP_KEY = key;
+      ws.writeEnv();
+      const r = await ws.run();
+      assert.equal(r.code, 2, r.stdout + r.stderr);
+      assert.equal(r.stderr, `ipi-pull: SFTP_KEY ${key}: cannot read it (${code})\n`);
+      assert.equal(r.stdout, '');
+      assert.deepEqual(listDir(ws.dir).filter((n) => !['.env', '.ssh', 'keys'].includes(n)), [], `${code}: nothing created`);
+    }
+  });
+
   test('a command line yargs cannot parse: one line (and JSON with --json), exit 2, and a password on it is not repeated', async () => {
     const { ws } = setup({});
     // With --json a wrapper parsing stdout gets the failure as JSON too.

@@ -345,7 +345,7 @@ describe('ipi-push --once', () => {
     fs.mkdirSync(p.remoteRoot, { recursive: true });
     fs.writeFileSync(path.join(p.remoteRoot, 'cut.dat'), testBytes(100_000, 33));
     const session = await SftpSession.open({
-      host: server.host, port: server.port, user: server.user, keyFile: server.kind === 'openssh' ? server.clientKeyPath : undefined,
+      host: server.host, port: server.port, user: server.user, key: server.kind === 'openssh' ? fs.readFileSync(server.clientKeyPath) : undefined,
       password: server.kind === 'embedded' ? server.password : undefined, pinnedHostKeys: [server.hostKeyFingerprint],
       knownHostsFile: path.join(p.ws.dir, 'no_known_hosts'), acceptNewHostKey: false, connectTimeoutMs: 10_000,
       keepaliveIntervalMs: 0, keepaliveCountMax: 3, rekeyBytes: 0, log: silentLogger,

@@ -116,4 +116,24 @@ describe('ipi-push --dry-run connects to nothing', () => {
     assert.equal(real.code, 2);
     assert.match(real.stderr, /no way to log in/);
   });
+
+  test('nor a usable SFTP_KEY: a bad one is a warning; a real run stops at it, before the state or the lock is made', async () => {
+    const dir = fs.mkdtempSync(path.join(root, 'dry-key-'));
+    fs.mkdirSync(path.join(dir, 'out'));
+    fs.writeFileSync(path.join(dir, 'out', 'a.dat'), 'hi');
+    fs.writeFileSync(path.join(dir, '.env'), 'SFTP_HOST=sftp.example.com\nSFTP_USER=ipi\nWATCH_DIR=./out\nSFTP_UPLOAD_DIR=/in\nPUSH_SETTLE=0\nLOG_FILE=./push.log\nSFTP_KEY=./id_missing\n');
+    const problem = `SFTP_KEY ${path.join(dir, 'id_missing')}: cannot read it (ENOENT)`;
+    const dry = await run('ipi-push', ['--dry-run', '--json'], dir, { HOME: dir });
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.deepEqual((JSON.parse(dry.stdout) as { wouldUpload: string[] }).wouldUpload, ['a.dat']);
+    // In process, the console half of the log is this process's own stderr: read the file.
+    const log = fs.readFileSync(path.join(dir, 'push.log'), 'utf8');
+    const warning = log.split('\n').find((l) => l.endsWith(` ${problem}; nothing logs in now, but a run that does stops here`));
+    assert.match(warning ?? '', / WARN /, log);
+    fs.rmSync(path.join(dir, 'push.log'));
+    const real = await run('ipi-push', ['--once'], dir, { HOME: dir });
+    assert.equal(real.code, 2);
+    assert.equal(real.stderr, `ipi-push: ${problem}\n`);
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['.env', 'out'], 'no log, no state file, no lock');
+  });
 });

@@ -1,5 +1,6 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,6 +35,20 @@ function dir(envContent?: string): string {
 }
 
 const BASE = 'SFTP_HOST=h.example\nSFTP_USER=u\nSFTP_DIR=/out\nSFTP_PASS=pw\n';
+
+/**
+ * A real key file, unencrypted or encrypted with `passphrase`, and its .pub beside it: the
+ * loader reads and checks SFTP_KEY, so a made-up path would not load. Returns the path.
+ */
+function writeKey(file: string, passphrase?: string): string {
+  // Not ssh2's generateKeyPairSync directly: about one ed25519 key in 170 comes out malformed.
+  // Two bcrypt rounds instead of 16: the same format, decrypted in a blink.
+  const pair = generateValidEd25519('test', passphrase, 2);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, pair.private, { mode: 0o600 });
+  fs.writeFileSync(`${file}.pub`, pair.public);
+  return file;
+}
 
 function configError(fn: () => unknown): ConfigError {
   try {
@@ -202,6 +217,8 @@ describe('loadConfig: paths', () => {
     const site = path.join(cwd, 'site');
     fs.mkdirSync(site);
     fs.writeFileSync(path.join(site, '.env'), `${BASE}LOCAL_DIR=./dl\nSERVER_DIR=pub\nLAST_FILE_RECORD=../state/last.txt\nSFTP_KEY=keys/id\n`);
+    // Only there: read from cwd instead, the key would be missing and the load would fail.
+    writeKey(path.join(site, 'keys', 'id'));
     const c = loadConfig({ cwd, env: {}, envFile: 'site/.env' });
     assert.equal(c.baseDir, site);
     assert.equal(c.localDir, path.join(site, 'dl'));
@@ -225,9 +242,14 @@ describe('loadConfig: paths', () => {
 
   test('~ and ~/ mean the home folder', () => {
     const cwd = dir(`${BASE}SFTP_KEY=~/.ssh/id_test\nSFTP_KNOWN_HOSTS=~\n`);
-    const c = loadConfig({ cwd, env: {} });
-    assert.equal(c.keyFile, path.join(os.homedir(), '.ssh', 'id_test'));
-    assert.equal(c.knownHosts, os.homedir());
+    writeKey(path.join(os.homedir(), '.ssh', 'id_test'));
+    try {
+      const c = loadConfig({ cwd, env: {} });
+      assert.equal(c.keyFile, path.join(os.homedir(), '.ssh', 'id_test'));
+      assert.equal(c.knownHosts, os.homedir());
+    } finally {
+      fs.rmSync(path.join(os.homedir(), '.ssh'), { recursive: true, force: true });
+    }
   });
 
   test('the default known_hosts is ~/.ssh/known_hosts', () => {
@@ -399,7 +421,9 @@ describe('loadConfig: errors', () => {
 
   test('a key file, an agent socket or a default identity each count as a way to log in', () => {
     const noPass = 'SFTP_HOST=h\nSFTP_USER=u\nSFTP_DIR=/d\n';
-    assert.equal(loadConfig({ cwd: dir(`${noPass}SFTP_KEY=./id\n`), env: {} }).password, undefined);
+    const withKey = dir(`${noPass}SFTP_KEY=./id\n`);
+    writeKey(path.join(withKey, 'id'));
+    assert.equal(loadConfig({ cwd: withKey, env: {} }).password, undefined);
     assert.equal(loadConfig({ cwd: dir(noPass), env: { SSH_AUTH_SOCK: '/tmp/agent.sock' } }).agent, '/tmp/agent.sock');
     assert.equal(loadConfig({ cwd: dir(`${noPass}SFTP_AGENT=pageant\n`), env: {} }).agent, 'pageant');
     // ssh's default identity in the home folder counts too, when it can be used without a
@@ -409,10 +433,9 @@ describe('loadConfig: errors', () => {
     try {
       fs.writeFileSync(id, 'not really a key');
       assert.throws(() => loadConfig({ cwd: dir(noPass), env: {} }), /no way to log in/);
-      fs.writeFileSync(id, generateValidEd25519('default identity', 'x').private);
+      writeKey(id, 'x');
       assert.throws(() => loadConfig({ cwd: dir(noPass), env: {} }), new RegExp(`no way to log in: .*; ${id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} needs a passphrase .*SFTP_KEY_PASSPHRASE`));
-      // ssh2's own generator makes a pair its parser rejects 1 time in 256 (ssh2#1390): the test's key must be a good one.
-      fs.writeFileSync(id, generateValidEd25519('default identity').private);
+      writeKey(id);
       const c = loadConfig({ cwd: dir(noPass), env: {} });
       assert.deepEqual(c.defaultIdentities.map((i) => i.file), [id]);
     } finally {
@@ -436,6 +459,7 @@ describe('loadConfig: errors', () => {
 describe('loadConfig: secrets', () => {
   test('config.secrets lists the password and the passphrase actually set', () => {
     const cwd = dir(`${BASE}SFTP_KEY=./id\nSFTP_KEY_PASSPHRASE="phrase with spaces"\n`);
+    writeKey(path.join(cwd, 'id'), 'phrase with spaces');
     const c = loadConfig({ cwd, env: {} });
     assert.deepEqual([...c.secrets].sort(), ['phrase with spaces', 'pw'].sort());
     assert.equal(c.keyPassphrase, 'phrase with spaces');
@@ -443,6 +467,7 @@ describe('loadConfig: secrets', () => {
 
   test('no secrets when none is set; an empty password is not a secret', () => {
     const cwd = dir('SFTP_HOST=h\nSFTP_USER=u\nSFTP_DIR=/d\nSFTP_PASS=\nSFTP_KEY=./id\n');
+    writeKey(path.join(cwd, 'id'));
     assert.deepEqual(loadConfig({ cwd, env: {} }).secrets, []);
   });
 
@@ -490,6 +515,130 @@ describe('loadConfig: secrets', () => {
         assert.ok(!message.includes('hunter2-leak'), `error message leaks the password: ${message}`);
       }
     });
+});
+
+describe('loadConfig: SFTP_KEY is read and checked here, before anything is written', () => {
+  const NO_PASS = 'SFTP_HOST=h.example\nSFTP_USER=u\nSFTP_DIR=/out\n';
+  /** A folder whose .env names `key` as SFTP_KEY (and `passphrase`, if given), without any password. */
+  const keyCase = (key: string, passphrase?: string) =>
+    dir(`${NO_PASS}SFTP_KEY=${key}\n${passphrase === undefined ? '' : `SFTP_KEY_PASSPHRASE=${passphrase}\n`}`);
+
+  test('a key without a passphrase: its bytes are in the config, beside the path', () => {
+    const cwd = keyCase('./id');
+    const file = writeKey(path.join(cwd, 'id'));
+    const c = loadConfig({ cwd, env: {} });
+    assert.equal(c.keyFile, file);
+    assert.ok(c.key?.equals(fs.readFileSync(file)), 'the bytes of the file');
+    assert.equal(c.keyProblem, undefined);
+    assert.deepEqual(c.warnings, []);
+  });
+
+  test('a key with its passphrase: the (still encrypted) bytes, and the passphrase kept as a secret', () => {
+    const cwd = keyCase('./id', 'Right-phrase-42');
+    const file = writeKey(path.join(cwd, 'id'), 'Right-phrase-42');
+    const c = loadConfig({ cwd, env: {} });
+    assert.ok(c.key?.equals(fs.readFileSync(file)));
+    assert.equal(c.keyPassphrase, 'Right-phrase-42');
+    assert.deepEqual(c.secrets, ['Right-phrase-42']);
+  });
+
+  test('a PEM key (ssh-keygen -m PEM, openssl) with its passphrase is taken too', () => {
+    const cwd = keyCase('./id_rsa', 'pem-phrase');
+    const pem = crypto.generateKeyPairSync('rsa', {
+      modulusLength: 2048,
+      privateKeyEncoding: { type: 'pkcs1', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'pem-phrase' },
+      publicKeyEncoding: { type: 'pkcs1', format: 'pem' },
+    });
+    fs.writeFileSync(path.join(cwd, 'id_rsa'), pem.privateKey);
+    assert.ok(loadConfig({ cwd, env: {} }).key);
+    const wrong = configError(() => loadConfig({ cwd, env: { SFTP_KEY_PASSPHRASE: 'not-the-pem-phrase' } }));
+    assert.equal(wrong.message, `SFTP_KEY ${path.join(cwd, 'id_rsa')}: SFTP_KEY_PASSPHRASE does not decrypt it`);
+  });
+
+  test('a missing file: one line naming the path and ENOENT', () => {
+    const cwd = keyCase('./keys/id_missing');
+    const err = configError(() => loadConfig({ cwd, env: {} }));
+    assert.equal(err.message, `SFTP_KEY ${path.join(cwd, 'keys', 'id_missing')}: cannot read it (ENOENT)`);
+  });
+
+  test('a folder where the key belongs cannot be read either (EISDIR)', () => {
+    const cwd = keyCase('./keys');
+    fs.mkdirSync(path.join(cwd, 'keys'));
+    const err = configError(() => loadConfig({ cwd, env: {} }));
+    assert.equal(err.message, `SFTP_KEY ${path.join(cwd, 'keys')}: cannot read it (EISDIR)`);
+  });
+
+  test('a file we may not read: EACCES', { skip: process.getuid?.() === 0 ? 'running as root, which reads a file of mode 000' : false }, () => {
+    const cwd = keyCase('./id');
+    fs.chmodSync(writeKey(path.join(cwd, 'id')), 0o000);
+    const err = configError(() => loadConfig({ cwd, env: {} }));
+    assert.equal(err.message, `SFTP_KEY ${path.join(cwd, 'id')}: cannot read it (EACCES)`);
+  });
+
+  test('an encrypted key without SFTP_KEY_PASSPHRASE says to set it', () => {
+    const cwd = keyCase('./id');
+    writeKey(path.join(cwd, 'id'), 'Unknown-phrase');
+    const err = configError(() => loadConfig({ cwd, env: {} }));
+    assert.equal(err.message, `SFTP_KEY ${path.join(cwd, 'id')}: it is encrypted: set SFTP_KEY_PASSPHRASE`);
+  });
+
+  test('a wrong passphrase says so, and neither passphrase nor any of the key is in the message', () => {
+    const cwd = keyCase('./id', 'Wrong-phrase-XYZZY');
+    const file = writeKey(path.join(cwd, 'id'), 'Right-phrase-42');
+    const err = configError(() => loadConfig({ cwd, env: {} }));
+    assert.equal(err.message, `SFTP_KEY ${file}: SFTP_KEY_PASSPHRASE does not decrypt it`);
+    const body = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l && !l.startsWith('-----'));
+    for (const secret of ['Wrong-phrase-XYZZY', 'Right-phrase-42', ...body]) assert.ok(!err.message.includes(secret));
+  });
+
+  test('the .pub instead of the private key: says which file SFTP_KEY takes', () => {
+    const cwd = keyCase('./id.pub');
+    writeKey(path.join(cwd, 'id'));
+    const err = configError(() => loadConfig({ cwd, env: {} }));
+    assert.equal(err.message, `SFTP_KEY ${path.join(cwd, 'id.pub')}: a public key; SFTP_KEY takes the private key (usually the same name without .pub)`);
+  });
+
+  test('a file that is no key at all: ssh2\'s reason, not the content', () => {
+    for (const content of ['machine sftp.example.com password Hunter2-in-the-file\n', '']) {
+      const cwd = keyCase('./notakey');
+      fs.writeFileSync(path.join(cwd, 'notakey'), content);
+      const err = configError(() => loadConfig({ cwd, env: {} }));
+      assert.equal(err.message, `SFTP_KEY ${path.join(cwd, 'notakey')}: not a private key ssh2 can read (Unsupported key format)`);
+    }
+    // Armoured like an OpenSSH key, but not one: ssh2's own message would quote its first bytes.
+    const cwd = keyCase('./armoured');
+    const body = Buffer.from('Hunter2-in-key!' + '\0'.repeat(40)).toString('base64');
+    fs.writeFileSync(path.join(cwd, 'armoured'), `-----BEGIN OPENSSH PRIVATE KEY-----\n${body}\n-----END OPENSSH PRIVATE KEY-----\n`);
+    const err = configError(() => loadConfig({ cwd, env: {} }));
+    assert.equal(err.message, `SFTP_KEY ${path.join(cwd, 'armoured')}: not a private key ssh2 can read (Unsupported OpenSSH key magic)`);
+  });
+
+  test('a bad key stops the load even with a password set: SFTP_KEY was asked for, and would be tried first', () => {
+    const cwd = dir(`${BASE}SFTP_KEY=./missing\n`);
+    assert.match(configError(() => loadConfig({ cwd, env: {} })).message, /^SFTP_KEY .*missing: cannot read it \(ENOENT\)$/);
+  });
+
+  test('a command that may run without logging in is not stopped by it: the problem is kept, and is a warning', () => {
+    // status (serverOptional), mark --force (the same) and ipi-push --dry-run (loginOptional).
+    const push = 'SFTP_HOST=h\nSFTP_USER=u\nWATCH_DIR=./w\nSFTP_UPLOAD_DIR=/in\nSFTP_KEY=./missing\n';
+    for (const [cwd, opts] of [[keyCase('./missing'), { serverOptional: true }], [dir(push), { loginOptional: true, tool: 'push' as const }]] as const) {
+      const c = loadConfig({ cwd, env: {}, ...opts });
+      const problem = `SFTP_KEY ${path.join(cwd, 'missing')}: cannot read it (ENOENT)`;
+      assert.equal(c.key, undefined);
+      assert.equal(c.keyProblem, problem);
+      assert.deepEqual(c.warnings, [`${problem}; nothing logs in now, but a run that does stops here`]);
+      // The same settings for a command that logs in: stopped, with the same line.
+      assert.equal(configError(() => loadConfig({ cwd, env: {}, tool: opts.tool })).message, problem);
+    }
+  });
+
+  test('a command that may run without logging in still reads a good key (status connects with it)', () => {
+    const cwd = keyCase('./id');
+    const file = writeKey(path.join(cwd, 'id'));
+    const c = loadConfig({ cwd, env: {}, serverOptional: true });
+    assert.ok(c.key?.equals(fs.readFileSync(file)));
+    assert.equal(c.keyProblem, undefined);
+  });
 });
 
 describe('buildConfig: folders that must not overlap', () => {
