@@ -251,7 +251,7 @@ export const SETTINGS = {
   }),
   stateFile: setting({
     env: 'STATE_FILE', section: 'Upload (ipi-push)', default: './ipi-push-state.json', tools: ['push'], example: './ipi-push-state.json',
-    help: 'JSON record of uploaded files (size, mtime, sha256, when) and failed ones (error, attempts, next retry), rewritten atomically. Its lock file and the append-only upload history (NAME.history.jsonl, one line per file ever uploaded) live beside it.',
+    help: 'JSON record of uploaded files (size, mtime, sha256, when) and failed ones (error, attempts, next retry), rewritten atomically. During a run its changes go to NAME.journal first (folded in when the run ends). Its lock file and the append-only upload history (NAME.history.jsonl, one line per file ever uploaded) live beside it.',
     parse: resolvePath,
   }),
   pushSettle: setting({

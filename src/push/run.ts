@@ -143,7 +143,8 @@ export async function runPush(config: Config, opts: PushOptions, ctx: PushContex
     if (lock) {
       for (const file of await sweepTemporaries(path.dirname(config.stateFile), pidAlive)) ctx.log.info(`removed ${file}, a temporary file left by a run that died`);
     }
-    const store = await StateStore.open(config.stateFile);
+    // --dry-run holds no lock: it reads the state and its journal, and writes neither.
+    const store = await StateStore.open(config.stateFile, { readOnly: opts.dryRun });
     const history = openUploadHistory(config.stateFile);
     try {
       // A lost lock stops the run as a signal does (the upload in hand is checkpointed), and is
@@ -157,6 +158,8 @@ export async function runPush(config: Config, opts: PushOptions, ctx: PushContex
       throw err;
     } finally {
       await history.close();
+      // Folding the journal into STATE_FILE is tidiness: every change is already in the journal.
+      await store.close({ fold: !lock?.lost.aborted }).catch((err: unknown) => ctx.log.warn(`${classify(err, 'rewriting the state file').message}; its journal keeps every change and the next run folds it in`));
     }
     lock?.lost.throwIfAborted();
   } finally {

@@ -17,6 +17,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { silentLogger, type Logger } from '../../src/log.js';
 import { noProgress } from '../../src/progress.js';
 import { runPush, type PushSummary } from '../../src/push/run.js';
+import { journalFileFor, stateFromTexts } from '../../src/push/state.js';
 import { SftpSession } from '../../src/sftp/session.js';
 import { startEmbeddedServer } from './helpers/embedded-server.js';
 import { startTestServer, type SftpServerHandle } from './helpers/server.js';
@@ -81,7 +82,12 @@ function setup(extra: Record<string, string> = {}, srv: SftpServerHandle = serve
       return abs;
     },
     log: () => fs.readFileSync(ws.logFile, 'utf8'),
-    state: () => JSON.parse(fs.readFileSync(path.join(ws.dir, 'ipi-push-state.json'), 'utf8')),
+    // As a reader sees it: STATE_FILE with its journal (a --watch run still under way has not folded it in).
+    state: () => {
+      const file = path.join(ws.dir, 'ipi-push-state.json');
+      const read = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : null);
+      return stateFromTexts(read(file), read(journalFileFor(file)), file);
+    },
   };
 }
 

@@ -10,7 +10,9 @@ import {
   afterUploadDue, foldersToMirror, goneFromWatchDir, ignoreMatcher, isInside, isSettled, needsUpload, nextRetryAt, observe, parseSha256sum, queueOrder,
   remoteAncestors, remoteFolder, remoteTarget, sameAsRemote, shellQuote, unsafeRelReason, type StateView,
 } from '../../src/push/decide.js';
-import { StateCorruptError, StateStore, emptyState, parseState, readState } from '../../src/push/state.js';
+import {
+  StateCorruptError, StateStore, applyChanges, emptyState, journalFileFor, parseJournal, parseState, readState, stateFromTexts, type StateChange,
+} from '../../src/push/state.js';
 import { scanDir } from '../../src/push/scan.js';
 import { LocalChangedError, sendRange, type RemoteWriter } from '../../src/transfer/upload-engine.js';
 import { buildConfig } from '../../src/config/load.js';
@@ -191,9 +193,10 @@ describe('state file', () => {
     const again = await readState(file);
     assert.deepEqual(Object.keys(again.uploaded), ['a']);
     assert.deepEqual(again.failed, {});
-    const before = fs.statSync(file).mtimeMs;
+    const before = fs.readFileSync(journalFileFor(file), 'utf8');
     await store.forget(['nothing-here']);
-    assert.equal(fs.statSync(file).mtimeMs, before, 'nothing to forget: not rewritten');
+    assert.equal(fs.readFileSync(journalFileFor(file), 'utf8'), before, 'nothing to forget: nothing written');
+    await store.close();
   });
   test('overlapping saves land in order, the last one holding every change', async () => {
     const file = path.join(dir, 'overlap.json');
@@ -223,6 +226,90 @@ describe('state file', () => {
         assert.ok(err instanceof ConfigError, 'exit code 2');
         assert.match(err.message, why);
         assert.match(err.message, /mv '\/s\.json' '\/s\.json\.corrupt'/);
+        return true;
+      });
+    }
+  });
+});
+
+describe('state journal', () => {
+  const dir = tmp('ipi-push-journal-');
+  const rec = (n: number) => ({ size: n, mtimeMs: 2, sha256: 'h', uploadedAt: 'now', remotePath: `/r/${n}`, verified: 'size' as const });
+  const lines = (file: string) => fs.readFileSync(journalFileFor(file), 'utf8').split('\n').filter(Boolean).length;
+
+  test('a change is one journal line, not a rewrite of the state; closing folds the journal in and removes it', async () => {
+    const file = path.join(dir, 'plain.json');
+    fs.writeFileSync(file, JSON.stringify({ ...emptyState(), uploaded: { old: rec(1) } }));
+    const before = fs.readFileSync(file, 'utf8');
+    const store = await StateStore.open(file);
+    await store.markInProgress({ rel: 'a', size: 1, mtimeMs: 2, remoteTemp: '/t', startedAt: 'x' });
+    await store.markUploaded('a', rec(5));
+    assert.equal(fs.readFileSync(file, 'utf8'), before, 'STATE_FILE not rewritten per change');
+    assert.equal(lines(file), 3, 'in progress; uploaded, and in progress cleared');
+    const seen = await readState(file);
+    assert.deepEqual(Object.keys(seen.uploaded).sort(), ['a', 'old'], 'a reader replays the journal');
+    assert.equal(seen.inProgress, null);
+    await store.close();
+    assert.equal(fs.existsSync(journalFileFor(file)), false);
+    assert.deepEqual(parseState(fs.readFileSync(file, 'utf8'), file), seen, 'STATE_FILE alone holds it all');
+  });
+
+  test('the journal is folded in once it has as many lines as the state had entries (at least 1,000): each change costs O(1)', async () => {
+    const file = path.join(dir, 'compact.json');
+    const store = await StateStore.open(file);
+    for (let i = 0; i < 999; i++) await store.markUploaded(`f${i}`, rec(i));
+    assert.equal(fs.existsSync(file), false, 'not yet');
+    assert.equal(lines(file), 999);
+    await store.markUploaded('f999', rec(999));
+    assert.equal(Object.keys(parseState(fs.readFileSync(file, 'utf8'), file).uploaded).length, 1000, 'rewritten with everything');
+    assert.equal(lines(file), 0, 'journal emptied');
+    for (let i = 1000; i < 1999; i++) await store.markUploaded(`f${i}`, rec(i));
+    assert.equal(Object.keys(parseState(fs.readFileSync(file, 'utf8'), file).uploaded).length, 1000, 'next fold after as many lines as entries');
+    assert.equal(Object.keys((await readState(file)).uploaded).length, 1999);
+    await store.close();
+  });
+
+  test('a line torn by a crash is left out by readers and cut off by the next writer, whose lines then read cleanly', async () => {
+    const file = path.join(dir, 'torn.json');
+    const whole = `${JSON.stringify({ k: 'uploaded', rel: 'kept', v: rec(1) })}\n`;
+    fs.writeFileSync(journalFileFor(file), `${whole}{"k":"uploaded","rel":"torn","v":{"si`);
+    assert.deepEqual(Object.keys((await readState(file)).uploaded), ['kept']);
+    const ro = await StateStore.open(file, { readOnly: true });
+    await ro.close();
+    assert.ok(fs.readFileSync(journalFileFor(file), 'utf8').endsWith('{"si'), 'a read-only store (--dry-run) writes nothing');
+    await assert.rejects(ro.markUploaded('x', rec(1)), /read-only/);
+    const store = await StateStore.open(file);
+    assert.equal(fs.readFileSync(journalFileFor(file), 'utf8'), whole, 'the torn line cut off');
+    await store.markUploaded('next', rec(2));
+    assert.deepEqual(Object.keys((await readState(file)).uploaded).sort(), ['kept', 'next']);
+    await store.close({ fold: false });
+    assert.equal(lines(file), 2, 'fold: false (a run that lost its lock) leaves the journal as it is');
+    assert.equal(fs.existsSync(file), false);
+  });
+
+  test('replaying a journal over a state that already holds it changes nothing (a crash between the fold and emptying the journal)', () => {
+    const changes: StateChange[] = [
+      { k: 'inProgress', v: { rel: 'a', size: 1, mtimeMs: 2, remoteTemp: '/t', startedAt: 'x' } },
+      { k: 'failed', rel: 'a', v: { size: 1, mtimeMs: 2, error: 'e', attempts: 2, lastAttemptAt: 't', nextRetryAt: null, permanent: false } },
+      { k: 'uploaded', rel: 'a', v: rec(1) }, { k: 'failed', rel: 'a', v: null }, { k: 'inProgress', v: null },
+      { k: 'folders', rel: 'd', v: { remotePath: '/r/d', mirroredAt: 't' } }, { k: 'uploaded', rel: 'gone', v: null },
+    ];
+    const once = emptyState();
+    applyChanges(once, changes);
+    const twice = structuredClone(once);
+    applyChanges(twice, changes);
+    assert.deepEqual(twice, once);
+    const text = changes.map((c) => `${JSON.stringify(c)}\n`).join('');
+    assert.deepEqual(stateFromTexts(JSON.stringify(once), text, '/s.json'), once);
+  });
+
+  test('a damaged line inside the journal is refused with the recovery steps for both files', () => {
+    const good = `${JSON.stringify({ k: 'uploaded', rel: 'a', v: rec(1) })}\n`;
+    for (const line of ['not json', '{"k":"uploaded","rel":"b","v":{"size":"x"}}', '{"k":"elsewhere","rel":"b","v":null}', '{"k":"inProgress","v":5}']) {
+      assert.throws(() => parseJournal(`${good}${line}\n${good}`, '/s.json'), (err: unknown) => {
+        assert.ok(err instanceof StateCorruptError && err instanceof ConfigError);
+        assert.match(err.message, /journal \/s\.json\.journal is damaged: line 2 /);
+        assert.match(err.message, /mv '\/s\.json' '\/s\.json\.corrupt'; mv '\/s\.json\.journal' '\/s\.json\.journal\.corrupt'/);
         return true;
       });
     }
