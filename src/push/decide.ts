@@ -98,8 +98,9 @@ export type Verdict =
 
 /** Does this file need an upload now? Changed = size or mtime differ from what was uploaded. */
 export function needsUpload(f: LocalFile, state: StateView, nowMs: number, retryFailed = false): Verdict {
-  const done = state.uploaded[f.rel];
-  const failed = state.failed[f.rel];
+  // Own entries only: a file called `constructor` has no record the map inherited.
+  const done = Object.hasOwn(state.uploaded, f.rel) ? state.uploaded[f.rel] : undefined;
+  const failed = Object.hasOwn(state.failed, f.rel) ? state.failed[f.rel] : undefined;
   if (failed && failed.size === f.size && failed.mtimeMs === f.mtimeMs) {
     if (failed.permanent && !retryFailed) return { upload: false, why: 'failed-permanently' };
     if (!failed.permanent && failed.nextRetryAt !== null && Date.parse(failed.nextRetryAt) > nowMs) return { upload: false, why: 'retry-later' };
@@ -178,7 +179,7 @@ export function remoteFolder(uploadDir: string, rel: string): string {
  * its folder leaves WATCH_DIR (goneFromWatchDir), so a folder made again is mirrored again.
  */
 export function foldersToMirror(seen: Iterable<string>, recorded: Readonly<Record<string, FolderRecord>>, uploadDir: string): string[] {
-  return [...new Set(seen)].filter((rel) => recorded[rel]?.remotePath !== remoteFolder(uploadDir, rel))
+  return [...new Set(seen)].filter((rel) => !Object.hasOwn(recorded, rel) || recorded[rel]!.remotePath !== remoteFolder(uploadDir, rel))
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 

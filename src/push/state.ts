@@ -111,12 +111,16 @@ export type StateChange =
   | { k: 'folders'; rel: string; v: FolderRecord | null }
   | { k: 'inProgress'; v: InProgressRecord | null };
 
-/** Pure: apply changes to the state, in order. */
+/**
+ * Pure: apply changes to the state, in order. Keys are file names, and a file may be called
+ * `__proto__`: defined as own properties, never assigned (an assignment would set the map's
+ * prototype, and the record would vanish from the JSON).
+ */
 export function applyChanges(state: PushState, changes: readonly StateChange[]): void {
   for (const c of changes) {
     if (c.k === 'inProgress') state.inProgress = c.v;
     else if (c.v === null) delete state[c.k][c.rel];
-    else (state[c.k] as Record<string, unknown>)[c.rel] = c.v;
+    else Object.defineProperty(state[c.k], c.rel, { value: c.v, enumerable: true, writable: true, configurable: true });
   }
 }
 
@@ -246,13 +250,13 @@ export class StateStore {
 
   async markUploaded(rel: string, rec: UploadedRecord): Promise<void> {
     const changes: StateChange[] = [{ k: 'uploaded', rel, v: rec }];
-    if (rel in this.state.failed) changes.push({ k: 'failed', rel, v: null });
+    if (Object.hasOwn(this.state.failed, rel)) changes.push({ k: 'failed', rel, v: null });
     if (this.state.inProgress?.rel === rel) changes.push({ k: 'inProgress', v: null });
     await this.record(changes);
   }
 
   async markFailed(rel: string, f: { size: number; mtimeMs: number }, error: string, permanent: boolean, retryAt: (attempts: number) => number | null): Promise<FailedRecord> {
-    const prev = this.state.failed[rel];
+    const prev = Object.hasOwn(this.state.failed, rel) ? this.state.failed[rel] : undefined;
     const attempts = (prev && prev.size === f.size && prev.mtimeMs === f.mtimeMs ? prev.attempts : 0) + 1;
     const at = permanent ? null : retryAt(attempts);
     const rec: FailedRecord = {
@@ -274,7 +278,7 @@ export class StateStore {
   async forget(rels: readonly string[]): Promise<void> {
     const changes: StateChange[] = [];
     for (const rel of rels) {
-      for (const k of ['uploaded', 'failed', 'folders'] as const) if (rel in this.state[k]) changes.push({ k, rel, v: null });
+      for (const k of ['uploaded', 'failed', 'folders'] as const) if (Object.hasOwn(this.state[k], rel)) changes.push({ k, rel, v: null });
     }
     if (changes.length > 0) await this.record(changes);
   }

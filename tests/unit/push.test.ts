@@ -303,6 +303,28 @@ describe('state journal', () => {
     assert.deepEqual(stateFromTexts(JSON.stringify(once), text, '/s.json'), once);
   });
 
+  test('files and folders named __proto__, constructor or toString are recorded like any other', async () => {
+    const file = path.join(dir, 'names.json');
+    const names = ['__proto__', 'constructor', 'toString', 'sub/__proto__'];
+    const local = (rel: string) => ({ rel, size: 7, mtimeMs: 2 });
+    assert.deepEqual(names.map((n) => needsUpload(local(n), emptyState(), 0).why), ['new', 'new', 'new', 'new'], 'nothing inherited counts as a record');
+    assert.deepEqual(foldersToMirror(names, emptyState().folders, '/in'), [...names].sort());
+    const store = await StateStore.open(file);
+    for (const n of names) await store.markUploaded(n, { ...rec(7), remotePath: `/in/${n}` });
+    await store.markFoldersMirrored(names.map((n) => ({ rel: n, remotePath: `/in/${n}` })));
+    for (const read of [() => readState(file), async () => (await store.close(), readState(file))]) {
+      const state = await read();
+      assert.deepEqual(Object.keys(state.uploaded).sort(), [...names].sort());
+      assert.equal(Object.getPrototypeOf(state.uploaded), Object.prototype, 'the map itself untouched');
+      assert.deepEqual(names.map((n) => needsUpload(local(n), state, 0).why), ['uploaded', 'uploaded', 'uploaded', 'uploaded']);
+      assert.deepEqual(foldersToMirror(names, state.folders, '/in'), []);
+    }
+    const again = await StateStore.open(file);
+    await again.forget(['__proto__', 'constructor']);
+    assert.deepEqual(Object.keys((await readState(file)).uploaded).sort(), ['sub/__proto__', 'toString']);
+    await again.close();
+  });
+
   test('a damaged line inside the journal is refused with the recovery steps for both files', () => {
     const good = `${JSON.stringify({ k: 'uploaded', rel: 'a', v: rec(1) })}\n`;
     for (const line of ['not json', '{"k":"uploaded","rel":"b","v":{"size":"x"}}', '{"k":"elsewhere","rel":"b","v":null}', '{"k":"inProgress","v":5}']) {
