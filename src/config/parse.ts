@@ -26,7 +26,7 @@ const SIZE_UNITS: Record<string, number> = {
 export function parseSize(raw: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(raw);
   const unit = m?.[2]?.toLowerCase() || 'b';
-  if (!m || !(unit in SIZE_UNITS)) throw new ValueError(`'${raw}' is not a size (bytes, or with a unit: 512KiB, 2MiB, 1GiB)`);
+  if (!m || !Object.hasOwn(SIZE_UNITS, unit)) throw new ValueError(`'${raw}' is not a size (bytes, or with a unit: 512KiB, 2MiB, 1GiB)`);
   return Math.round(Number(m[1]) * SIZE_UNITS[unit]!);
 }
 

@@ -79,7 +79,8 @@ describe('parseSize', () => {
   });
 
   test('bad input throws ValueError naming the input', () => {
-    for (const bad of ['', 'MiB', '2 XB', '2MiBs', '-1', 'two', '2 M B', '1,5MiB']) {
+    // `constructor` is a key every object inherits: it once passed as a unit and gave NaN.
+    for (const bad of ['', 'MiB', '2 XB', '2MiBs', '-1', 'two', '2 M B', '1,5MiB', '2constructor', '2__proto__']) {
       assert.throws(() => parseSize(bad), (err: unknown) => {
         assert.ok(err instanceof ValueError, `${JSON.stringify(bad)} should throw ValueError`);
         assert.ok(err.message.includes(`'${bad}'`), err.message);
