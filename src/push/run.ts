@@ -573,6 +573,7 @@ class Pusher {
         return this.store.markInProgress(rec);
       },
       onCutShort: (rec) => this.store.markInProgress(rec),
+      onCheckpoint: (rec) => this.store.markInProgress(rec),
       onProgress: (done, total, from) => {
         if (!started) {
           started = true;

@@ -22,11 +22,12 @@ export interface InProgressRecord {
   remoteTemp: string;
   startedAt: string;
   /**
-   * Set when an attempt ended early (a failure, a stop): the end of the prefix the server
-   * acknowledged in order. A WRITE after it may have failed while later ones succeeded, so the
-   * temporary may hold a hole below its size: a resume starts no further than this, cutting
-   * the temporary back first. Absent: no attempt failed since the temporary was last cut back,
-   * and the server's size is the resume point (it writes a connection's requests in order).
+   * The end of the prefix the server acknowledged in order, as far as the state knows: the
+   * resume point when the upload starts, then moved by checkpoints as acknowledgements come,
+   * and saved once more when an attempt ends early (a failure, a stop). A WRITE after it may
+   * have failed while later ones succeeded, so the temporary may hold a hole below its size:
+   * a resume starts no further than this, cutting the temporary back first. Absent in states
+   * written by versions before checkpoints: the server's size is then the resume point.
    */
   ackedTo?: number;
 }

@@ -10,6 +10,7 @@ import { printableName } from '../names.js';
 import type { SftpSession } from '../sftp/session.js';
 import { LocalChangedError, sendRange } from '../transfer/upload-engine.js';
 import { readFully, readRange } from '../util/fileio.js';
+import { serialLatest } from '../util/serial.js';
 import { parseSha256sum, remoteAncestors, remoteTarget, sameAsRemote, shellQuote } from './decide.js';
 import { openInside, type ScannedFile } from './scan.js';
 import type { InProgressRecord } from './state.js';
@@ -60,6 +61,13 @@ export interface UploadRequest {
    * attempt, in this run or a later one, does not resume past a WRITE that failed.
    */
   onCutShort: (rec: InProgressRecord) => Promise<void>;
+  /**
+   * The acknowledged prefix grew: the record again, with `ackedTo`. Saved in the background
+   * (only the latest of those waiting), so a kill, which leaves no time for onCutShort, still
+   * leaves a resume point that no failed WRITE can lie below; a save that fails is only a
+   * checkpoint missed (the one before it is still a safe place to resume).
+   */
+  onCheckpoint: (rec: InProgressRecord) => Promise<void>;
   onProgress: (done: number, total: number, from: number) => void;
   signal?: AbortSignal;
   /** Start from zero whatever the server holds (after a SHA-256 mismatch). */
@@ -101,9 +109,12 @@ export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
     let closed = false;
     const hash = createHash('sha256');
     let bytesSent = 0;
-    const rec: InProgressRecord = { rel: file.rel, size, mtimeMs, remoteTemp: target.temp, startedAt: new Date().toISOString() };
+    // ackedTo from the start: below the resume point the temporary is ours (checked, cut back).
+    const rec: InProgressRecord = { rel: file.rel, size, mtimeMs, remoteTemp: target.temp, startedAt: new Date().toISOString(), ackedTo: from };
     let ackedTo = from;
     let recorded = false;
+    const checkpoint = serialLatest((acked: number) => req.onCheckpoint({ ...rec, ackedTo: acked }).catch(() => {}));
+    let checkpointed: Promise<void> = Promise.resolve();
     try {
       // Bytes past the resume point may lie beyond a hole: gone before the record stops saying so.
       if (from > 0 && held > from) await session.truncate(handle, from);
@@ -118,16 +129,21 @@ export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
         onRead: (data) => hash.update(data),
         onAcked: (end) => {
           ackedTo = end;
+          checkpointed = checkpoint(end);
           req.onProgress(end, size, from);
         },
         signal: req.signal,
       });
       bytesSent = sent.bytesSent;
+      // Before anything else records this upload: a checkpoint landing later would bring back
+      // an in-progress record for a file already done.
+      await checkpointed;
       await session.setTimes(handle, st.atimeMs, mtimeMs);
       closed = true;
       await session.close(handle);
     } catch (err) {
       if (recorded) {
+        await checkpointed;
         await req.onCutShort({ ...rec, ackedTo }).catch(async (e) => {
           // Unsaved, a later run would trust the server's size: better it starts over.
           const removed = await session.remove(target.temp).then(() => true, () => false);
@@ -198,7 +214,7 @@ async function resumePoint(req: UploadRequest, local: FileHandle, size: number, 
   }
   const at = Math.min(there.size, rec.ackedTo ?? there.size);
   const cut = at < there.size
-    ? `the server holds ${there.size} bytes, but the upload was cut short with only the first ${at} acknowledged (a write after them may have failed): cut back to byte ${at}`
+    ? `the server holds ${there.size} bytes, only the first ${at} acknowledged in order (past them a write may have failed, or the run ended before it heard): cut back to byte ${at}`
     : '';
   if (at === 0) {
     req.log.info(`${name}: ${cut}; starting over`);
