@@ -26,18 +26,27 @@ export function historyFileFor(markerFile: string): string {
   return path.join(dir, `${name}.history.jsonl`);
 }
 
-/** The history kept open for a run of many files: each line is one write and one fsync. */
+/**
+ * A JSON-lines file kept open for a run of many records: each call is one write and one
+ * fsync. Also ipi-push's state journal (src/push/state.ts), which may close it, cut the file
+ * and append again (it is reopened on the next call).
+ */
 export class HistoryAppender<T = Delivery> {
   private fh: Promise<fs.FileHandle> | null = null;
 
   constructor(readonly file: string) {}
 
-  async append(d: T): Promise<void> {
+  append(d: T): Promise<void> {
+    return this.appendAll([d]);
+  }
+
+  /** Several lines in one write and one fsync. */
+  async appendAll(items: readonly T[]): Promise<void> {
     try {
       this.fh ??= openForAppend(this.file);
       this.fh.catch(() => (this.fh = null));
       const fh = await this.fh;
-      await fh.write(`${JSON.stringify(d)}\n`);
+      await fh.write(items.map((d) => `${JSON.stringify(d)}\n`).join(''));
       await fh.sync();
     } catch (err) {
       throw withPath(err, this.file);

@@ -10,8 +10,8 @@
 // next reader replays; a line torn by the crash is the one change lost. A state or journal that
 // cannot be read is never guessed at or overwritten: the run stops with the recovery steps.
 import fs from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
 import { ConfigError, withPath } from '../errors.js';
+import { HistoryAppender } from '../history.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import type { FailedRecord, FolderRecord, UploadedRecord } from './decide.js';
 
@@ -192,7 +192,8 @@ const MIN_COMPACT_LINES = 1000;
  * the journal, fsynced, when its promise resolves. Only the lock's holder opens one to write.
  */
 export class StateStore {
-  private journal: FileHandle | null = null;
+  /** The journal's writer: the appender of the upload and delivery histories. */
+  private readonly journal: HistoryAppender<StateChange>;
   /** Lines in the journal since STATE_FILE was last rewritten (replayed ones included). */
   private journalLines = 0;
   /** Entries of the state when it was last rewritten or read: the journal may grow as long. */
@@ -200,24 +201,28 @@ export class StateStore {
   /** Writes land one at a time, in the order the changes were made. */
   private writing: Promise<void> = Promise.resolve();
 
-  private constructor(readonly file: string, readonly state: PushState, private readonly readOnly: boolean) {}
+  private constructor(readonly file: string, readonly state: PushState, private readonly readOnly: boolean) {
+    this.journal = new HistoryAppender<StateChange>(journalFileFor(file));
+  }
 
   /**
    * The state with its journal replayed. To write (not `readOnly`), a line torn by a crash is
-   * cut off first: the next line appended must start on a line of its own.
+   * cut off first: the appender would otherwise end it with a newline and leave a damaged
+   * line inside the journal.
    */
   static async open(file: string, opts: { readOnly?: boolean } = {}): Promise<StateStore> {
     const journalFile = journalFileFor(file);
     const stateText = await readIfThere(file, 'STATE_FILE');
     const journalText = await readIfThere(journalFile, 'STATE_FILE\'s journal');
-    const state = stateFromTexts(stateText, journalText, file);
+    const state = stateText === null ? emptyState() : parseState(stateText, file);
+    const journal = journalText === null ? null : parseJournal(journalText, file);
+    if (journal) applyChanges(state, journal.changes);
     const store = new StateStore(file, state, opts.readOnly ?? false);
     store.entriesAtSnapshot = entryCount(state);
-    if (journalText !== null) {
-      const { changes, wholeBytes } = parseJournal(journalText, file);
-      store.journalLines = changes.length;
-      if (!store.readOnly && wholeBytes < Buffer.byteLength(journalText)) {
-        await fs.truncate(journalFile, wholeBytes).catch((err: unknown) => {
+    if (journal && journalText !== null) {
+      store.journalLines = journal.changes.length;
+      if (!store.readOnly && journal.wholeBytes < Buffer.byteLength(journalText)) {
+        await fs.truncate(journalFile, journal.wholeBytes).catch((err: unknown) => {
           throw withPath(err, journalFile);
         });
       }
@@ -236,8 +241,7 @@ export class StateStore {
       try {
         if (fold && this.journalLines > 0) await this.compact();
       } finally {
-        await this.journal?.close();
-        this.journal = null;
+        await this.journal.close();
       }
       if (fold) await fs.rm(journalFileFor(this.file), { force: true });
     });
@@ -289,14 +293,7 @@ export class StateStore {
     if (this.readOnly) throw new Error('a read-only state store was asked to record a change');
     applyChanges(this.state, changes);
     const done = this.writing.then(async () => {
-      const journalFile = journalFileFor(this.file);
-      try {
-        this.journal ??= await fs.open(journalFile, 'a', 0o644);
-        await this.journal.write(changes.map((c) => `${JSON.stringify(c)}\n`).join(''));
-        await this.journal.datasync();
-      } catch (err) {
-        throw withPath(err, journalFile);
-      }
+      await this.journal.appendAll(changes);
       this.journalLines += changes.length;
       if (this.journalLines >= Math.max(MIN_COMPACT_LINES, this.entriesAtSnapshot)) await this.compact();
     });
@@ -309,10 +306,9 @@ export class StateStore {
     await writeFileAtomic(this.file, `${JSON.stringify(this.state, null, 1)}\n`);
     this.entriesAtSnapshot = entryCount(this.state);
     const journalFile = journalFileFor(this.file);
-    // Through a handle of its own: on Windows an append-only handle may not truncate. The
-    // append handle is opened again by the next change.
-    await this.journal?.close();
-    this.journal = null;
+    // Emptied through a handle of its own (on Windows an append-only handle may not truncate);
+    // the appender opens the file again on the next change.
+    await this.journal.close();
     try {
       const fh = await fs.open(journalFile, 'r+');
       try {
