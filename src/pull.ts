@@ -4,6 +4,7 @@ import path from 'node:path';
 import picomatch from 'picomatch';
 import type { Config } from './config/load.js';
 import { expectedDigest } from './checksum.js';
+import { FetchAhead, mayStartAhead } from './fetch-ahead.js';
 import { IntegrityError, InterruptedError, PermanentError, RemoteMissingError, classify } from './errors.js';
 import { HistoryAppender, historyFileFor, recentDeliveries } from './history.js';
 import { acquireLock, lockFileFor, pidAlive, type Lock } from './lock.js';
@@ -11,7 +12,7 @@ import type { Logger } from './log.js';
 import { prepareMarker, readMarker, removeStaleMarkerTemporaries } from './marker.js';
 import { printableName } from './names.js';
 import type { Progress } from './progress.js';
-import { rate } from './progress.js';
+import { noProgress, rate } from './progress.js';
 import { PUBLISH_BUFFERS, publish, type Published } from './publish.js';
 import { withRetries, type Attempt } from './retry.js';
 import { MarkerPlacementError, selectNext, type RemoteEntry, type SelectOptions } from './select.js';
@@ -20,7 +21,7 @@ import { sessionOptions } from './sftp/session-options.js';
 import { ChunkPool } from './transfer/buffers.js';
 import { RemoteChangedError, downloadFile, type Downloaded } from './transfer/download.js';
 import { WRITE_BEHIND } from './transfer/engine.js';
-import { keepFoldersOpen, sweepTemporaries } from './util/atomic.js';
+import { keepFoldersOpen, sweepTemporaries, type PreparedFile } from './util/atomic.js';
 import { formatBytes } from './util/space.js';
 import { makeDir } from './util/folders.js';
 
@@ -97,10 +98,10 @@ export async function runPull(config: Config, opts: PullOptions, ctx: RunContext
       // One set of chunk buffers per connection, reused by every file: a failed attempt's
       // buffers may still be written by reads in flight, so they are never handed on.
       // (+ PUBLISH_BUFFERS: a large file's O_DIRECT publish borrows two while the next file downloads.)
-      const pool = new ChunkPool(config.chunkSize, config.chunksInFlight + WRITE_BEHIND + PUBLISH_BUFFERS);
+      const pool = new ChunkPool(config.chunkSize, Math.max(config.chunksInFlight + WRITE_BEHIND, config.filesInFlight) + PUBLISH_BUFFERS);
       const history = new HistoryAppender(historyFileFor(config.markerFile));
       try {
-        await keepFoldersOpen(() => drain(session, pool, history, config, { ...opts, signal: stop }, ctx, summary, attempt, warned, lost));
+        await keepFoldersOpen(() => drain({ session, pool, history, config, ctx, summary, attempt, lost }, { ...opts, signal: stop }, warned));
       } finally {
         stop?.removeEventListener('abort', onAbort);
         await history.close();
@@ -133,16 +134,28 @@ async function prepareFolders(folders: ReadonlyArray<readonly [string, string]>)
   }
 }
 
-async function drain(
-  session: SftpSession, pool: ChunkPool, history: HistoryAppender, config: Config, opts: PullOptions, ctx: RunContext,
-  summary: RunSummary, attempt: Attempt, warned: Set<string>, lost: AbortSignal | undefined,
-): Promise<void> {
+/** What the steps of one connection's attempt share. */
+interface Attempting {
+  session: SftpSession;
+  /** Chunk buffers for this connection's downloads and O_DIRECT publishes. */
+  pool: ChunkPool;
+  history: HistoryAppender;
+  config: Config;
+  ctx: RunContext;
+  summary: RunSummary;
+  attempt: Attempt;
+  /** Aborted when another run took the lock over: nothing more may be recorded. */
+  lost: AbortSignal | undefined;
+}
+
+async function drain(a: Attempting, opts: PullOptions, warned: Set<string>): Promise<void> {
+  const { config, ctx, summary } = a;
   let relists = 0;
   // A listing gives the queue; after draining it we list once more for files that arrived meanwhile.
   for (;;) {
     const marker = await readMarker(config.markerFile);
     const listedAt = Date.now();
-    const entries = await session.list(config.remoteDir);
+    const entries = await a.session.list(config.remoteDir);
     let selection;
     try {
       selection = selectNext(entries, marker, await selectionOptions(config, marker, opts.latest));
@@ -167,53 +180,12 @@ async function drain(
       for (const e of summary.wouldPull) ctx.log.info(`would pull ${e}`);
       return;
     }
-    // Each file is downloaded while the one before it is published and recorded: the
-    // network and the local disk work at the same time. The order of what consumers and
-    // the marker see is unchanged: a file is published only after the marker names the
-    // file before it, and the marker moves only after its file is published.
     // Looked up once per queued file: a thousand files must not scan the listing a thousand times.
     const listed = new Set(entries.filter((e) => e.isFile).map((e) => e.name));
-    let finishing: Promise<void> | null = null;
-    // A failed publish stops the download after it at once, not when it ends (hours, for a large file).
-    const publishFailed = new AbortController();
-    const signal = opts.signal ? AbortSignal.any([opts.signal, publishFailed.signal]) : publishFailed.signal;
-    const settle = async (): Promise<void> => {
-      const f = finishing;
-      finishing = null;
-      await f;
-    };
+    let whole: boolean;
     try {
-      // After a small file, the second look at the next one went out while it downloaded
-      // (after a large one it is taken just before the next download, as close to it as it can be).
-      let look: Promise<boolean> | null = null;
-      for (const [i, entry] of selection.queue.entries()) {
-        const ready = await (look ?? secondLook(session, config, entry, listedAt, ctx.log));
-        const next = opts.once || entry.size > config.chunkSize ? undefined : selection.queue[i + 1];
-        look = next ? secondLook(session, config, next, listedAt, ctx.log) : null;
-        look?.catch(() => {});
-        if (!ready) {
-          await settle();
-          summary.waiting = { name: entry.name, reason: 'still being written' };
-          return;
-        }
-        const companion = config.checksumSuffixes.find((c) => listed.has(entry.name + c.suffix));
-        const got = await fetchOne(session, pool, config, entry, companion ?? null, ctx, attempt, signal);
-        await settle();
-        finishing = finishOne(session, pool, history, config, entry, got, ctx, summary, attempt, lost);
-        finishing.catch(() => publishFailed.abort('a failed publish'));
-        if (opts.once) break;
-      }
-      await settle();
+      whole = await deliver(a, selection.queue, { listed, listedAt, once: opts.once, signal: opts.signal });
     } catch (err) {
-      // A file half-way through publishing is finished (or fails) before the run stops. Its
-      // failure is the one reported: it is about the earlier file, the one the marker waits
-      // for, and is often the lasting one (SERVER_DIR full) while the download's is not.
-      const publishFailure: unknown = await finishing?.then(() => null, (e: unknown) => e);
-      if (publishFailure) {
-        // The download's own failure is still worth a line, unless it only stopped for this one.
-        if (!(err instanceof InterruptedError)) ctx.log.warn(classify(err, 'downloading').message);
-        throw publishFailure;
-      }
       // A listed file removed or renamed on the server before we got to it (housekeeping,
       // another consumer): the listing is stale, not the run broken.
       if (err instanceof RemoteMissingError && relists < MAX_RELISTS) {
@@ -223,37 +195,149 @@ async function drain(
       }
       throw err;
     }
-    if (opts.once) return;
+    if (opts.once || !whole) return;
   }
 }
 
-/** A file whose size or mtime moved since the listing is still being written: leave it, and all after it. */
-async function secondLook(session: SftpSession, config: Config, entry: RemoteEntry, listedAt: number, log: Logger): Promise<boolean> {
+/**
+ * Deliver a listing's queue in three stages, each in file order: download (small files a few
+ * at a time, fetch-ahead.ts), publish, record (history line, then marker). A file is
+ * published while the one before it is recorded and the ones after it download: the
+ * network, the local disk and the fsyncs overlap. What consumers see is unchanged: files
+ * appear in SERVER_DIR in order, and the marker moves only after its file is published and
+ * recorded. A file is published only once the file two before it is recorded, so a crash
+ * leaves at most two files published and not yet named by the marker (the next run delivers
+ * them again, same bytes, atomic replace), never one the marker has passed.
+ * False when it stopped at a file still being written.
+ */
+async function deliver(
+  a: Attempting, queue: readonly RemoteEntry[],
+  opts: { listed: ReadonlySet<string>; listedAt: number; once: boolean; signal?: AbortSignal },
+): Promise<boolean> {
+  const { config, ctx } = a;
+  /** The last file's publish; the record chain up to the last file (which includes its publish), and up to the one before. */
+  let publishing: Promise<Staged> | null = null;
+  let recording: Promise<void> | null = null;
+  let recordedTwoBack: Promise<void> | null = null;
+  // A failed publish or record stops the downloads after it at once, not when they end (hours, for a large file).
+  const finishFailed = new AbortController();
+  const signal = opts.signal ? AbortSignal.any([opts.signal, finishFailed.signal]) : finishFailed.signal;
+  const settle = async (): Promise<void> => {
+    const r = recording;
+    publishing = recording = recordedTwoBack = null;
+    await r;
+  };
+  // A file is downloaded only once it and every file before it passed the second look: a
+  // file still being written stops the queue there. The looks themselves go out at once,
+  // and after a small file the next file's look goes out with it (after a large one it is
+  // taken just before the next download, as close to it as it can be).
+  const looks = new Map<number, Promise<string | null>>();
+  const lookAt = (i: number): Promise<string | null> => {
+    let look = looks.get(i);
+    if (!look) {
+      look = stillChanging(a.session, config, queue[i]!, opts.listedAt);
+      look.catch(() => {});
+      looks.set(i, look);
+    }
+    return look;
+  };
+  let allReady: Promise<boolean> = Promise.resolve(true);
+  const sizes = queue.map((e) => e.size);
+  const limit = opts.once ? 1 : config.filesInFlight;
+  const ahead = new FetchAhead<Downloaded | { changing: string | null }>(
+    queue.length,
+    (head, next) => mayStartAhead(sizes, head, next, config.chunkSize, limit),
+    (i, asHead) => {
+      const entry = queue[i]!;
+      const look = lookAt(i);
+      looks.delete(i);
+      if (!opts.once && entry.size <= config.chunkSize && i + 1 < queue.length) lookAt(i + 1);
+      const ready = Promise.all([allReady, look]).then(([before, changing]) => before && changing === null);
+      allReady = ready;
+      const companion = config.checksumSuffixes.find((c) => opts.listed.has(entry.name + c.suffix)) ?? null;
+      // One progress line or bar at a time: files fetched beside the head are small.
+      const progress = asHead ? ctx.progress : noProgress;
+      return ready.then(async (ok) => (ok ? fetchOne(a, entry, companion, progress, signal) : { changing: await look }));
+    },
+  );
+  try {
+    for (const [i, entry] of queue.entries()) {
+      const got = await ahead.take(i);
+      if ('changing' in got) {
+        // The first file not ready: every file before it was taken.
+        ctx.log.info(`${entry.name} is still changing (${got.changing}); it waits for a later run`);
+        await settle();
+        a.summary.waiting = { name: entry.name, reason: 'still being written' };
+        return false;
+      }
+      // Files appear in SERVER_DIR in order: this one after the one before it, and while at
+      // most one file before it is published and not yet recorded.
+      await publishing;
+      await recordedTwoBack;
+      const staged = publishOne(a, entry, got);
+      // Recorded after the file before it, and only if that one was: the history and the marker keep the order.
+      const recorded: Promise<void> = (recording ?? Promise.resolve()).then(
+        () => staged,
+        async (err: unknown) => {
+          await staged.then((s) => s.marker.discard(), () => {});
+          throw err;
+        },
+      ).then((s) => recordOne(a, entry, got, s));
+      staged.catch(() => {});
+      recorded.catch(() => finishFailed.abort('an earlier file failed'));
+      publishing = staged;
+      recordedTwoBack = recording;
+      recording = recorded;
+      if (opts.once) break;
+    }
+    await settle();
+    return true;
+  } catch (err) {
+    // Files half-way through publishing or recording are finished (or fail) before the run
+    // stops. The first of their failures is the one reported: it is about an earlier file,
+    // the one the marker waits for, and is often the lasting one (SERVER_DIR full) while the
+    // download's is not.
+    const finishFailure: unknown = await recording?.then(() => null, (e: unknown) => e);
+    if (finishFailure) {
+      // The download's own failure is still worth a line, unless it only stopped for this one.
+      if (err !== finishFailure && !(err instanceof InterruptedError)) ctx.log.warn(classify(err, 'downloading').message);
+      throw finishFailure;
+    }
+    throw err;
+  } finally {
+    // Nothing started may still be running once this returns (a retry, a relist, the lock's release).
+    await ahead.settled();
+    await Promise.allSettled(looks.values());
+  }
+}
+
+/**
+ * The second look: a file whose size or mtime moved since the listing is still being
+ * written (leave it, and all after it). What moved, or null when nothing did.
+ */
+async function stillChanging(session: SftpSession, config: Config, entry: RemoteEntry, listedAt: number): Promise<string | null> {
   const wait = listedAt + config.settleTime - Date.now();
   if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   const now = await session.stat(remotePathOf(config.remoteDir, entry.name));
-  if (now.isFile && now.size === entry.size && now.mtimeMs === entry.mtimeMs) return true;
-  log.info(`${entry.name} is still changing (size ${entry.size} -> ${now.size}); it waits for a later run`);
-  return false;
+  if (now.isFile && now.size === entry.size && now.mtimeMs === entry.mtimeMs) return null;
+  return `size ${entry.size} -> ${now.size}`;
 }
 
 type Companion = Config['checksumSuffixes'][number];
 
 /** Download and verify one file into LOCAL_DIR (against its companion checksum file when there is one). */
-async function fetchOne(
-  session: SftpSession, pool: ChunkPool, config: Config, entry: RemoteEntry, companion: Companion | null, ctx: RunContext,
-  attempt: Attempt, signal?: AbortSignal,
-): Promise<Downloaded> {
+async function fetchOne(a: Attempting, entry: RemoteEntry, companion: Companion | null, progress: Progress, signal: AbortSignal): Promise<Downloaded> {
+  const { config, ctx } = a;
   const remotePath = remotePathOf(config.remoteDir, entry.name);
   ctx.log.info(`pulling ${entry.name} (${formatBytes(entry.size)})`);
   let expected: string | null = null;
   if (companion) {
-    const text = await session.readSmall(remotePathOf(config.remoteDir, entry.name + companion.suffix));
+    const text = await a.session.readSmall(remotePathOf(config.remoteDir, entry.name + companion.suffix));
     expected = expectedDigest(text, entry.name, companion.algo);
     if (expected === null) ctx.log.warn(`${entry.name}${companion.suffix} holds no ${companion.algo} for ${entry.name}; checking size only`);
   }
   const check = companion && expected ? { ...companion, expected } : null;
-  const download = () => downloadOne(session, pool, config, entry, remotePath, ctx, attempt, signal, check);
+  const download = () => downloadOne(a, entry, remotePath, progress, signal, check);
   let got: Downloaded;
   try {
     got = await download();
@@ -274,13 +358,14 @@ async function fetchOne(
 }
 
 function downloadOne(
-  session: SftpSession, pool: ChunkPool, config: Config, entry: RemoteEntry, remotePath: string, ctx: RunContext,
-  attempt: Attempt, signal: AbortSignal | undefined, check: (Companion & { expected: string }) | null,
+  a: Attempting, entry: RemoteEntry, remotePath: string, progress: Progress, signal: AbortSignal,
+  check: (Companion & { expected: string }) | null,
 ): Promise<Downloaded> {
+  const { config, attempt } = a;
   let startedAt = -1;
   const progressedBefore = attempt.progressed;
   return downloadFile({
-    session,
+    session: a.session,
     remotePath,
     name: entry.name,
     remote: { size: entry.size, mtimeMs: entry.mtimeMs, isFile: true },
@@ -292,16 +377,16 @@ function downloadOne(
       dataTimeoutMs: config.dataTimeout,
       directIo: config.directIo,
     },
-    pool,
-    log: ctx.log,
+    pool: a.pool,
+    log: a.ctx.log,
     onProgress: (done, total) => {
       if (startedAt < 0) {
         startedAt = done;
-        ctx.progress.start(entry.name, total, done);
+        progress.start(entry.name, total, done);
       } else if (done > startedAt) {
         attempt.progressed = true;
       }
-      ctx.progress.update(done);
+      progress.update(done);
     },
     signal,
     extraHashes: check ? [check.algo] : [],
@@ -315,54 +400,66 @@ function downloadOne(
     // use up RETRIES, not start a fresh budget after each full download.
     if (err instanceof RemoteChangedError) attempt.progressed = progressedBefore;
     throw err;
-  }).finally(() => ctx.progress.end());
+  }).finally(() => progress.end());
 }
 
-/** Publish a verified file, record it in the history, then move the marker; POST_ACTION last. */
-async function finishOne(
-  session: SftpSession, pool: ChunkPool, history: HistoryAppender, config: Config, entry: RemoteEntry, got: Downloaded,
-  ctx: RunContext, summary: RunSummary, attempt: Attempt, lost: AbortSignal | undefined,
-): Promise<void> {
-  // The next marker is written and fsynced under a temporary name meanwhile; it takes the
-  // marker's name only after the file is published and its history line is down.
+/** A file published to SERVER_DIR, with its next marker made durable under a temporary name. */
+interface Staged {
+  published: Published;
+  publishMs: number;
+  marker: PreparedFile;
+}
+
+/** Publish a verified file; the next marker is written and fsynced meanwhile. */
+async function publishOne(a: Attempting, entry: RemoteEntry, got: Downloaded): Promise<Staged> {
+  const { config } = a;
   const nextMarker = prepareMarker(config.markerFile, entry.name);
   nextMarker.catch(() => {});
-  const publishStarted = Date.now();
-  let published: Published;
-  let publishMs: number;
-  let delivered: DeliveredFile;
+  const started = Date.now();
   try {
-    published = await publish(got.localPath, config.serverDir, entry.name, config.publishMode, {
-      directIo: config.directIo, pool, known: { size: got.size, mtime: new Date(entry.mtimeMs) },
+    const published = await publish(got.localPath, config.serverDir, entry.name, config.publishMode, {
+      directIo: config.directIo, pool: a.pool, known: { size: got.size, mtime: new Date(entry.mtimeMs) },
     });
-    publishMs = Date.now() - publishStarted;
-    ctx.log.debug(`${entry.name}: published to ${published.path} (${published.method}, ${publishMs} ms)`);
-    delivered = {
-      name: entry.name, size: got.size, sha256: got.sha256, durationMs: got.durationMs,
-      bytesTransferred: got.bytesTransferred, resumedFrom: got.resumedFrom, publishedTo: published.path,
-      publishMs, publishMethod: published.method,
-    };
-    await history.append({
+    return { published, publishMs: Date.now() - started, marker: await nextMarker };
+  } catch (err) {
+    await nextMarker.then((m) => m.discard(), () => {});
+    throw err;
+  }
+}
+
+/** Record a published file in the history, then move the marker; POST_ACTION last. */
+async function recordOne(a: Attempting, entry: RemoteEntry, got: Downloaded, staged: Staged): Promise<void> {
+  const { config, ctx, summary } = a;
+  const { published, publishMs } = staged;
+  ctx.log.debug(`${entry.name}: published to ${published.path} (${published.method}, ${publishMs} ms)`);
+  const delivered: DeliveredFile = {
+    name: entry.name, size: got.size, sha256: got.sha256, durationMs: got.durationMs,
+    bytesTransferred: got.bytesTransferred, resumedFrom: got.resumedFrom, publishedTo: published.path,
+    publishMs, publishMethod: published.method,
+  };
+  try {
+    await a.history.append({
       ...delivered,
       remoteMtime: new Date(entry.mtimeMs).toISOString(),
       deliveredAt: new Date().toISOString(),
     });
     // Last of all: the marker moves only once the file is whole in SERVER_DIR, and only by
     // the lock's holder (a run that lost it stops here: another may be moving the marker).
-    const marker = await nextMarker;
-    lost?.throwIfAborted();
-    await marker.commit();
+    a.lost?.throwIfAborted();
+    await staged.marker.commit();
   } catch (err) {
-    await nextMarker.then((m) => m.discard(), () => {});
+    await staged.marker.discard().catch(() => {});
     throw err;
   }
-  attempt.progressed = true;
+  a.attempt.progressed = true;
   summary.delivered.push(delivered);
-  summary.pending = summary.pending.filter((n) => n !== entry.name);
+  // Files are recorded in queue order, so this one leads the pending list.
+  if (summary.pending[0] === entry.name) summary.pending.shift();
+  else summary.pending = summary.pending.filter((n) => n !== entry.name);
   const resumed = got.resumedFrom > 0 ? `, resumed from byte ${got.resumedFrom}` : '';
   // One line per delivered file says it all (a thousand small files make a thousand lines).
   ctx.log.info(`${entry.name}: delivered ${formatBytes(got.size)} in ${(got.durationMs / 1000).toFixed(1)} s (${rate(got.bytesTransferred, got.durationMs)})${resumed}, sha256 ${got.sha256}, published to ${published.path} (${published.method}, ${publishMs} ms); marker -> ${entry.name}`);
-  await afterDelivery(session, config, remotePathOf(config.remoteDir, entry.name), entry.name, ctx.log);
+  await afterDelivery(a.session, config, remotePathOf(config.remoteDir, entry.name), entry.name, ctx.log);
 }
 
 /** POST_ACTION, only once the delivery is recorded; a failure here never undoes it. */
