@@ -16,7 +16,9 @@ import { parseSize } from '../src/config/parse.js';
 import { writeMeta } from '../src/transfer/partial.js';
 import { nativeCryptoAvailable } from '../src/version.js';
 import { CLI, childEnv, makeWorkspace, type Workspace } from '../tests/e2e/helpers/cli.js';
+import { startFaultProxy } from '../tests/e2e/helpers/fault-proxy.js';
 import { sshdAvailable, startSshd, type SftpServerHandle } from '../tests/e2e/helpers/sshd.js';
+import { knownHostsLine } from '../tests/e2e/helpers/util.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
@@ -40,6 +42,9 @@ interface Options {
   cpuProf: boolean;
   ciphers: boolean;
   upload: boolean;
+  /** Round trip (ms) of the small-files-over-a-link case; 0 skips it. */
+  rtt: number;
+  rttFiles: number;
 }
 
 const HELP = `usage: npm run bench -- [options]
@@ -54,6 +59,9 @@ const HELP = `usage: npm run bench -- [options]
                      and print where the time goes; profiles saved in bench/results/
   --ciphers          after the rounds, time ssh2 receiving the big file with each cipher
                      (aes128-gcm, aes256-gcm, chacha20-poly1305, aes128-ctr), no disk writes
+  --rtt MS           also the small files over a link with this round trip (a proxy on
+                     127.0.0.1 holding every byte MS/2 each way): ipi-pull against sftp get *
+  --rtt-files N      number of 10 KiB files in that case (default 200)
   -h, --help         this text
 
 Needs OpenSSH's sshd, sftp-server, ssh-keygen and sftp (Debian/Ubuntu: apt-get install
@@ -79,6 +87,8 @@ function parseArgs(argv: string[]): Options {
       case '--no-upload': given.upload = false; break;
       case '--cpu-prof': given.cpuProf = true; break;
       case '--ciphers': given.ciphers = true; break;
+      case '--rtt': given.rtt = Number(value()); break;
+      case '--rtt-files': given.rttFiles = Number(value()); break;
       case '-h': case '--help': console.log(HELP); process.exit(0); break;
       default: throw new Error(`unknown option ${a}\n\n${HELP}`);
     }
@@ -92,10 +102,14 @@ function parseArgs(argv: string[]): Options {
     cpuProf: given.cpuProf ?? false,
     ciphers: given.ciphers ?? false,
     upload: given.upload ?? true,
+    rtt: given.rtt ?? 0,
+    rttFiles: given.rttFiles ?? 200,
   };
   if (!Number.isInteger(opts.rounds) || opts.rounds < 3) throw new Error('--rounds must be a whole number of at least 3');
   if (!Number.isInteger(opts.smallFiles) || opts.smallFiles < 0) throw new Error('--small-files must be a whole number');
   if (opts.size < 4 * MiB) throw new Error('--size must be at least 4MiB');
+  if (!(opts.rtt >= 0 && opts.rtt <= 1000)) throw new Error('--rtt must be a round trip in milliseconds, 0 to 1000');
+  if (!Number.isInteger(opts.rttFiles) || opts.rttFiles < 1) throw new Error('--rtt-files must be a whole number of at least 1');
   return opts;
 }
 
@@ -229,8 +243,8 @@ async function makeBigFile(server: SftpServerHandle, folder: string, size: numbe
   return { dir, remoteDir: `${server.remoteDir}/${folder}`, name, size, sha256 };
 }
 
-async function makeSmallFiles(server: SftpServerHandle, count: number): Promise<{ dir: string; remoteDir: string }> {
-  const dir = path.join(server.root, 'small');
+async function makeSmallFiles(server: SftpServerHandle, count: number, folder = 'small'): Promise<SmallFiles> {
+  const dir = path.join(server.root, folder);
   await fsp.mkdir(dir, { recursive: true });
   const buf = Buffer.allocUnsafe(SMALL_FILE_SIZE);
   for (let i = 0; i < count; i++) {
@@ -239,7 +253,19 @@ async function makeSmallFiles(server: SftpServerHandle, count: number): Promise<
     await fsp.writeFile(file, buf);
     await fsp.utimes(file, HOUR_AGO, HOUR_AGO);
   }
-  return { dir, remoteDir: `${server.remoteDir}/small` };
+  return { dir, remoteDir: `${server.remoteDir}/${folder}`, count };
+}
+
+interface SmallFiles {
+  dir: string;
+  remoteDir: string;
+  count: number;
+}
+
+/** The way to the server for the small-files-over-a-link rows: a delaying proxy's port. */
+interface Link {
+  port: number;
+  rttMs: number;
 }
 
 // ---------------------------------------------------------------- contenders
@@ -321,29 +347,31 @@ function ipiPullBig(server: SftpServerHandle, data: Dataset, label: string, id: 
   };
 }
 
-function sftpArgs(server: SftpServerHandle, knownHosts: string, batch: string): string[] {
+function sftpArgs(server: SftpServerHandle, knownHosts: string, batch: string, port = server.port): string[] {
   return [
     '-q', '-F', '/dev/null', '-c', CIPHER,
     '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes',
-    '-i', server.clientKeyPath, '-P', String(server.port), '-b', batch, `${server.user}@${server.host}`,
+    '-i', server.clientKeyPath, '-P', String(port), '-b', batch, `${server.user}@${server.host}`,
   ];
 }
 
 /** sftp's batch language: quote paths with spaces (a quoted wildcard would not be expanded, so only when needed). */
 const q = (p: string): string => (/[\s"'\\]/.test(p) ? `"${p.replace(/(["\\])/g, '\\$1')}"` : p);
 
-async function opensshWorkspace(server: SftpServerHandle): Promise<string> {
+/** A folder for one sftp run, with a known_hosts naming the server at `port` (sshd's own, or a proxy's). */
+async function opensshWorkspace(server: SftpServerHandle, port = server.port): Promise<string> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ipi-bench-sftp-'));
   allWorkspaces.add(dir);
   leftovers.push(dir);
-  await fsp.writeFile(path.join(dir, 'known_hosts'), `${server.knownHostsLine}\n`);
+  // The line is "[host]:port type key"; the same key at another port.
+  await fsp.writeFile(path.join(dir, 'known_hosts'), `${knownHostsLine(port, server.knownHostsLine.replace(/^\S+\s+/, ''))}\n`);
   return dir;
 }
 
 /** `sftp -b` running `batch` (written into dir) against the bench server; fails the bench on a non-zero exit. */
-async function runSftpBatch(server: SftpServerHandle, dir: string, batch: string, what: string): Promise<ChildRun> {
+async function runSftpBatch(server: SftpServerHandle, dir: string, batch: string, what: string, port = server.port): Promise<ChildRun> {
   await fsp.writeFile(path.join(dir, 'batch'), batch);
-  const run = await timeChild('sftp', sftpArgs(server, path.join(dir, 'known_hosts'), path.join(dir, 'batch')), dir, childEnv(dir));
+  const run = await timeChild('sftp', sftpArgs(server, path.join(dir, 'known_hosts'), path.join(dir, 'batch'), port), dir, childEnv(dir));
   if (run.code !== 0) fail(what, run);
   return run;
 }
@@ -428,12 +456,18 @@ async function copyPrefix(from: string, to: string, length: number): Promise<voi
   }
 }
 
-function ipiPullSmall(server: SftpServerHandle, small: { remoteDir: string }, count: number): Contender {
+function ipiPullSmall(server: SftpServerHandle, small: SmallFiles, link?: Link): Contender {
+  const count = small.count;
   return {
-    id: 'small-ipi',
-    label: `ipi-pull ${count} x 10 KiB`,
+    id: link ? 'rtt-ipi' : 'small-ipi',
+    label: `ipi-pull ${count} x 10 KiB${link ? ` (${link.rttMs} ms round trip)` : ''}`,
     async run() {
       const ws = benchWorkspace(server, small.remoteDir);
+      if (link) {
+        ws.env.SFTP_PORT = String(link.port);
+        ws.env.SFTP_HOST_KEY = server.hostKeyFingerprint;
+        ws.writeEnv();
+      }
       keepUntilEnd = true;
       const { run, summary } = await runIpiPull(ws, 'ipi-pull small files');
       if (summary.files.length !== count) throw new Error(`ipi-pull delivered ${summary.files.length} of ${count} small files`);
@@ -445,17 +479,18 @@ function ipiPullSmall(server: SftpServerHandle, small: { remoteDir: string }, co
   };
 }
 
-function opensshSmall(server: SftpServerHandle, small: { remoteDir: string }, count: number): Contender {
+function opensshSmall(server: SftpServerHandle, small: SmallFiles, link?: Link): Contender {
+  const count = small.count;
   return {
-    id: 'small-openssh',
-    label: `OpenSSH sftp get * (${count} files)`,
+    id: link ? 'rtt-openssh' : 'small-openssh',
+    label: `OpenSSH sftp get * (${count} files${link ? `, ${link.rttMs} ms round trip` : ''})`,
     async run() {
-      const dir = await opensshWorkspace(server);
+      const dir = await opensshWorkspace(server, link?.port);
       keepUntilEnd = true;
       const out = path.join(dir, 'out');
       await fsp.mkdir(out);
       if (/[\s"'\\*?[]/.test(small.remoteDir)) throw new Error(`the temporary folder ${small.remoteDir} has spaces or quotes: sftp cannot expand a wildcard there; set TMPDIR to a plain path`);
-      const run = await runSftpBatch(server, dir, `get ${small.remoteDir}/* ${q(`${out}/`)}\n`, 'OpenSSH sftp (small files)');
+      const run = await runSftpBatch(server, dir, `get ${small.remoteDir}/* ${q(`${out}/`)}\n`, 'OpenSSH sftp (small files)', link?.port);
       const n = (await fsp.readdir(out)).length;
       if (n !== count) throw new Error(`OpenSSH sftp fetched ${n} of ${count} small files`);
       return sampleOf(run, count * SMALL_FILE_SIZE, { files: count });
@@ -650,7 +685,9 @@ async function main(): Promise<void> {
     sshdPid = null;
   }
   let interrupted = false;
+  let stopProxy: (() => Promise<void>) | null = null;
   const cleanup = async () => {
+    await stopProxy?.().catch(() => {});
     await server.stop().catch(() => {});
     for (const d of allWorkspaces) await fsp.rm(d, { recursive: true, force: true }).catch(() => {});
   };
@@ -669,6 +706,15 @@ async function main(): Promise<void> {
     log(`  ${human(mid.size)} random file ${mid.name} (peak RSS must not grow with file size)`);
     const small = opts.smallFiles > 0 ? await makeSmallFiles(server, opts.smallFiles) : null;
     if (small) log(`  ${opts.smallFiles} random files of 10 KiB`);
+    const rttSmall = opts.rtt > 0 ? await makeSmallFiles(server, opts.rttFiles, 'small-rtt') : null;
+    let link: Link | undefined;
+    if (rttSmall) {
+      const proxy = await startFaultProxy(server.port);
+      proxy.latency(opts.rtt / 2);
+      stopProxy = () => proxy.stop();
+      link = { port: proxy.port, rttMs: opts.rtt };
+      log(`  ${opts.rttFiles} random files of 10 KiB, fetched through a proxy on 127.0.0.1:${proxy.port} holding every byte ${opts.rtt / 2} ms each way`);
+    }
     spawnSync('sync');
 
     const cipher = negotiatedCipher(server, big.remoteDir);
@@ -684,13 +730,14 @@ async function main(): Promise<void> {
       ipiPullResume(server, big),
       ipiPullBig(server, mid, `ipi-pull ${human(mid.size)} (download+verify)`, 'ipi-pull-mid'),
     ];
-    if (small) contenders.push(ipiPullSmall(server, small, opts.smallFiles), opensshSmall(server, small, opts.smallFiles));
+    if (small) contenders.push(ipiPullSmall(server, small), opensshSmall(server, small));
+    if (rttSmall) contenders.push(ipiPullSmall(server, rttSmall, link), opensshSmall(server, rttSmall, link));
     if (opts.upload) contenders.push(ipiPushBig(server, big, 'size'), opensshPut(server, big), ipiPushBig(server, big, 'sha256'));
 
     const samples = new Map<string, Sample[]>(contenders.map((c) => [c.id, []]));
     const describe = (c: Contender, s: Sample): string => {
       const parts = [`${s2(s.wallMs)} s`, `${(s.bytes / 1e6 / (s.wallMs / 1000)).toFixed(0)} MB/s`, `RSS ${mb(s.rssKb)} MB`];
-      if (s.extra.publishMs !== undefined && c.id !== 'small-ipi') parts.push(`publish ${s2(s.extra.publishMs)} s`);
+      if (s.extra.publishMs !== undefined && c.id !== 'small-ipi' && c.id !== 'rtt-ipi') parts.push(`publish ${s2(s.extra.publishMs)} s`);
       if (s.extra.servedPct !== undefined) parts.push(`server read ${s.extra.servedPct.toFixed(2)} % of the file`);
       return parts.join(', ');
     };
@@ -721,7 +768,7 @@ async function main(): Promise<void> {
       let note = '';
       if (c.id === 'ipi-pull' || c.id === 'ipi-pull-mid') note = `whole run ${s2(median(ss.map((s) => s.extra.runMs!)))} s incl. publish`;
       if (c.id === 'resume') note = `server read ${median(ss.map((s) => s.extra.servedPct!)).toFixed(2)} % of the file; MB/s over the rest`;
-      if (c.id === 'small-ipi' || c.id === 'small-openssh') note = `${Math.round(opts.smallFiles / (median(ss.map((s) => s.wallMs)) / 1000))} files/s`;
+      if (['small-ipi', 'small-openssh', 'rtt-ipi', 'rtt-openssh'].includes(c.id)) note = `${Math.round(ss[0]!.extra.files! / (median(ss.map((s) => s.wallMs)) / 1000))} files/s`;
       if (c.id === 'small-ipi') note += `; publish+marker+history per file included (publish ${(median(ss.map((s) => s.extra.publishMs!)) / opts.smallFiles).toFixed(2)} ms/file)`;
       rows.push(makeRow(c, ss, note));
       if (c.id === 'ipi-pull') {
@@ -734,6 +781,7 @@ async function main(): Promise<void> {
     for (const r of rows) {
       if (['ipi-pull', 'openssh', 'fastget'].includes(r.id)) r.ratioToOpenssh = r.medianWallMs / ossh.medianWallMs;
       if (r.id === 'small-ipi' || r.id === 'small-openssh') r.ratioToOpenssh = r.medianWallMs / rowOf('small-openssh')!.medianWallMs;
+      if (r.id === 'rtt-ipi' || r.id === 'rtt-openssh') r.ratioToOpenssh = r.medianWallMs / rowOf('rtt-openssh')!.medianWallMs;
       if (['push', 'push-sha256', 'openssh-put'].includes(r.id)) r.ratioToOpenssh = r.medianWallMs / rowOf('openssh-put')!.medianWallMs;
     }
 
@@ -741,7 +789,7 @@ async function main(): Promise<void> {
     const fg = rowOf('fastget')!;
     const resume = rowOf('resume')!;
     const ipiMid = rowOf('ipi-pull-mid')!;
-    const ipiRows = rows.filter((r) => ['ipi-pull', 'ipi-pull-mid', 'resume', 'small-ipi', 'push', 'push-sha256'].includes(r.id));
+    const ipiRows = rows.filter((r) => ['ipi-pull', 'ipi-pull-mid', 'resume', 'small-ipi', 'rtt-ipi', 'push', 'push-sha256'].includes(r.id));
     const ipiPeak = Math.max(...ipiRows.map((r) => r.peakRssMB ?? 0));
     const servedPct = Math.max(...resume.samples.map((s) => s.extra.servedPct!));
     const targets: Array<{ name: string; pass: boolean; detail: string }> = [
@@ -797,6 +845,7 @@ async function main(): Promise<void> {
       `server: ${toolVersion('ssh', ['-V'])} sshd on 127.0.0.1 (sftp-server); cipher ${CIPHER} for OpenSSH sftp, ipi-pull negotiated ${cipher}`,
       `client: node ${process.versions.node}, ssh2 ${sshVersion()}, native crypto binding ${nativeCryptoAvailable() ? 'in use' : 'NOT built (slow)'}`,
       'ipi-pull: the built CLI (dist/src/bin/ipi-pull.js --json) with product defaults, except SETTLE_TIME=0 (no settle pause; the files are an hour old)',
+      ...(opts.rtt > 0 ? [`link: the ${opts.rttFiles}-file rows go through a proxy on 127.0.0.1 that holds every byte ${opts.rtt / 2} ms each way (a ${opts.rtt} ms round trip, TCP_NODELAY both sides)`] : []),
       ...(opts.upload ? ['ipi-push: the built CLI (dist/src/bin/ipi-push.js --once --json) with product defaults, except PUSH_SETTLE=0; VERIFY=size to match sftp put (VERIFY=sha256 in its own row)'] : []),
       `times: wall clock of each child process, spawn to exit, median of ${opts.rounds}; contenders alternate; before each run (untimed) the previous large outputs are removed and \`sync\` is run; small-file outputs are removed at the end; ${RSS_METHOD}`,
     ];
@@ -815,7 +864,7 @@ async function main(): Promise<void> {
         cipherOpenssh: CIPHER, cipherIpiPull: cipher, workDir, fsType, reflink: clone, rssMethod: RSS_METHOD,
         ipiPullSettings: 'defaults, SETTLE_TIME=0',
       },
-      files: { big: { name: big.name, size: big.size, sha256: big.sha256 }, mid: { name: mid.name, size: mid.size }, smallFiles: opts.smallFiles, smallFileSize: SMALL_FILE_SIZE },
+      files: { big: { name: big.name, size: big.size, sha256: big.sha256 }, mid: { name: mid.name, size: mid.size }, smallFiles: opts.smallFiles, smallFileSize: SMALL_FILE_SIZE, rttFiles: opts.rtt > 0 ? opts.rttFiles : 0 },
       rows: rows.map((r) => ({ ...r, medianS: r.medianWallMs / 1000 })),
       targets,
       table: out,

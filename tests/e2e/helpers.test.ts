@@ -428,6 +428,25 @@ describe('fault proxy', () => {
     }
   });
 
+  test('latency() holds every byte in both directions: a round trip takes at least twice the delay, data intact', T, async () => {
+    const c = await connect(server, keyAuth(server), proxy.port);
+    try {
+      const h = await openFile(c.sftp, `${server.remoteDir}/big.bin`, 'r');
+      const direct = await readOnce(c.sftp, h, 1000, 4096);
+      proxy.latency(100);
+      const t0 = Date.now();
+      const delayed = await readOnce(c.sftp, h, 1000, 4096);
+      const elapsed = Date.now() - t0;
+      assert.ok(elapsed >= 190, `one READ round trip took only ${elapsed} ms at 100 ms each way`);
+      assert.ok(delayed.equals(direct));
+      proxy.latency(null);
+      await closeFile(c.sftp, h);
+    } finally {
+      proxy.latency(null);
+      c.client.end();
+    }
+  });
+
   test('cutAfter(n) with no open connection arms the next one only', T, async () => {
     await proxy.waitForIdle();
     proxy.cutAfter(50); // less than the SSH banner + KEXINIT

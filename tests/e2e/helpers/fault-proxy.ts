@@ -9,6 +9,9 @@
  *   cutNow()        kill every current connection
  *   stall/unstall   stop/resume forwarding in both directions, sockets stay open
  *   throttle(bps)   limit server->client bandwidth (shared by all connections)
+ *   latency(ms)     hold every byte ms before forwarding it, both directions
+ *                   (a round trip of 2 x ms; at most HIGH_WATER in flight per
+ *                   direction, so meant for round trips, not bandwidth)
  *
  * A "cut" delivers exactly the budgeted bytes, then ends the client side
  * (FIN) and destroys the server side, so the client sees a dropped connection
@@ -42,6 +45,7 @@ export interface FaultProxy {
   stall(): void;
   unstall(): void;
   throttle(bytesPerSecond: number | null): void;
+  latency(oneWayMs: number | null): void;
   /** Resolve once bytesToClient >= n; reject after timeoutMs (default 10 s). */
   waitForBytesToClient(n: number, timeoutMs?: number): Promise<void>;
   /** Resolve once no connection is open; reject after timeoutMs (default 10 s). */
@@ -62,6 +66,7 @@ class ProxyState {
   cutNextBytes: number | null = null;
   bytesToClient = 0;
   bytesToServer = 0;
+  latencyMs = 0;
   private rate: number | null = null;
   private tokens = 0;
   private lastRefill = 0;
@@ -92,6 +97,8 @@ class ProxyState {
 /** One direction of one connection, with its own queue and backpressure. */
 class Pump {
   private queue: Buffer[] = [];
+  /** When each queued buffer may go out (latency). */
+  private due: number[] = [];
   private queued = 0;
   private waitingDrain = false;
   private srcEnded = false;
@@ -106,6 +113,7 @@ class Pump {
   ) {
     src.on('data', (chunk: Buffer) => {
       this.queue.push(chunk);
+      this.due.push(Date.now() + this.link.state.latencyMs);
       this.queued += chunk.length;
       if (this.queued > HIGH_WATER) src.pause();
       this.flush();
@@ -125,6 +133,7 @@ class Pump {
     const head = this.queue[0] as Buffer;
     if (n >= head.length) {
       this.queue.shift();
+      this.due.shift();
       this.queued -= head.length;
       return head;
     }
@@ -143,12 +152,12 @@ class Pump {
     return granted;
   }
 
-  private scheduleRetry(): void {
+  private scheduleRetry(ms = THROTTLE_TICK_MS): void {
     if (this.retry) return;
     this.retry = setTimeout(() => {
       this.retry = null;
       this.flush();
-    }, THROTTLE_TICK_MS);
+    }, ms);
     this.retry.unref();
   }
 
@@ -156,6 +165,8 @@ class Pump {
     const { state } = this.link;
     while (!this.link.closed && !state.stalled && !this.waitingDrain && this.queue.length > 0) {
       if (this.toClient && this.link.cutBudget === 0) return this.link.cut();
+      const early = (this.due[0] as number) - Date.now();
+      if (early > 0) return this.scheduleRetry(early);
       const n = this.allowance((this.queue[0] as Buffer).length);
       if (n === 0) return;
       const piece = this.dequeue(n);
@@ -186,6 +197,7 @@ class Pump {
     if (this.retry) clearTimeout(this.retry);
     this.retry = null;
     this.queue = [];
+    this.due = [];
     this.queued = 0;
   }
 }
@@ -342,6 +354,10 @@ export async function startFaultProxy(targetPort: number): Promise<FaultProxy> {
     throttle(bytesPerSecond: number | null) {
       state.setRate(bytesPerSecond);
       forEachLink((l) => l.flush());
+    },
+    latency(oneWayMs: number | null) {
+      if (oneWayMs !== null && !(oneWayMs >= 0)) throw new Error('latency must be >= 0 or null');
+      state.latencyMs = oneWayMs ?? 0;
     },
     waitForBytesToClient(n: number, timeoutMs = 10_000) {
       return pollUntil(() => state.bytesToClient >= n, timeoutMs,
