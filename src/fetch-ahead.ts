@@ -1,8 +1,8 @@
-// Small files are fetched a few at a time (FILES_IN_FLIGHT). A 10 KiB file's download is a dozen short waits
-// (round trips to the server and to the thread pool: open, read, stat, close, write, fsync,
-// rename), and fetched one at a time they left both CPUs half idle. Only the downloads
-// overlap: files are taken in queue order, and published and recorded one after another,
-// so what consumers and the marker see is unchanged.
+// Small files are fetched a few at a time (FILES_IN_FLIGHT). A 10 KiB file's download is a
+// dozen short waits (round trips to the server and to the thread pool: open, read, stat,
+// close, write, fsync, rename); fetched one at a time they left both CPUs half idle, and over
+// a long link the file spent nearly all its time waiting. The caller still takes the files in
+// queue order, so what consumers and the marker see does not depend on which finished first.
 
 /**
  * Pure: may the file at `next` start downloading while `head` (the oldest not yet taken)
@@ -17,7 +17,9 @@ export function mayStartAhead(sizes: readonly number[], head: number, next: numb
 
 /** The downloads of a queue, started in order as far ahead as `mayStart` allows. */
 export class FetchAhead<T> {
-  private readonly started: Array<Promise<T>> = [];
+  /** Started and not yet taken: what a taken file's result was is the caller's to keep, not ours. */
+  private readonly pending = new Map<number, Promise<T>>();
+  private next = 0;
 
   constructor(
     private readonly count: number,
@@ -27,18 +29,20 @@ export class FetchAhead<T> {
 
   /** The result for the file at `head` (0, 1, 2, ... in turn), starting it and the files the window allows after it. */
   take(head: number): Promise<T> {
-    while (this.started.length < this.count && (this.started.length === head || this.mayStart(head, this.started.length))) {
-      const index = this.started.length;
-      const p = this.start(index, index === head);
+    while (this.next < this.count && (this.next === head || this.mayStart(head, this.next))) {
+      const p = this.start(this.next, this.next === head);
       // A later file's failure is seen when its turn comes, not as an unhandled rejection before.
       p.catch(() => {});
-      this.started.push(p);
+      this.pending.set(this.next++, p);
     }
-    return this.started[head]!;
+    const p = this.pending.get(head);
+    if (!p) throw new Error(`FetchAhead: file ${head} taken out of turn`);
+    this.pending.delete(head);
+    return p;
   }
 
-  /** Resolves once nothing started is still running (whatever each one's outcome). */
+  /** Resolves once nothing started and not yet taken is still running (whatever each one's outcome). */
   async settled(): Promise<void> {
-    await Promise.allSettled(this.started);
+    await Promise.allSettled(this.pending.values());
   }
 }

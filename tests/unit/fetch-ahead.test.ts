@@ -59,6 +59,7 @@ describe('FetchAhead', () => {
     h.finish.get(1)!.resolve('b');
     h.finish.get(0)!.resolve('a');
     assert.equal(await first, 'a (head)');
+    assert.throws(() => h.ahead.take(0), /taken out of turn/, 'a result is handed out once; the window keeps no taken file');
     assert.equal(await h.ahead.take(1), 'b', 'started beside the head');
     assert.deepEqual(h.started, [0, 1, 2, 3], 'taking the second started the fourth');
     for (const i of [2, 3, 4]) {
