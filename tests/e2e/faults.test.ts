@@ -303,6 +303,21 @@ describe('crashes', () => {
   });
 });
 
+/**
+ * Start a run (SETTLE_TIME of a few seconds) and return once it has listed the folder and
+ * not yet taken its second look: the first look happens right after "connected", the second
+ * SETTLE_TIME later. `done` is the run's end.
+ */
+async function spawnBetweenLooks(ws: Workspace): Promise<{ done: Promise<Awaited<ReturnType<typeof collect>>> }> {
+  const { child, done } = spawnTracked(ws);
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  await waitFor('the connection', () => out.includes('connected to'), 30_000);
+  await delay(800);
+  // Wrapped: an async function returning the promise itself would wait for the run's end.
+  return { done };
+}
+
 /** A partial as left by an earlier run: prefix bytes, a matching NAME.part.json. */
 function plantPartial(ws: Workspace, folder: string, name: string, bytes: Buffer): void {
   fs.mkdirSync(ws.localDir, { recursive: true });
@@ -363,12 +378,7 @@ describe('the same name pulled again, and files that go after the listing', () =
   test('a listed file removed on the server before it is fetched: listed again, the rest delivered, exit 0', async () => {
     const files = { 'IPI_20250303.dat': testBytes(300 * 1024, 305), 'IPI_20250304.dat': testBytes(200 * 1024, 306) };
     const { ws, folder } = setup(files, { SETTLE_TIME: '3' });
-    const { child, done } = spawnTracked(ws);
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    // The first look happens right after "connected"; the second SETTLE_TIME later.
-    await waitFor('the connection', () => out.includes('connected to'), 30_000);
-    await delay(800);
+    const { done } = await spawnBetweenLooks(ws);
     fs.rmSync(remote(folder, 'IPI_20250303.dat'));
     const r = await done;
     assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -376,16 +386,13 @@ describe('the same name pulled again, and files that go after the listing', () =
     assert.deepEqual(listDir(ws.serverDir), ['IPI_20250304.dat']);
     assert.equal(ws.marker(), 'IPI_20250304.dat');
   });
+
   test('a file still being written in a queue of small files: those before it are delivered in order, it and those after it wait (not even downloaded)', async () => {
     const files: Record<string, Buffer> = {};
     for (let i = 1; i <= 8; i++) files[`IPI_2025030${i}_q.dat`] = testBytes(10 * 1024 + i, 330 + i);
     const names = Object.keys(files);
     const { ws, folder } = setup(files, { SETTLE_TIME: '3' });
-    const { child, done } = spawnTracked(ws);
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    await waitFor('the connection', () => out.includes('connected to'), 30_000);
-    await delay(800);
+    const { done } = await spawnBetweenLooks(ws);
     // The fourth grows between the listing and the second look, as a file being uploaded does.
     const growing = names[3]!;
     fs.appendFileSync(remote(folder, growing), Buffer.alloc(100, 1));
