@@ -97,7 +97,8 @@ export async function runPull(config: Config, opts: PullOptions, ctx: RunContext
       if (stop?.aborted) onAbort();
       // One set of chunk buffers per connection, reused by every file: a failed attempt's
       // buffers may still be written by reads in flight, so they are never handed on.
-      // (+ PUBLISH_BUFFERS: a large file's O_DIRECT publish borrows two while the next file downloads.)
+      // A large file takes CHUNKS_IN_FLIGHT + WRITE_BEHIND, each small file in flight one
+      // (FILES_IN_FLIGHT), + PUBLISH_BUFFERS: an O_DIRECT publish borrows two while the next files download.
       const pool = new ChunkPool(config.chunkSize, Math.max(config.chunksInFlight + WRITE_BEHIND, config.filesInFlight) + PUBLISH_BUFFERS);
       const history = new HistoryAppender(historyFileFor(config.markerFile));
       try {
