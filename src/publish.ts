@@ -7,6 +7,7 @@ import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { withPath } from './errors.js';
 import { alignedBuffers, type ChunkPool } from './transfer/buffers.js';
+import { PUBLISH_BUFFERS } from './transfer/budget.js';
 import { fsyncDir, renameDurably, tempNameFor } from './util/atomic.js';
 import { DIRECT_ALIGN, directIoAllowed, openDirect, type DirectIoMode } from './util/direct.js';
 import { writeFully } from './util/fileio.js';
@@ -61,9 +62,6 @@ export async function publish(localPath: string, serverDir: string, name: string
   }
   return { path: target, method };
 }
-
-/** Buffers an O_DIRECT copy borrows from the chunk pool (one being read, one being written). */
-export const PUBLISH_BUFFERS = 2;
 
 /** Files smaller than this are copied with copyFile: O_DIRECT's set-up is not worth it. */
 const DIRECT_COPY_MIN = 8 * 1024 * 1024;

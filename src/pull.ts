@@ -13,14 +13,14 @@ import { prepareMarker, readMarker, removeStaleMarkerTemporaries } from './marke
 import { printableName } from './names.js';
 import type { Progress } from './progress.js';
 import { noProgress, rate } from './progress.js';
-import { PUBLISH_BUFFERS, publish, type Published } from './publish.js';
+import { publish, type Published } from './publish.js';
 import { withRetries, type Attempt } from './retry.js';
 import { MarkerPlacementError, selectNext, type RemoteEntry, type SelectOptions } from './select.js';
 import { SftpSession } from './sftp/session.js';
 import { sessionOptions } from './sftp/session-options.js';
 import { ChunkPool } from './transfer/buffers.js';
+import { pullBuffers } from './transfer/budget.js';
 import { RemoteChangedError, downloadFile, type Downloaded } from './transfer/download.js';
-import { WRITE_BEHIND } from './transfer/engine.js';
 import { keepFoldersOpen, sweepTemporaries, type PreparedFile } from './util/atomic.js';
 import { formatBytes } from './util/space.js';
 import { makeDir } from './util/folders.js';
@@ -97,9 +97,8 @@ export async function runPull(config: Config, opts: PullOptions, ctx: RunContext
       if (stop?.aborted) onAbort();
       // One set of chunk buffers per connection, reused by every file: a failed attempt's
       // buffers may still be written by reads in flight, so they are never handed on.
-      // A large file takes CHUNKS_IN_FLIGHT + WRITE_BEHIND, each small file in flight one
-      // (FILES_IN_FLIGHT), + PUBLISH_BUFFERS: an O_DIRECT publish borrows two while the next files download.
-      const pool = new ChunkPool(config.chunkSize, Math.max(config.chunksInFlight + WRITE_BEHIND, config.filesInFlight) + PUBLISH_BUFFERS);
+      // Sized for a large file or FILES_IN_FLIGHT small ones, plus what a publish borrows (budget.ts).
+      const pool = new ChunkPool(config.chunkSize, pullBuffers(config));
       const history = new HistoryAppender(historyFileFor(config.markerFile));
       try {
         await keepFoldersOpen(() => drain({ session, pool, history, config, ctx, summary, attempt, lost }, { ...opts, signal: stop }, warned));

@@ -4,6 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
+import { MAX_CHUNK_MEMORY, bufferBudgetProblem } from '../transfer/budget.js';
+import { formatValue } from './bounds.js';
 import { EnvFileError, parseEnvEntries } from './envfile.js';
 import { nearMiss, type NearMiss } from './nearmiss.js';
 import { isInsideOrSame, isSame } from './paths.js';
@@ -138,6 +140,7 @@ export function buildConfig(
   if (settings.keyPassphrase !== undefined && settings.keyFile === undefined) {
     throw new ConfigError('SFTP_KEY_PASSPHRASE is set but SFTP_KEY is not: the passphrase belongs to a key file. Example: SFTP_KEY=~/.ssh/id_ed25519');
   }
+  checkBufferBudget(settings, tool);
   if (tool === 'pull') checkPullFolders(settings, platform);
   if (tool === 'push') checkPushSettings(settings, platform);
   const warnings = nearMisses.map((m) =>
@@ -157,6 +160,15 @@ export function buildConfig(
     }
   }
   return { ...settings, agent, envFile: ctx.envFile, baseDir: ctx.baseDir, secrets, explicit, warnings, defaultIdentities: identities, key, keyProblem };
+}
+
+/** Settings each within its own bounds can still ask, together, for more chunk buffers than can be set aside. */
+function checkBufferBudget(s: Settings, tool: Tool): void {
+  const problem = bufferBudgetProblem(tool, s);
+  if (!problem) return;
+  const size = (n: number) => formatValue('size', n);
+  const others = tool === 'pull' ? 'CHUNKS_IN_FLIGHT or FILES_IN_FLIGHT' : 'CHUNKS_IN_FLIGHT';
+  throw new ConfigError(`CHUNK_SIZE=${size(s.chunkSize)} with CHUNKS_IN_FLIGHT=${s.chunksInFlight}${tool === 'pull' ? ` and FILES_IN_FLIGHT=${s.filesInFlight}` : ''} needs ${problem.count} chunk buffers, ${size(problem.bytes)} in all; they may take at most ${size(MAX_CHUNK_MEMORY)}: lower CHUNK_SIZE or ${others}. Example: CHUNK_SIZE=2MiB`);
 }
 
 /**

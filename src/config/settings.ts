@@ -195,7 +195,7 @@ export const SETTINGS = {
   }),
   chunkSize: setting({
     env: 'CHUNK_SIZE', section: 'Transfer', default: '2MiB', example: '2MiB',
-    ...bounded('size', { min: 32 * 1024, max: 256 * 1024 * 1024 }, 'Transfer chunk size. Download: each chunk is written locally with one write, and the resume point advances chunk by chunk. Upload: each chunk is read locally with one read and sent as several WRITE requests.'),
+    ...bounded('size', { min: 32 * 1024, max: 256 * 1024 * 1024 }, 'Transfer chunk size. Download: each chunk is written locally with one write, and the resume point advances chunk by chunk. Upload: each chunk is read locally with one read and sent as several WRITE requests. All chunk buffers together (CHUNKS_IN_FLIGHT, FILES_IN_FLIGHT) may take at most 4GiB.'),
   }),
   chunksInFlight: setting({
     env: 'CHUNKS_IN_FLIGHT', section: 'Transfer', default: '4', example: '4', advanced: true,

@@ -1,6 +1,6 @@
 // Chunk buffers for the engine, shared by every file of a connection: a run of a thousand
 // small files must not allocate (and page-fault, and garbage-collect) a fresh CHUNK_SIZE
-// buffer per file, and a large file must not hold more than CHUNKS_IN_FLIGHT + WRITE_BEHIND.
+// buffer per file, and a large file must not hold more than budget.ts allows.
 //
 // The buffers are carved from one WebAssembly.Memory because its backing store is mapped
 // page-aligned, which O_DIRECT writes need (Node has no aligned Buffer allocator). Where
@@ -8,14 +8,13 @@
 // and chunks are written through the page cache. A misaligned buffer cannot cause harm
 // either way: the kernel refuses the O_DIRECT write with EINVAL and the writer falls back.
 
-import { DIRECT_ALIGN } from '../util/direct.js';
+import { slotSize } from './budget.js';
 
-export { DIRECT_ALIGN };
 const WASM_PAGE = 64 * 1024;
 
 /** `count` buffers of `size` bytes each starting on a DIRECT_ALIGN boundary, or unaligned ones (aligned: false). */
 export function alignedBuffers(size: number, count: number): { buffers: Buffer[]; aligned: boolean } {
-  const slot = Math.ceil(size / DIRECT_ALIGN) * DIRECT_ALIGN;
+  const slot = slotSize(size);
   let block: Buffer;
   let aligned = true;
   try {

@@ -11,7 +11,8 @@ import { renameDurably } from '../util/atomic.js';
 import { directIoAllowed, openDirect, type DirectIoMode } from '../util/direct.js';
 import { ensureRoom } from '../util/space.js';
 import { ChunkPool } from './buffers.js';
-import { WRITE_BEHIND, fetchRange } from './engine.js';
+import { downloadBuffers } from './budget.js';
+import { fetchRange } from './engine.js';
 import { HashingWriter } from './sink.js';
 import { adoptFinal, partialPaths, readMeta, resumeDecision, sizeOf, tailCheckPoints, writeMeta, type ResumeDecision } from './partial.js';
 
@@ -117,7 +118,7 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
     req.onProgress(offset, req.remote.size);
 
     direct = await openDirectPart(paths.part, req.transfer, req.remote.size - offset, req.localDir, req.log);
-    const pool = req.pool ?? new ChunkPool(req.transfer.chunkSize, req.transfer.chunksInFlight + WRITE_BEHIND);
+    const pool = req.pool ?? new ChunkPool(req.transfer.chunkSize, downloadBuffers(req.transfer.chunksInFlight));
     const sink = new HashingWriter({
       local,
       direct,

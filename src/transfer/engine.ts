@@ -12,6 +12,7 @@
 import { InterruptedError, TransientError } from '../errors.js';
 import { StallWatch, inBatch, type RequestBatching } from './stall.js';
 import { ChunkPool } from './buffers.js';
+import { WRITE_BEHIND, downloadBuffers } from './budget.js';
 import type { ChunkSink } from './sink.js';
 
 /** What the engine needs from a connection; SftpSession provides it, tests can too. */
@@ -42,9 +43,6 @@ export interface FetchOptions {
   signal?: AbortSignal;
 }
 
-/** Chunks handed to the sink and not yet written: the one being written and the next, so the disk does not wait for this thread. */
-export const WRITE_BEHIND = 2;
-
 export class RemoteShrankError extends TransientError {}
 
 interface Pending {
@@ -58,7 +56,7 @@ interface Pending {
 
 export async function fetchRange(opts: FetchOptions): Promise<{ bytesRead: number }> {
   const readLen = Math.max(1024, Math.min(opts.readSize, opts.reader.maxReadLen));
-  const pool = opts.pool && opts.pool.chunkSize === opts.chunkSize ? opts.pool : new ChunkPool(opts.chunkSize, opts.chunksInFlight + WRITE_BEHIND);
+  const pool = opts.pool && opts.pool.chunkSize === opts.chunkSize ? opts.pool : new ChunkPool(opts.chunkSize, downloadBuffers(opts.chunksInFlight));
   let bytesRead = 0;
   const watch = new StallWatch(opts.dataTimeoutMs, 'data', opts.onStall);
 

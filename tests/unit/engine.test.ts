@@ -10,7 +10,8 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 
 import { ChunkPool } from '../../src/transfer/buffers.js';
-import { WRITE_BEHIND, fetchRange, type RemoteReader } from '../../src/transfer/engine.js';
+import { WRITE_BEHIND } from '../../src/transfer/budget.js';
+import { fetchRange, type RemoteReader } from '../../src/transfer/engine.js';
 import { HASH_SLICE, HashingWriter } from '../../src/transfer/sink.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-engine-'));
