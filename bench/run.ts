@@ -60,7 +60,8 @@ const HELP = `usage: npm run bench -- [options]
   --ciphers          after the rounds, time ssh2 receiving the big file with each cipher
                      (aes128-gcm, aes256-gcm, chacha20-poly1305, aes128-ctr), no disk writes
   --rtt MS           also the small files over a link with this round trip (a proxy on
-                     127.0.0.1 holding every byte MS/2 each way): ipi-pull against sftp get *
+                     127.0.0.1 holding every byte MS/2 each way): ipi-pull against sftp get *,
+                     and ipi-push against sftp put * (unless --no-upload)
   --rtt-files N      number of 10 KiB files in that case (default 200)
   -h, --help         this text
 
@@ -529,6 +530,57 @@ function ipiPushBig(server: SftpServerHandle, data: Dataset, verify: 'size' | 's
   };
 }
 
+/**
+ * ipi-push --once uploading the small files over the delaying link (hard links of the server's
+ * copies in its own WATCH_DIR) into a fresh remote folder, VERIFY=size as `sftp put` (which
+ * verifies nothing). Every step is in the timed run: temporary name, rename, state, history.
+ */
+function ipiPushSmall(server: SftpServerHandle, small: SmallFiles, link: Link): Contender {
+  const count = small.count;
+  return {
+    id: 'rtt-push',
+    label: `ipi-push ${count} x 10 KiB (${link.rttMs} ms round trip)`,
+    async run() {
+      const dir = await opensshWorkspace(server, link.port);
+      const watchDir = path.join(dir, 'outgoing');
+      await fsp.mkdir(watchDir);
+      for (const name of await fsp.readdir(small.dir)) await fsp.link(path.join(small.dir, name), path.join(watchDir, name));
+      const remoteFolder = `up-${path.basename(dir)}`;
+      leftovers.push(path.join(server.root, remoteFolder));
+      const env = {
+        ...childEnv(dir),
+        SFTP_HOST: server.host, SFTP_PORT: String(link.port), SFTP_USER: server.user, SFTP_KEY: server.clientKeyPath,
+        SFTP_KNOWN_HOSTS: path.join(dir, 'known_hosts'), WATCH_DIR: watchDir, SFTP_UPLOAD_DIR: `${server.remoteDir}/${remoteFolder}`,
+        STATE_FILE: path.join(dir, 'state.json'), PUSH_SETTLE: '0', VERIFY: 'size', LOG_FILE: 'none',
+      };
+      const run = await timeChild(process.execPath, [PUSH_CLI, '--once', '--json'], dir, env);
+      if (run.code !== 0) fail('ipi-push small files', run);
+      const n = (await fsp.readdir(path.join(server.root, remoteFolder))).length;
+      if (n !== count) throw new Error(`ipi-push left ${n} of ${count} small files on the server`);
+      return sampleOf(run, count * SMALL_FILE_SIZE, { files: count });
+    },
+  };
+}
+
+function opensshPutSmall(server: SftpServerHandle, small: SmallFiles, link: Link): Contender {
+  const count = small.count;
+  return {
+    id: 'rtt-openssh-put',
+    label: `OpenSSH sftp put * (${count} files, ${link.rttMs} ms round trip)`,
+    async run() {
+      const dir = await opensshWorkspace(server, link.port);
+      const remoteFolder = `put-${path.basename(dir)}`;
+      leftovers.push(path.join(server.root, remoteFolder));
+      if (/[\s"'\\*?[]/.test(small.dir)) throw new Error(`the temporary folder ${small.dir} has spaces or quotes: sftp cannot expand a wildcard there; set TMPDIR to a plain path`);
+      const to = `${server.remoteDir}/${remoteFolder}`;
+      const run = await runSftpBatch(server, dir, `mkdir ${q(to)}\nput ${small.dir}/* ${q(`${to}/`)}\n`, 'OpenSSH sftp put (small files)', link.port);
+      const n = (await fsp.readdir(path.join(server.root, remoteFolder))).length;
+      if (n !== count) throw new Error(`OpenSSH sftp put left ${n} of ${count} small files on the server`);
+      return sampleOf(run, count * SMALL_FILE_SIZE, { files: count });
+    },
+  };
+}
+
 function opensshPut(server: SftpServerHandle, data: Dataset): Contender {
   return {
     id: 'openssh-put',
@@ -733,6 +785,7 @@ async function main(): Promise<void> {
     if (small) contenders.push(ipiPullSmall(server, small), opensshSmall(server, small));
     if (rttSmall) contenders.push(ipiPullSmall(server, rttSmall, link), opensshSmall(server, rttSmall, link));
     if (opts.upload) contenders.push(ipiPushBig(server, big, 'size'), opensshPut(server, big), ipiPushBig(server, big, 'sha256'));
+    if (opts.upload && rttSmall) contenders.push(ipiPushSmall(server, rttSmall, link!), opensshPutSmall(server, rttSmall, link!));
 
     const samples = new Map<string, Sample[]>(contenders.map((c) => [c.id, []]));
     const describe = (c: Contender, s: Sample): string => {
@@ -768,7 +821,7 @@ async function main(): Promise<void> {
       let note = '';
       if (c.id === 'ipi-pull' || c.id === 'ipi-pull-mid') note = `whole run ${s2(median(ss.map((s) => s.extra.runMs!)))} s incl. publish`;
       if (c.id === 'resume') note = `server read ${median(ss.map((s) => s.extra.servedPct!)).toFixed(2)} % of the file; MB/s over the rest`;
-      if (['small-ipi', 'small-openssh', 'rtt-ipi', 'rtt-openssh'].includes(c.id)) note = `${Math.round(ss[0]!.extra.files! / (median(ss.map((s) => s.wallMs)) / 1000))} files/s`;
+      if (['small-ipi', 'small-openssh', 'rtt-ipi', 'rtt-openssh', 'rtt-push', 'rtt-openssh-put'].includes(c.id)) note = `${Math.round(ss[0]!.extra.files! / (median(ss.map((s) => s.wallMs)) / 1000))} files/s`;
       if (c.id === 'small-ipi') note += `; publish+marker+history per file included (publish ${(median(ss.map((s) => s.extra.publishMs!)) / opts.smallFiles).toFixed(2)} ms/file)`;
       rows.push(makeRow(c, ss, note));
       if (c.id === 'ipi-pull') {
@@ -782,6 +835,7 @@ async function main(): Promise<void> {
       if (['ipi-pull', 'openssh', 'fastget'].includes(r.id)) r.ratioToOpenssh = r.medianWallMs / ossh.medianWallMs;
       if (r.id === 'small-ipi' || r.id === 'small-openssh') r.ratioToOpenssh = r.medianWallMs / rowOf('small-openssh')!.medianWallMs;
       if (r.id === 'rtt-ipi' || r.id === 'rtt-openssh') r.ratioToOpenssh = r.medianWallMs / rowOf('rtt-openssh')!.medianWallMs;
+      if (r.id === 'rtt-push' || r.id === 'rtt-openssh-put') r.ratioToOpenssh = r.medianWallMs / rowOf('rtt-openssh-put')!.medianWallMs;
       if (['push', 'push-sha256', 'openssh-put'].includes(r.id)) r.ratioToOpenssh = r.medianWallMs / rowOf('openssh-put')!.medianWallMs;
     }
 
@@ -789,7 +843,7 @@ async function main(): Promise<void> {
     const fg = rowOf('fastget')!;
     const resume = rowOf('resume')!;
     const ipiMid = rowOf('ipi-pull-mid')!;
-    const ipiRows = rows.filter((r) => ['ipi-pull', 'ipi-pull-mid', 'resume', 'small-ipi', 'rtt-ipi', 'push', 'push-sha256'].includes(r.id));
+    const ipiRows = rows.filter((r) => ['ipi-pull', 'ipi-pull-mid', 'resume', 'small-ipi', 'rtt-ipi', 'push', 'push-sha256', 'rtt-push'].includes(r.id));
     const ipiPeak = Math.max(...ipiRows.map((r) => r.peakRssMB ?? 0));
     const servedPct = Math.max(...resume.samples.map((s) => s.extra.servedPct!));
     const targets: Array<{ name: string; pass: boolean; detail: string }> = [

@@ -1,21 +1,21 @@
-// Small files are fetched a few at a time (FILES_IN_FLIGHT). A 10 KiB file's download is a
-// dozen short waits (round trips to the server and to the thread pool: open, read, stat,
-// close, write, fsync, rename); fetched one at a time they left both CPUs half idle, and over
-// a long link the file spent nearly all its time waiting. The caller still takes the files in
-// queue order, so what consumers and the marker see does not depend on which finished first.
+// Small files are transferred a few at a time (FILES_IN_FLIGHT), by ipi-pull and ipi-push. A
+// 10 KiB file's transfer is a dozen short waits (round trips to the server and to the thread
+// pool: open, read or write, stat, close, fsync, rename); one at a time they left both CPUs
+// half idle, and over a long link the file spent nearly all its time waiting. The caller
+// still takes the results in queue order: what ipi-pull's consumers and marker see does not
+// depend on which finished first.
 
 /**
- * Pure: may the file at `next` start downloading while `head` (the oldest not yet taken)
- * has not been taken? A file of more than one chunk goes alone, when it is the head: it
- * uses the whole window of chunks in flight, and a resumable download should not share
- * the link with others.
+ * Pure: may the file at `next` start while `head` (the oldest not yet taken) has not been
+ * taken? A file of more than one chunk goes alone, when it is the head: it uses the whole
+ * window of chunks in flight, and a resumable transfer should not share the link with others.
  */
 export function mayStartAhead(sizes: readonly number[], head: number, next: number, chunkSize: number, limit: number): boolean {
   if (next === head) return true;
   return next - head < limit && sizes[head]! <= chunkSize && sizes[next]! <= chunkSize;
 }
 
-/** The downloads of a queue, started in order as far ahead as `mayStart` allows. */
+/** The transfers of a queue, started in order as far ahead as `mayStart` allows. */
 export class FetchAhead<T> {
   /** Started and not yet taken: what a taken file's result was is the caller's to keep, not ours. */
   private readonly pending = new Map<number, Promise<T>>();

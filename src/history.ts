@@ -33,6 +33,8 @@ export function historyFileFor(markerFile: string): string {
  */
 export class HistoryAppender<T = Delivery> {
   private fh: Promise<fs.FileHandle> | null = null;
+  /** The last write: calls made while one runs (ipi-push's files in flight) go after it, whole lines in call order on every platform. */
+  private tail: Promise<unknown> = Promise.resolve();
 
   constructor(readonly file: string) {}
 
@@ -41,7 +43,13 @@ export class HistoryAppender<T = Delivery> {
   }
 
   /** Several lines in one write and one fsync. */
-  async appendAll(items: readonly T[]): Promise<void> {
+  appendAll(items: readonly T[]): Promise<void> {
+    const done = this.tail.then(() => this.write(items));
+    this.tail = done.catch(() => {});
+    return done;
+  }
+
+  private async write(items: readonly T[]): Promise<void> {
     try {
       this.fh ??= openForAppend(this.file);
       this.fh.catch(() => (this.fh = null));
@@ -54,6 +62,7 @@ export class HistoryAppender<T = Delivery> {
   }
 
   async close(): Promise<void> {
+    await this.tail;
     const fh = this.fh;
     this.fh = null;
     await fh?.then((h) => h.close()).catch(() => {});

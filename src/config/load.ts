@@ -167,8 +167,7 @@ function checkBufferBudget(s: Settings, tool: Tool): void {
   const problem = bufferBudgetProblem(tool, s);
   if (!problem) return;
   const size = (n: number) => formatValue('size', n);
-  const others = tool === 'pull' ? 'CHUNKS_IN_FLIGHT or FILES_IN_FLIGHT' : 'CHUNKS_IN_FLIGHT';
-  throw new ConfigError(`CHUNK_SIZE=${size(s.chunkSize)} with CHUNKS_IN_FLIGHT=${s.chunksInFlight}${tool === 'pull' ? ` and FILES_IN_FLIGHT=${s.filesInFlight}` : ''} needs ${problem.count} chunk buffers, ${size(problem.bytes)} in all; they may take at most ${size(MAX_CHUNK_MEMORY)}: lower CHUNK_SIZE or ${others}. Example: CHUNK_SIZE=2MiB`);
+  throw new ConfigError(`CHUNK_SIZE=${size(s.chunkSize)} with CHUNKS_IN_FLIGHT=${s.chunksInFlight} and FILES_IN_FLIGHT=${s.filesInFlight} needs ${problem.count} chunk buffers, ${size(problem.bytes)} in all; they may take at most ${size(MAX_CHUNK_MEMORY)}: lower CHUNK_SIZE, CHUNKS_IN_FLIGHT or FILES_IN_FLIGHT. Example: CHUNK_SIZE=2MiB`);
 }
 
 /**

@@ -202,8 +202,8 @@ export const SETTINGS = {
     ...bounded('integer', { min: 1, max: 64 }, 'Chunks requested (download) or being written (upload) at once. Buffers for a large download take at most CHUNK_SIZE x (CHUNKS_IN_FLIGHT + 4): two chunks being written, two lent to publishing. 4 (8 MiB asked for, more than the SSH channel window) measured as fast as 8 with 8 MiB less memory; 2 was slower (BENCHMARKS.md).'),
   }),
   filesInFlight: setting({
-    env: 'FILES_IN_FLIGHT', section: 'Transfer', tools: ['pull'], default: '8', example: '8', advanced: true,
-    ...bounded('integer', { min: 1, max: 32 }, 'Files of at most one chunk downloaded at once; they are still published, recorded and marked one by one, in order. Each small file waits on several round trips, so over a link with 10 ms of round trip 200 files of 10 KiB took 7.7 s one at a time and 1.8 s eight at a time (BENCHMARKS.md). Each takes one CHUNK_SIZE buffer while it downloads. 1: one file at a time; a larger file always goes alone.'),
+    env: 'FILES_IN_FLIGHT', section: 'Transfer', default: '8', example: '8', advanced: true,
+    ...bounded('integer', { min: 1, max: 32 }, 'Files of at most one chunk transferred at once; ipi-pull still publishes, records and marks them one by one, in order. Each small file waits on several round trips, so over a link with 10 ms of round trip 200 files of 10 KiB took 7.7 s to download one at a time and 1.8 s eight at a time; 100 such files took 8.6 s and 1.7 s to upload (BENCHMARKS.md). Each takes one buffer of up to CHUNK_SIZE while it is transferred. 1: one file at a time; a larger file always goes alone.'),
   }),
   readSize: setting({
     env: 'READ_SIZE', section: 'Transfer', tools: ['pull'], default: '255KiB', example: '255KiB', advanced: true,

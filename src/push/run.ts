@@ -8,6 +8,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../config/load.js';
 import { AccessDeniedError, ConfigError, IntegrityError, InterruptedError, TransientError, classify, type IpiError } from '../errors.js';
+import { FetchAhead, mayStartAhead } from '../fetch-ahead.js';
 import { acquireLock, lockFileFor, pidAlive, type Lock } from '../lock.js';
 import type { Logger } from '../log.js';
 import { printableName } from '../names.js';
@@ -121,6 +122,11 @@ export interface PushContext {
 }
 
 type Entry = { file: ScannedFile; o: Observation };
+/** What became of one file of the queue; 'unsettled': looked at again, it was still being written, and was not taken. */
+type Outcome = 'uploaded' | 'skipped' | 'failed' | 'transient' | 'stopped' | 'unsettled';
+
+/** --watch uploads at most this many windows of FILES_IN_FLIGHT between two turns of its loop. */
+const WATCH_BATCH_WINDOWS = 4;
 /** A folder the server would not make: retried after backoff, or (permanent) not until it is made anew locally. */
 type FolderTrouble = { permanent: boolean; attempts: number; retryAt: number };
 
@@ -328,14 +334,19 @@ class Pusher {
           const mirrored = await this.mirrorFolders(session, this.pendingFolders(Date.now()));
           if (mirrored === 'transient') throw this.lastTransient!;
           if (mirrored === 'stopped') throw new InterruptedError('a signal');
-          for (const file of ready) {
-            if (done.has(file.rel)) continue;
-            if (this.opts.signal.aborted) throw new InterruptedError('a signal');
-            const outcome = await this.uploadOne(session, file);
-            if (outcome === 'transient') throw this.lastTransient!;
+          let transient = false;
+          await this.uploadAll(session, ready.filter((f) => !done.has(f.rel)), false, (file, outcome) => {
+            if (outcome === 'stopped') return false;
+            if (outcome === 'transient') {
+              transient = true;
+              return false;
+            }
             done.add(file.rel);
             if (outcome === 'uploaded') attempt.progressed = true;
-          }
+            return true;
+          });
+          if (this.opts.signal.aborted) throw new InterruptedError('a signal');
+          if (transient) throw this.lastTransient!;
         } finally {
           await this.closeSession();
         }
@@ -415,16 +426,20 @@ class Pusher {
           this.ctx.onActivity?.(this.summary, outcome === 'ok');
           continue;
         }
-        // One more look right before taking it: the watcher may not have told us yet.
-        const e = await this.relook(ready[0]!.rel);
-        if (!e || !isSettled(e.o, Date.now(), this.config.pushSettle)) continue;
-        const outcome = await this.uploadOne(session, e.file);
-        if (outcome === 'stopped') break;
-        if (outcome === 'transient' && session.isClosed) {
+        // A few windows' worth at a time: between them the loop rescans and sees new events.
+        let lost = false;
+        await this.uploadAll(session, ready.slice(0, WATCH_BATCH_WINDOWS * this.config.filesInFlight), true, (_file, outcome) => {
+          if (outcome === 'unsettled') return true;
+          if (outcome === 'stopped') return false;
+          this.ctx.onActivity?.(this.summary, outcome === 'uploaded' || outcome === 'skipped');
+          lost ||= outcome === 'transient' && session.isClosed;
+          return !lost;
+        });
+        if (this.summary.stopped) break;
+        if (lost) {
           this.log.warn(`the connection to ${this.config.host} was lost; ${this.pendingNames().length} file(s) wait for it to come back`);
           await this.closeSession();
         }
-        this.ctx.onActivity?.(this.summary, outcome === 'uploaded' || outcome === 'skipped');
       }
       this.stop();
     } finally {
@@ -553,12 +568,56 @@ class Pusher {
     }
   }
 
+  // ---------------------------------------------------------------- the queue
+
+  /**
+   * Upload `files` (queue order) over `session`: a file of more than one chunk alone, files of
+   * at most one chunk up to FILES_IN_FLIGHT at once (a small file's upload is a series of round
+   * trips, each leaving the link idle). With `relook`, each file is looked at once more right
+   * before it starts (--watch: the watcher may not have told us yet). Outcomes go to
+   * `onOutcome` in queue order; once it returns false (or a signal comes) no further file
+   * starts, and those already started are still seen through and handed over.
+   */
+  private async uploadAll(session: SftpSession, files: readonly ScannedFile[], relook: boolean, onOutcome: (file: ScannedFile, outcome: Outcome) => boolean): Promise<void> {
+    const sizes = files.map((f) => f.size);
+    let halted = false;
+    let started = 0;
+    const ahead = new FetchAhead<Outcome>(
+      files.length,
+      (head, next) => !halted && !this.opts.signal.aborted && mayStartAhead(sizes, head, next, this.config.chunkSize, this.config.filesInFlight),
+      (i, asHead) => {
+        started = i + 1;
+        return this.startOne(session, files[i]!, relook, asHead);
+      },
+    );
+    try {
+      for (let i = 0; i < files.length; i++) {
+        halted ||= this.opts.signal.aborted;
+        if (halted && i >= started) break;
+        if (!onOutcome(files[i]!, await ahead.take(i))) halted = true;
+      }
+    } finally {
+      await ahead.settled();
+    }
+  }
+
+  private async startOne(session: SftpSession, file: ScannedFile, relook: boolean, asHead: boolean): Promise<Outcome> {
+    if (relook) {
+      const e = await this.relook(file.rel);
+      if (!e || !isSettled(e.o, Date.now(), this.config.pushSettle)) return 'unsettled';
+      file = e.file;
+    }
+    // One progress line at a time: the file that started at the head of the queue (a large
+    // file always does), not the small ones started beside it.
+    return this.uploadOne(session, file, asHead);
+  }
+
   // ---------------------------------------------------------------- one file
 
   private lastTransient: IpiError | null = null;
 
   /** Upload one file and record the outcome; never throws for a per-file failure. */
-  private async uploadOne(session: SftpSession, file: ScannedFile): Promise<'uploaded' | 'skipped' | 'failed' | 'transient' | 'stopped'> {
+  private async uploadOne(session: SftpSession, file: ScannedFile, showProgress: boolean): Promise<Exclude<Outcome, 'unsettled'>> {
     const name = printableName(file.rel);
     let started = false;
     const attempt = (fresh: boolean) => uploadFile({
@@ -568,13 +627,11 @@ class Pusher {
         chunksInFlight: this.config.chunksInFlight, dataTimeoutMs: this.config.dataTimeout, verify: this.config.verify,
       },
       inProgress: this.store.state.inProgress,
-      onStart: (rec) => {
-        this.log.info(`uploading ${name} (${formatBytes(rec.size)}) to ${rec.remoteTemp}`);
-        return this.store.markInProgress(rec);
-      },
+      onStart: (rec) => this.store.markInProgress(rec),
       onCutShort: (rec) => this.store.markInProgress(rec),
       onCheckpoint: (rec) => this.store.markInProgress(rec),
       onProgress: (done, total, from) => {
+        if (!showProgress) return;
         if (!started) {
           started = true;
           this.ctx.progress.start(file.rel, total, from);
@@ -666,7 +723,10 @@ class Pusher {
       this.log.error(`${e.message}; not retried until the file changes (or run with --retry-failed)`);
       return 'failed';
     }
-    this.log.warn(`${e.message} (attempt ${rec.attempts}${linkLost ? '' : `; next try at ${rec.nextRetryAt}`})`);
+    // A lost link cuts short every file in flight: the loss is reported once, where the
+    // connection is opened again; each file gets a quieter line of its own.
+    if (linkLost) this.log.info(`${name}: cut short by the lost connection (${e.message}); it goes again once the connection is back`);
+    else this.log.warn(`${e.message} (attempt ${rec.attempts}; next try at ${rec.nextRetryAt})`);
     this.lastTransient = e instanceof TransientError ? e : new TransientError(e.message, { cause: err });
     return 'transient';
   }

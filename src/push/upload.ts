@@ -11,6 +11,7 @@ import type { SftpSession } from '../sftp/session.js';
 import { LocalChangedError, sendRange } from '../transfer/upload-engine.js';
 import { readFully, readRange } from '../util/fileio.js';
 import { serialLatest } from '../util/serial.js';
+import { formatBytes } from '../util/space.js';
 import { parseSha256sum, remoteAncestors, remoteTarget, sameAsRemote, shellQuote } from './decide.js';
 import { openInside, type ScannedFile } from './scan.js';
 import type { InProgressRecord } from './state.js';
@@ -53,7 +54,7 @@ export interface UploadRequest {
   log: Logger;
   /** The interrupted upload recorded in the state, if any (its temporary may be resumed). */
   inProgress: InProgressRecord | null;
-  /** Recorded before the first byte is sent, so a crash leaves a resumable record. */
+  /** Recorded before the first byte of a file of more than one chunk is sent, so a crash leaves a resumable record. */
   onStart: (rec: InProgressRecord) => Promise<void>;
   /**
    * The attempt ended early (failure, stop) after onStart: the record again, with `ackedTo`,
@@ -104,7 +105,10 @@ export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
       }
     }
 
-    const { from, held } = req.fresh ? { from: 0, held: 0 } : await resumePoint(req, local, size, mtimeMs, target.temp);
+    // The resume point advances chunk by chunk: a file of one chunk has none to keep, so it is
+    // sent whole, without an in-progress record (and its fsyncs) or a look at the temporary.
+    const resumable = size > settings.chunkSize;
+    const { from, held } = req.fresh || !resumable ? { from: 0, held: 0 } : await resumePoint(req, local, size, mtimeMs, target.temp);
     const handle = await session.openWrite(target.temp, from > 0 ? 'r+' : 'w');
     let closed = false;
     const hash = createHash('sha256');
@@ -118,8 +122,11 @@ export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
     try {
       // Bytes past the resume point may lie beyond a hole: gone before the record stops saying so.
       if (from > 0 && held > from) await session.truncate(handle, from);
-      await req.onStart(rec);
-      recorded = true;
+      log.info(`uploading ${name} (${formatBytes(size)}) to ${target.temp}`);
+      if (resumable) {
+        await req.onStart(rec);
+        recorded = true;
+      }
       await hashRange(local, 0, from, hash);
       req.onProgress(from, size, from);
       const sent = await sendRange({
@@ -129,7 +136,7 @@ export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
         onRead: (data) => hash.update(data),
         onAcked: (end) => {
           ackedTo = end;
-          checkpointed = checkpoint(end);
+          if (recorded) checkpointed = checkpoint(end);
           req.onProgress(end, size, from);
         },
         signal: req.signal,

@@ -32,9 +32,9 @@ export function pullBuffers(s: Pick<BufferSettings, 'chunksInFlight' | 'filesInF
   return Math.max(downloadBuffers(s.chunksInFlight), s.filesInFlight) + PUBLISH_BUFFERS;
 }
 
-/** ipi-push reads each chunk in flight into a buffer of its own. */
-export function pushBuffers(s: Pick<BufferSettings, 'chunksInFlight'>): number {
-  return s.chunksInFlight;
+/** ipi-push reads each chunk in flight into a buffer of its own: a large file's CHUNKS_IN_FLIGHT, or one per small file in flight. */
+export function pushBuffers(s: Pick<BufferSettings, 'chunksInFlight' | 'filesInFlight'>): number {
+  return Math.max(s.chunksInFlight, s.filesInFlight);
 }
 
 /** Bytes a buffer of `size` takes in the pool: each starts on a DIRECT_ALIGN boundary. */

@@ -48,7 +48,8 @@ interface InFlight {
 export async function sendRange(opts: SendOptions): Promise<{ bytesSent: number; ackedTo: number }> {
   const writeLen = Math.max(512, opts.writer.maxWriteLen);
   const pool: Buffer[] = [];
-  const take = () => pool.pop() ?? Buffer.allocUnsafe(opts.chunkSize);
+  // No chunk is longer than the first: a 10 KiB file takes 10 KiB, not CHUNK_SIZE.
+  const take = () => pool.pop() ?? Buffer.allocUnsafe(Math.min(opts.chunkSize, opts.size - opts.from));
   let bytesSent = 0;
   let ackedTo = opts.from;
   const watch = new StallWatch(opts.dataTimeoutMs, 'acknowledgement from the server', opts.onStall);

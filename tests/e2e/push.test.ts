@@ -426,6 +426,61 @@ describe('ipi-push --once', () => {
     assert.equal(p.state().inProgress, null);
   });
 
+  test('small files go FILES_IN_FLIGHT at a time over a slow link, each identical and recorded once, leaving no in-progress record; FILES_IN_FLIGHT=1 sends them one after another', async () => {
+    const proxy = await startFaultProxy(server.port);
+    cleanups.push(() => proxy.stop());
+    proxy.latency(10);
+    for (const inFlight of [4, 1]) {
+      const p = setup({ SFTP_PORT: String(proxy.port), PUSH_SETTLE: '0', VERIFY: 'size', FILES_IN_FLIGHT: String(inFlight) });
+      const names = Array.from({ length: 12 }, (_, i) => `f${String(i).padStart(2, '0')}.dat`);
+      const data = names.map((_, i) => testBytes(20_000 + i, 60 + i));
+      names.forEach((rel, i) => p.put(rel, data[i]!));
+      const r = await p.run(['--once', '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(tree(p.remoteRoot), names, 'every file, no temporary left');
+      names.forEach((rel, i) => assert.equal(sha256File(path.join(p.remoteRoot, rel)), sha256(data[i]!), rel));
+      const history = fs.readFileSync(path.join(p.ws.dir, 'ipi-push-state.history.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).path);
+      assert.deepEqual([...history].sort(), names, 'one history line per file');
+      assert.deepEqual(Object.keys(p.state().uploaded).sort(), names);
+      assert.equal(p.state().inProgress, null, 'a file of one chunk has no resume point to record');
+      // The order of the log lines follows the protocol, not the clock: a file started beside
+      // the first is opened (two round trips) long before the first is renamed (seven).
+      const log = p.log();
+      const at = (verb: string, rel: string) => log.indexOf(`${verb} "${rel}"`);
+      if (inFlight > 1) {
+        assert.ok(at('uploading', 'f01.dat') < at('uploaded', 'f00.dat'), `FILES_IN_FLIGHT=${inFlight}: f01.dat starts before f00.dat is done`);
+      } else {
+        for (let i = 0; i + 1 < names.length; i++) assert.ok(at('uploaded', names[i]!) < at('uploading', names[i + 1]!), `${names[i]} is done before ${names[i + 1]} starts`);
+      }
+    }
+  });
+
+  test('the link cut while several small files are in flight: the retry sends what did not arrive; each file arrives identical, recorded once, no temporary left', async () => {
+    const proxy = await startFaultProxy(server.port);
+    cleanups.push(() => proxy.stop());
+    proxy.latency(10);
+    const p = setup({ SFTP_PORT: String(proxy.port), PUSH_SETTLE: '0', VERIFY: 'size', RETRY_DELAYS: '0.2' });
+    const names = Array.from({ length: 24 }, (_, i) => `g${String(i).padStart(2, '0')}.dat`);
+    const data = names.map((_, i) => testBytes(30_000 + i, 90 + i));
+    names.forEach((rel, i) => p.put(rel, data[i]!));
+    const child = p.spawn(['--once']);
+    const done = collect(child, 60_000);
+    const arrived = () => tree(p.remoteRoot).filter((r) => !r.startsWith('.')).length;
+    await waitFor(() => arrived() >= 4, 30_000, () => `four files on the server (have ${arrived()})`);
+    proxy.cutNow();
+    const r = await done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(proxy.connections >= 2, 'the link was cut and opened again');
+    assert.deepEqual(tree(p.remoteRoot), names, 'every file, no temporary left');
+    names.forEach((rel, i) => assert.equal(sha256File(path.join(p.remoteRoot, rel)), sha256(data[i]!), rel));
+    const history = fs.readFileSync(path.join(p.ws.dir, 'ipi-push-state.history.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).path);
+    assert.deepEqual([...history].sort(), names, 'one history line per file: none lost, none twice');
+    assert.deepEqual(p.state().failed, {});
+    const log = p.log();
+    assert.equal(count(log, /WARN .*lost.*retrying in/), 1, 'the lost link is reported once, not once per file in flight');
+    assert.ok(count(log, /cut short by the lost connection/) >= 1, 'the files in flight say so, quietly');
+  });
+
   test('AFTER_UPLOAD=archive moves the verified file out, keeping its path, never over an earlier archived one; delete removes it', async () => {
     const p = setup({ AFTER_UPLOAD: 'archive', ARCHIVE_DIR: './archive' });
     p.put('sub/a.dat', 'A');

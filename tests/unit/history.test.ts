@@ -49,3 +49,20 @@ test('a line torn by a crash does not swallow the next one: the appender ends it
     assert.ok(fs.readFileSync(file, 'utf8').startsWith(`${JSON.stringify(line)}\n{"name":"IPI_2024010\n`), 'earlier bytes kept as they were');
   });
 });
+
+test('appends made at once (files in flight) land as whole lines in call order; one that fails does not stop the next', async () => {
+  await withTempDir('ipi-history-', async (dir) => {
+    const file = path.join(dir, 'last_file.history.jsonl');
+    const h = new HistoryAppender(file);
+    const names = Array.from({ length: 40 }, (_, i) => `IPI_202401${String(i).padStart(2, '0')}.dat`);
+    // A line long enough that the write is not one tiny syscall's worth.
+    await Promise.all(names.map((name) => h.append({ ...line, name, publishedTo: `/srv/${'x'.repeat(20_000)}/${name}` })));
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    await assert.rejects(h.appendAll([cyclic as unknown as Delivery]));
+    await h.append({ ...line, name: 'IPI_20240201.dat' });
+    await h.close();
+    const lines = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Delivery);
+    assert.deepEqual(lines.map((d) => d.name), [...names, 'IPI_20240201.dat']);
+  });
+});

@@ -414,17 +414,18 @@ describe('loadConfig: errors', () => {
   test('chunk buffers that could not be set aside are refused at load, each setting being within its own bounds', () => {
     // Pull: max(CHUNKS_IN_FLIGHT + 2, FILES_IN_FLIGHT) + 2 buffers in one block of at most 4GiB.
     const tooMany = configError(() => loadConfig({ cwd: dir(`${BASE}CHUNK_SIZE=256MiB\nCHUNKS_IN_FLIGHT=13\n`), env: {} }));
-    assert.equal(tooMany.message, 'CHUNK_SIZE=256MiB with CHUNKS_IN_FLIGHT=13 and FILES_IN_FLIGHT=8 needs 17 chunk buffers, 4352MiB in all; they may take at most 4GiB: lower CHUNK_SIZE or CHUNKS_IN_FLIGHT or FILES_IN_FLIGHT. Example: CHUNK_SIZE=2MiB');
+    assert.equal(tooMany.message, 'CHUNK_SIZE=256MiB with CHUNKS_IN_FLIGHT=13 and FILES_IN_FLIGHT=8 needs 17 chunk buffers, 4352MiB in all; they may take at most 4GiB: lower CHUNK_SIZE, CHUNKS_IN_FLIGHT or FILES_IN_FLIGHT. Example: CHUNK_SIZE=2MiB');
     assert.match(configError(() => loadConfig({ cwd: dir(`${BASE}CHUNK_SIZE=256MiB\nCHUNKS_IN_FLIGHT=1\nFILES_IN_FLIGHT=15\n`), env: {} })).message, /needs 17 chunk buffers/);
     // Exactly 4GiB is allowed: 12 + 2 + 2 = 16 buffers of 256MiB.
     assert.equal(loadConfig({ cwd: dir(`${BASE}CHUNK_SIZE=256MiB\nCHUNKS_IN_FLIGHT=12\n`), env: {} }).chunkSize, 256 * 1024 ** 2);
     // Each buffer starts on a 4KiB boundary: 17 x 252645135 bytes fit in 4GiB, 17 slots of 252645376 do not.
     assert.match(configError(() => loadConfig({ cwd: dir(`${BASE}CHUNK_SIZE=252645135\nCHUNKS_IN_FLIGHT=13\n`), env: {} })).message, /needs 17 chunk buffers, 4194308KiB in all/);
-    // Push holds CHUNKS_IN_FLIGHT buffers; FILES_IN_FLIGHT is a pull setting and not named.
+    // Push holds max(CHUNKS_IN_FLIGHT, FILES_IN_FLIGHT) buffers, with nothing written behind or lent.
     const push = 'SFTP_HOST=h\nSFTP_USER=u\nSFTP_PASS=pw\nWATCH_DIR=./w\nSFTP_UPLOAD_DIR=/in\n';
     assert.equal(loadConfig({ cwd: dir(`${push}CHUNK_SIZE=256MiB\nCHUNKS_IN_FLIGHT=16\n`), env: {}, tool: 'push' }).chunksInFlight, 16);
     const pushErr = configError(() => loadConfig({ cwd: dir(`${push}CHUNK_SIZE=256MiB\nCHUNKS_IN_FLIGHT=17\n`), env: {}, tool: 'push' }));
-    assert.equal(pushErr.message, 'CHUNK_SIZE=256MiB with CHUNKS_IN_FLIGHT=17 needs 17 chunk buffers, 4352MiB in all; they may take at most 4GiB: lower CHUNK_SIZE or CHUNKS_IN_FLIGHT. Example: CHUNK_SIZE=2MiB');
+    assert.equal(pushErr.message, 'CHUNK_SIZE=256MiB with CHUNKS_IN_FLIGHT=17 and FILES_IN_FLIGHT=8 needs 17 chunk buffers, 4352MiB in all; they may take at most 4GiB: lower CHUNK_SIZE, CHUNKS_IN_FLIGHT or FILES_IN_FLIGHT. Example: CHUNK_SIZE=2MiB');
+    assert.match(configError(() => loadConfig({ cwd: dir(`${push}CHUNK_SIZE=256MiB\nCHUNKS_IN_FLIGHT=1\nFILES_IN_FLIGHT=17\n`), env: {}, tool: 'push' })).message, /needs 17 chunk buffers/);
   });
 
   test('no way to log in is a ConfigError with an example', () => {
