@@ -500,6 +500,29 @@ function opensshSmall(server: SftpServerHandle, small: SmallFiles, link?: Link):
 }
 
 /**
+ * `ipi-push --once --json` through `port`, its WATCH_DIR holding hard links of `sources`, into a
+ * fresh remote folder (returned as the server's local path); fails the bench on a non-zero exit.
+ */
+async function runIpiPush(server: SftpServerHandle, sources: readonly string[], verify: 'size' | 'sha256', port: number, what: string): Promise<{ run: ChildRun; remote: string }> {
+  const dir = await opensshWorkspace(server, port);
+  const watchDir = path.join(dir, 'outgoing');
+  await fsp.mkdir(watchDir);
+  for (const src of sources) await fsp.link(src, path.join(watchDir, path.basename(src)));
+  const remoteFolder = `up-${path.basename(dir)}`;
+  const remote = path.join(server.root, remoteFolder);
+  leftovers.push(remote);
+  const env = {
+    ...childEnv(dir),
+    SFTP_HOST: server.host, SFTP_PORT: String(port), SFTP_USER: server.user, SFTP_KEY: server.clientKeyPath,
+    SFTP_KNOWN_HOSTS: path.join(dir, 'known_hosts'), WATCH_DIR: watchDir, SFTP_UPLOAD_DIR: `${server.remoteDir}/${remoteFolder}`,
+    STATE_FILE: path.join(dir, 'state.json'), PUSH_SETTLE: '0', VERIFY: verify, LOG_FILE: 'none',
+  };
+  const run = await timeChild(process.execPath, [PUSH_CLI, '--once', '--json'], dir, env);
+  if (run.code !== 0) fail(what, run);
+  return { run, remote };
+}
+
+/**
  * ipi-push --once uploading the big file (a hard link of the server's copy in its own
  * WATCH_DIR) into a fresh remote folder. VERIFY=size, so it does what `sftp put` does (which
  * verifies nothing); the server-side sha256sum of VERIFY=sha256 is timed in its own row.
@@ -509,21 +532,8 @@ function ipiPushBig(server: SftpServerHandle, data: Dataset, verify: 'size' | 's
     id: verify === 'size' ? 'push' : 'push-sha256',
     label: `ipi-push ${human(data.size)} (upload, VERIFY=${verify})`,
     async run() {
-      const dir = await opensshWorkspace(server);
-      const watchDir = path.join(dir, 'outgoing');
-      await fsp.mkdir(watchDir);
-      await fsp.link(path.join(data.dir, data.name), path.join(watchDir, data.name));
-      const remoteFolder = `up-${path.basename(dir)}`;
-      leftovers.push(path.join(server.root, remoteFolder));
-      const env = {
-        ...childEnv(dir),
-        SFTP_HOST: server.host, SFTP_PORT: String(server.port), SFTP_USER: server.user, SFTP_KEY: server.clientKeyPath,
-        SFTP_KNOWN_HOSTS: path.join(dir, 'known_hosts'), WATCH_DIR: watchDir, SFTP_UPLOAD_DIR: `${server.remoteDir}/${remoteFolder}`,
-        STATE_FILE: path.join(dir, 'state.json'), PUSH_SETTLE: '0', VERIFY: verify, LOG_FILE: 'none',
-      };
-      const run = await timeChild(process.execPath, [PUSH_CLI, '--once', '--json'], dir, env);
-      if (run.code !== 0) fail('ipi-push', run);
-      const got = await fsp.stat(path.join(server.root, remoteFolder, data.name)).catch(() => null);
+      const { run, remote } = await runIpiPush(server, [path.join(data.dir, data.name)], verify, server.port, 'ipi-push');
+      const got = await fsp.stat(path.join(remote, data.name)).catch(() => null);
       if (got?.size !== data.size) throw new Error(`ipi-push left ${got?.size ?? 'no'} bytes on the server, expected ${data.size}`);
       return sampleOf(run, data.size);
     },
@@ -541,21 +551,9 @@ function ipiPushSmall(server: SftpServerHandle, small: SmallFiles, link: Link): 
     id: 'rtt-push',
     label: `ipi-push ${count} x 10 KiB (${link.rttMs} ms round trip)`,
     async run() {
-      const dir = await opensshWorkspace(server, link.port);
-      const watchDir = path.join(dir, 'outgoing');
-      await fsp.mkdir(watchDir);
-      for (const name of await fsp.readdir(small.dir)) await fsp.link(path.join(small.dir, name), path.join(watchDir, name));
-      const remoteFolder = `up-${path.basename(dir)}`;
-      leftovers.push(path.join(server.root, remoteFolder));
-      const env = {
-        ...childEnv(dir),
-        SFTP_HOST: server.host, SFTP_PORT: String(link.port), SFTP_USER: server.user, SFTP_KEY: server.clientKeyPath,
-        SFTP_KNOWN_HOSTS: path.join(dir, 'known_hosts'), WATCH_DIR: watchDir, SFTP_UPLOAD_DIR: `${server.remoteDir}/${remoteFolder}`,
-        STATE_FILE: path.join(dir, 'state.json'), PUSH_SETTLE: '0', VERIFY: 'size', LOG_FILE: 'none',
-      };
-      const run = await timeChild(process.execPath, [PUSH_CLI, '--once', '--json'], dir, env);
-      if (run.code !== 0) fail('ipi-push small files', run);
-      const n = (await fsp.readdir(path.join(server.root, remoteFolder))).length;
+      const sources = (await fsp.readdir(small.dir)).map((name) => path.join(small.dir, name));
+      const { run, remote } = await runIpiPush(server, sources, 'size', link.port, 'ipi-push small files');
+      const n = (await fsp.readdir(remote)).length;
       if (n !== count) throw new Error(`ipi-push left ${n} of ${count} small files on the server`);
       return sampleOf(run, count * SMALL_FILE_SIZE, { files: count });
     },
