@@ -5,6 +5,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { withPath } from './errors.js';
+import { Turns } from './util/serial.js';
 
 export interface Delivery {
   name: string;
@@ -33,8 +34,8 @@ export function historyFileFor(markerFile: string): string {
  */
 export class HistoryAppender<T = Delivery> {
   private fh: Promise<fs.FileHandle> | null = null;
-  /** The last write: calls made while one runs (ipi-push's files in flight) go after it, whole lines in call order on every platform. */
-  private tail: Promise<unknown> = Promise.resolve();
+  /** Calls made while a write runs (ipi-push's files in flight) go after it: whole lines in call order on every platform. */
+  private readonly writes = new Turns();
 
   constructor(readonly file: string) {}
 
@@ -44,9 +45,7 @@ export class HistoryAppender<T = Delivery> {
 
   /** Several lines in one write and one fsync. */
   appendAll(items: readonly T[]): Promise<void> {
-    const done = this.tail.then(() => this.write(items));
-    this.tail = done.catch(() => {});
-    return done;
+    return this.writes.run(() => this.write(items));
   }
 
   private async write(items: readonly T[]): Promise<void> {
@@ -62,7 +61,7 @@ export class HistoryAppender<T = Delivery> {
   }
 
   async close(): Promise<void> {
-    await this.tail;
+    await this.writes.idle();
     const fh = this.fh;
     this.fh = null;
     await fh?.then((h) => h.close()).catch(() => {});

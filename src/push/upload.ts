@@ -10,8 +10,9 @@ import { printableName } from '../names.js';
 import type { SftpSession } from '../sftp/session.js';
 import { LocalChangedError, sendRange } from '../transfer/upload-engine.js';
 import { readFully, readRange } from '../util/fileio.js';
-import { serialLatest } from '../util/serial.js';
+import { Turns, serialLatest } from '../util/serial.js';
 import { formatBytes } from '../util/space.js';
+import { sleep } from '../util/time.js';
 import { parseSha256sum, remoteAncestors, remoteTarget, sameAsRemote, shellQuote } from './decide.js';
 import { openInside, type ScannedFile } from './scan.js';
 import type { InProgressRecord } from './state.js';
@@ -30,6 +31,13 @@ export class SessionFacts {
   readonly dirs = new Set<string>();
   /** null: not tried yet; a string: why the server cannot hash (said once per connection). */
   sha256Unavailable: string | null | undefined = undefined;
+  /**
+   * One `sha256sum` channel at a time, whatever the files in flight: a server caps the channels
+   * of a connection (OpenSSH's MaxSessions: 10, less where hardened; the SFTP channel is one),
+   * and a refused channel reads as a server that cannot hash, which would drop the connection's
+   * uploads to a size check.
+   */
+  readonly execs = new Turns();
 }
 
 export interface UploadResult {
@@ -256,6 +264,14 @@ async function resumePoint(req: UploadRequest, local: FileHandle, size: number, 
  */
 async function verifyRemoteHash(req: UploadRequest, remotePath: string, sha256: string, size: number): Promise<'sha256' | 'size' | 'mismatch'> {
   if (req.settings.verify !== 'sha256') return 'size';
+  return req.facts.execs.run(() => hashOnServer(req, remotePath, sha256, size));
+}
+
+/** Pauses before asking again for a channel the server refused after granting one before (1.6 s in all). */
+const CHANNEL_WAITS_MS = [25, 50, 100, 200, 400, 800];
+
+async function hashOnServer(req: UploadRequest, remotePath: string, sha256: string, size: number): Promise<'sha256' | 'size' | 'mismatch'> {
+  // Looked at in turn: a file before this one may have just found the server cannot.
   if (typeof req.facts.sha256Unavailable === 'string') return 'size';
   const cannot = (why: string): 'size' => {
     req.facts.sha256Unavailable = why;
@@ -265,11 +281,18 @@ async function verifyRemoteHash(req: UploadRequest, remotePath: string, sha256: 
   // A second per 50 MB for the server to read the file, and a generous floor.
   const timeoutMs = 30_000 + Math.ceil(size / 50_000);
   let r;
-  try {
-    r = await req.session.exec(`sha256sum -- ${shellQuote(remotePath)}`, timeoutMs);
-  } catch (err) {
-    if (err instanceof PermanentError) return cannot(err.message);
-    throw err;
+  for (let refused = 0; ; refused++) {
+    try {
+      r = await req.session.exec(`sha256sum -- ${shellQuote(remotePath)}`, timeoutMs);
+      break;
+    } catch (err) {
+      if (!(err instanceof PermanentError)) throw err;
+      if (req.facts.sha256Unavailable !== null) return cannot(err.message);
+      // It worked earlier on this connection: the server has no channel free yet, not no way to
+      // hash (sshd frees a closed channel's session a moment after the close; MaxSessions).
+      if (refused >= CHANNEL_WAITS_MS.length) throw new TransientError(`${err.message}, after it had worked on this connection: no channel free on the server (its MaxSessions?)`);
+      await sleep(CHANNEL_WAITS_MS[refused]!, req.signal);
+    }
   }
   const digest = r.code === 0 ? parseSha256sum(r.stdout) : null;
   if (digest === null) {

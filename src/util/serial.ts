@@ -1,4 +1,5 @@
-// Writes of a state that changes (metrics after every file): one at a time, in order.
+// Work that must not overlap: writes of a state that changes (metrics after every file), and
+// calls on one shared resource. One at a time, in order.
 
 /**
  * Wrap `write` so its calls run one at a time, in the order made, and while one runs only
@@ -25,4 +26,24 @@ export function serialLatest<T>(write: (value: T) => Promise<void>): (value: T) 
     running ??= drain();
     return running;
   };
+}
+
+/**
+ * Calls that must not overlap (appends to one file, exec channels on one connection): each
+ * runs once every earlier one has finished, in the order made, and has its own result; one
+ * that fails does not stop the next.
+ */
+export class Turns {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const done = this.tail.then(fn);
+    this.tail = done.catch(() => {});
+    return done;
+  }
+
+  /** Resolves once every call made so far has finished. */
+  async idle(): Promise<void> {
+    await this.tail;
+  }
 }

@@ -1012,3 +1012,41 @@ describe('ipi-push against a server that allows SFTP only', () => {
     assert.equal(p.state().uploaded['a.dat']!.verified, 'size');
   });
 });
+
+describe('ipi-push against a server that allows few channels per connection', () => {
+  test('MaxSessions 2 (the SFTP channel and one more): eight files in flight still get every SHA-256 checked on the server, one sha256sum at a time', async (t) => {
+    if (!sshdAvailable()) {
+      t.skip('SKIPPED LOUDLY: needs OpenSSH sshd for MaxSessions; the embedded server never allows exec anyway');
+      process.stderr.write('e2e push: SKIPPED the MaxSessions test: sshd not installed\n');
+      return;
+    }
+    const strict = await startSshd({ extraConfig: ['MaxSessions 2'] });
+    cleanups.push(() => strict.stop());
+    // The server really refuses a second exec channel beside the SFTP one: the case is real.
+    const probe = await SftpSession.open({
+      host: strict.host, port: strict.port, user: strict.user, key: fs.readFileSync(strict.clientKeyPath), pinnedHostKeys: [strict.hostKeyFingerprint],
+      knownHostsFile: path.join(strict.root, 'no_known_hosts'), acceptNewHostKey: false, connectTimeoutMs: 10_000,
+      keepaliveIntervalMs: 0, keepaliveCountMax: 3, rekeyBytes: 0, log: silentLogger,
+    });
+    try {
+      const both = await Promise.allSettled([probe.exec('sleep 0.2', 10_000), probe.exec('sleep 0.2', 10_000)]);
+      assert.deepEqual(both.map((s) => s.status).sort(), ['fulfilled', 'rejected']);
+    } finally {
+      await probe.end();
+    }
+    // A round trip long enough that the files' checks would overlap if they could.
+    const proxy = await startFaultProxy(strict.port);
+    cleanups.push(() => proxy.stop());
+    proxy.latency(10);
+    const p = setup({ SFTP_PORT: String(proxy.port), PUSH_SETTLE: '0', FILES_IN_FLIGHT: '8' }, strict);
+    const names = Array.from({ length: 12 }, (_, i) => `h${String(i).padStart(2, '0')}.dat`);
+    names.forEach((rel, i) => p.put(rel, testBytes(5_000 + i, 120 + i)));
+    const r = await p.run(['--once'], 60_000);
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(p.log(), /cannot compute SHA-256/, 'a second exec channel at once would be refused and read as a server that cannot hash');
+    for (const rel of names) {
+      assert.equal(p.state().uploaded[rel]!.verified, 'sha256', rel);
+      assert.equal(sha256File(path.join(p.remoteRoot, rel)), sha256(testBytes(5_000 + names.indexOf(rel), 120 + names.indexOf(rel))), rel);
+    }
+  });
+});

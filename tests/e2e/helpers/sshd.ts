@@ -156,8 +156,14 @@ function writeSftpWrapper(tools: Tools, l: Layout): string {
   return wrapper;
 }
 
+/**
+ * sshd takes the first value of a keyword, and extra lines go last (a `Match` block runs to the
+ * end of the file): so a default whose keyword the extra lines set is left out, or it would win.
+ */
 function sshdConfig(l: Layout, port: number, wrapper: string, extra: string[]): string {
-  return [
+  const keyword = (line: string) => line.trim().split(/\s+/)[0]!.toLowerCase();
+  const overridden = new Set(extra.map(keyword));
+  const defaults = [
     `ListenAddress ${LOOPBACK}`,
     `Port ${port}`,
     `HostKey ${path.join(l.dir, 'host_ed25519')}`,
@@ -177,9 +183,8 @@ function sshdConfig(l: Layout, port: number, wrapper: string, extra: string[]): 
     'MaxStartups 100',
     'MaxSessions 100',
     `Subsystem sftp ${wrapper}`,
-    ...extra,
-    '',
-  ].join('\n');
+  ];
+  return [...defaults.filter((line) => !overridden.has(keyword(line))), ...extra, ''].join('\n');
 }
 
 interface ParsedSftpLog {
