@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 
 import { childEnv, collect, makeWorkspace, sha256, sha256File, testBytes, type CliResult, type Workspace } from './helpers/cli.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
@@ -993,15 +993,25 @@ describe('ipi-push --watch losing its lock (in process: the heartbeat shortened 
   });
 });
 
+/**
+ * An sshd of its own with these extra settings, or null (the test skipped, loudly) where sshd is
+ * not installed: the embedded server never allows exec, so these cases need the real one.
+ */
+async function ownSshd(t: TestContext, extraConfig: string[]): Promise<SftpServerHandle | null> {
+  if (!sshdAvailable()) {
+    t.skip(`SKIPPED LOUDLY: needs OpenSSH sshd to run a server with ${extraConfig.join(', ')}`);
+    process.stderr.write(`e2e push: SKIPPED "${t.name}": sshd not installed\n`);
+    return null;
+  }
+  const srv = await startSshd({ extraConfig });
+  cleanups.push(() => srv.stop());
+  return srv;
+}
+
 describe('ipi-push against a server that allows SFTP only', () => {
   test('VERIFY=sha256 says clearly that the server cannot hash, checks the size, and records that', async (t) => {
-    if (!sshdAvailable()) {
-      t.skip('SKIPPED LOUDLY: needs OpenSSH sshd to run a server with ForceCommand internal-sftp; the embedded server never allows exec anyway');
-      process.stderr.write('e2e push: SKIPPED the SFTP-only server test: sshd not installed\n');
-      return;
-    }
-    const sftpOnly = await startSshd({ extraConfig: ['ForceCommand internal-sftp'] });
-    cleanups.push(() => sftpOnly.stop());
+    const sftpOnly = await ownSshd(t, ['ForceCommand internal-sftp']);
+    if (!sftpOnly) return;
     const p = setup({}, sftpOnly);
     p.put('a.dat', testBytes(10_000, 9));
     const r = await p.run(['--once'], 60_000);
@@ -1015,13 +1025,8 @@ describe('ipi-push against a server that allows SFTP only', () => {
 
 describe('ipi-push against a server that allows few channels per connection', () => {
   test('MaxSessions 2 (the SFTP channel and one more): eight files in flight still get every SHA-256 checked on the server, one sha256sum at a time', async (t) => {
-    if (!sshdAvailable()) {
-      t.skip('SKIPPED LOUDLY: needs OpenSSH sshd for MaxSessions; the embedded server never allows exec anyway');
-      process.stderr.write('e2e push: SKIPPED the MaxSessions test: sshd not installed\n');
-      return;
-    }
-    const strict = await startSshd({ extraConfig: ['MaxSessions 2'] });
-    cleanups.push(() => strict.stop());
+    const strict = await ownSshd(t, ['MaxSessions 2']);
+    if (!strict) return;
     // The server really refuses a second exec channel beside the SFTP one: the case is real.
     const probe = await SftpSession.open({
       host: strict.host, port: strict.port, user: strict.user, key: fs.readFileSync(strict.clientKeyPath), pinnedHostKeys: [strict.hostKeyFingerprint],
