@@ -13,6 +13,7 @@ import fs from 'node:fs/promises';
 import { ConfigError, withPath } from '../errors.js';
 import { HistoryAppender } from '../history.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { Turns } from '../util/serial.js';
 import type { FailedRecord, FolderRecord, UploadedRecord } from './decide.js';
 
 export interface InProgressRecord {
@@ -199,7 +200,7 @@ export class StateStore {
   /** Entries of the state when it was last rewritten or read: the journal may grow as long. */
   private entriesAtSnapshot = 0;
   /** Writes land one at a time, in the order the changes were made. */
-  private writing: Promise<void> = Promise.resolve();
+  private readonly writes = new Turns();
 
   private constructor(readonly file: string, readonly state: PushState, private readonly readOnly: boolean) {
     this.journal = new HistoryAppender<StateChange>(journalFileFor(file));
@@ -237,7 +238,7 @@ export class StateStore {
    */
   async close(opts: { fold: boolean } = { fold: true }): Promise<void> {
     const fold = opts.fold && !this.readOnly;
-    const done = this.writing.then(async () => {
+    await this.writes.run(async () => {
       try {
         if (fold && this.journalLines > 0) await this.compact();
       } finally {
@@ -245,8 +246,6 @@ export class StateStore {
       }
       if (fold) await fs.rm(journalFileFor(this.file), { force: true });
     });
-    this.writing = done.catch(() => {});
-    await done;
   }
 
   async markInProgress(rec: InProgressRecord): Promise<void> {
@@ -292,13 +291,11 @@ export class StateStore {
   private record(changes: StateChange[]): Promise<void> {
     if (this.readOnly) throw new Error('a read-only state store was asked to record a change');
     applyChanges(this.state, changes);
-    const done = this.writing.then(async () => {
+    return this.writes.run(async () => {
       await this.journal.appendAll(changes);
       this.journalLines += changes.length;
       if (this.journalLines >= Math.max(MIN_COMPACT_LINES, this.entriesAtSnapshot)) await this.compact();
     });
-    this.writing = done.catch(() => {});
-    return done;
   }
 
   /** Rewrite STATE_FILE with everything, then empty the journal (replaying it again would change nothing). */
