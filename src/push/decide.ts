@@ -196,10 +196,37 @@ export function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-/** The digest from `sha256sum FILE` output (GNU escapes odd names with a leading backslash), or null. */
-export function parseSha256sum(stdout: string): string | null {
-  const m = /^\\?([0-9a-f]{64}) [ *]/.exec(stdout.trimStart());
-  return m ? m[1]! : null;
+/**
+ * Pure: file name -> digest from `sha256sum A B ...` output, one `DIGEST  NAME` line per file
+ * it could read (` *NAME` in binary mode). GNU marks a line whose name holds a backslash or a
+ * line break with a leading backslash and escapes those characters; such names are unescaped
+ * here, so the keys are exactly the arguments given. Anything else (errors, a server's banner)
+ * yields no entry.
+ */
+export function parseSha256sums(stdout: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of stdout.split('\n')) {
+    const m = /^(\\?)([0-9a-f]{64}) [ *](.+)$/.exec(line);
+    if (!m) continue;
+    const name = m[1] ? m[3]!.replace(/\\(\\|n|r)/g, (_, c: string) => (c === 'n' ? '\n' : c === 'r' ? '\r' : '\\')) : m[3]!;
+    out.set(name, m[2]!);
+  }
+  return out;
+}
+
+/**
+ * Pure: how many of `paths` (at least one) go into one `sha256sum` command: at most `maxFiles`,
+ * and their quoted words within `maxChars`, well under any server's command-line limit.
+ */
+export function sha256sumBatch(paths: readonly string[], maxFiles: number, maxChars: number): number {
+  let chars = 0;
+  let n = 0;
+  for (const p of paths) {
+    chars += shellQuote(p).length + 1;
+    if (n > 0 && (n >= maxFiles || chars > maxChars)) break;
+    n++;
+  }
+  return Math.max(1, n);
 }
 
 /** Is the remote copy already this file? (We set its mtime, to the second, when we upload.) */

@@ -184,7 +184,8 @@ class Pusher {
   private afterUploadCheck = false;
   private readonly warned = new Set<string>();
   private session: SftpSession | null = null;
-  private facts = new SessionFacts();
+  /** What is known about the current connection. */
+  private facts: SessionFacts | null = null;
   private connectFailures = 0;
   private connectBackoffUntil = 0;
   private kick: (() => void) | null = null;
@@ -503,9 +504,13 @@ class Pusher {
   private async openSession(): Promise<SftpSession> {
     const s = await SftpSession.open(sessionOptions(this.config, this.opts.acceptNewHostKey, this.log));
     this.session = s;
-    this.facts = new SessionFacts();
     if (!s.hasPosixRename) this.log.warn(`${this.config.host} does not offer posix-rename@openssh.com: replacing a file already on the server is not atomic (it is removed, then the new one renamed into place)`);
     return s;
+  }
+
+  private factsOf(session: SftpSession): SessionFacts {
+    if (this.facts?.session !== session) this.facts = new SessionFacts(session, this.log);
+    return this.facts;
   }
 
   private async closeSession(): Promise<void> {
@@ -533,7 +538,7 @@ class Pusher {
         const name = printableName(rel);
         const remotePath = remoteFolder(this.config.uploadDir, rel);
         try {
-          const created = await ensureRemoteDir(session, this.facts, remotePath);
+          const created = await ensureRemoteDir(session, this.factsOf(session), remotePath);
           if (created.length > 0) this.log.info(`created the folder ${name} on the server: ${created.join(', ')}`);
           else this.log.debug(`the folder ${name} is already on the server (${remotePath}): recorded`);
         } catch (err) {
@@ -621,7 +626,7 @@ class Pusher {
     const name = printableName(file.rel);
     let started = false;
     const attempt = (fresh: boolean) => uploadFile({
-      session, facts: this.facts, file, log: this.log, fresh,
+      session, facts: this.factsOf(session), file, log: this.log, fresh,
       settings: {
         watchDir: this.config.watchDir, uploadDir: this.config.uploadDir, chunkSize: this.config.chunkSize,
         chunksInFlight: this.config.chunksInFlight, dataTimeoutMs: this.config.dataTimeout, verify: this.config.verify,

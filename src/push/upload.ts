@@ -4,17 +4,17 @@
 // the server's consumers never see half a file.
 import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import { IntegrityError, PermanentError, TransientError } from '../errors.js';
+import { IntegrityError, TransientError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { printableName } from '../names.js';
 import type { SftpSession } from '../sftp/session.js';
 import { LocalChangedError, sendRange } from '../transfer/upload-engine.js';
 import { readFully, readRange } from '../util/fileio.js';
-import { Turns, serialLatest } from '../util/serial.js';
+import { serialLatest } from '../util/serial.js';
 import { formatBytes } from '../util/space.js';
-import { sleep } from '../util/time.js';
-import { parseSha256sum, remoteAncestors, remoteTarget, sameAsRemote, shellQuote } from './decide.js';
+import { remoteAncestors, remoteTarget, sameAsRemote } from './decide.js';
 import { openInside, type ScannedFile } from './scan.js';
+import { ServerHasher } from './server-hash.js';
 import type { InProgressRecord } from './state.js';
 
 export interface UploadSettings {
@@ -26,18 +26,14 @@ export interface UploadSettings {
   verify: 'size' | 'sha256';
 }
 
-/** Per connection: folders known to exist, and whether `sha256sum` works there. */
+/** Per connection: folders known to exist, and the server's SHA-256 checks. */
 export class SessionFacts {
   readonly dirs = new Set<string>();
-  /** null: not tried yet; a string: why the server cannot hash (said once per connection). */
-  sha256Unavailable: string | null | undefined = undefined;
-  /**
-   * One `sha256sum` channel at a time, whatever the files in flight: a server caps the channels
-   * of a connection (OpenSSH's MaxSessions: 10, less where hardened; the SFTP channel is one),
-   * and a refused channel reads as a server that cannot hash, which would drop the connection's
-   * uploads to a size check.
-   */
-  readonly execs = new Turns();
+  readonly hashes: ServerHasher;
+
+  constructor(readonly session: SftpSession, log: Logger) {
+    this.hashes = new ServerHasher(session, log);
+  }
 }
 
 export interface UploadResult {
@@ -258,52 +254,12 @@ async function resumePoint(req: UploadRequest, local: FileHandle, size: number, 
   return { from: at, held: there.size };
 }
 
-/**
- * 'sha256' when the server's sha256sum agrees, 'mismatch' when it disagrees, 'size' when it
- * was not asked for or the server cannot run it (said once per connection, never pretended).
- */
+/** 'sha256' when the server's sha256sum agrees, 'mismatch' when it disagrees, 'size' when not asked or the server cannot. */
 async function verifyRemoteHash(req: UploadRequest, remotePath: string, sha256: string, size: number): Promise<'sha256' | 'size' | 'mismatch'> {
   if (req.settings.verify !== 'sha256') return 'size';
-  return req.facts.execs.run(() => hashOnServer(req, remotePath, sha256, size));
-}
-
-/** Pauses before asking again for a channel the server refused after granting one before (1.6 s in all). */
-const CHANNEL_WAITS_MS = [25, 50, 100, 200, 400, 800];
-
-async function hashOnServer(req: UploadRequest, remotePath: string, sha256: string, size: number): Promise<'sha256' | 'size' | 'mismatch'> {
-  // Looked at in turn: a file before this one may have just found the server cannot.
-  if (typeof req.facts.sha256Unavailable === 'string') return 'size';
-  const cannot = (why: string): 'size' => {
-    req.facts.sha256Unavailable = why;
-    req.log.warn(`VERIFY=sha256: the server cannot compute SHA-256 (${why}); uploads on this connection are checked by size only, and recorded as such`);
-    return 'size';
-  };
-  // A second per 50 MB for the server to read the file, and a generous floor.
-  const timeoutMs = 30_000 + Math.ceil(size / 50_000);
-  let r;
-  for (let refused = 0; ; refused++) {
-    try {
-      r = await req.session.exec(`sha256sum -- ${shellQuote(remotePath)}`, timeoutMs);
-      break;
-    } catch (err) {
-      if (!(err instanceof PermanentError)) throw err;
-      if (req.facts.sha256Unavailable !== null) return cannot(err.message);
-      // It worked earlier on this connection: the server has no channel free yet, not no way to
-      // hash (sshd frees a closed channel's session a moment after the close; MaxSessions).
-      if (refused >= CHANNEL_WAITS_MS.length) throw new TransientError(`${err.message}, after it had worked on this connection: no channel free on the server (its MaxSessions?)`);
-      await sleep(CHANNEL_WAITS_MS[refused]!, req.signal);
-    }
-  }
-  const digest = r.code === 0 ? parseSha256sum(r.stdout) : null;
-  if (digest === null) {
-    const said = (r.stderr || r.stdout).trim().split('\n')[0]?.slice(0, 200) ?? '';
-    const why = r.code === 127 ? 'sha256sum is not installed there'
-      : /no such file/i.test(said) ? `its shell does not see ${remotePath} (an SFTP chroot?)`
-        : `sha256sum answered ${r.code === null ? 'nothing' : `exit ${r.code}`}${said ? `: ${JSON.stringify(said)}` : ''}`;
-    return cannot(why);
-  }
-  req.facts.sha256Unavailable = null;
-  return digest === sha256 ? 'sha256' : 'mismatch';
+  const theirs = await req.facts.hashes.digest(remotePath, size);
+  if (theirs === null) return 'size';
+  return theirs === sha256 ? 'sha256' : 'mismatch';
 }
 
 async function hashLocal(local: FileHandle, size: number): Promise<string> {

@@ -7,8 +7,8 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 
 import {
-  afterUploadDue, foldersToMirror, goneFromWatchDir, ignoreMatcher, isInside, isSettled, needsUpload, nextRetryAt, observe, parseSha256sum, queueOrder,
-  remoteAncestors, remoteFolder, remoteTarget, sameAsRemote, shellQuote, unsafeRelReason, type StateView,
+  afterUploadDue, foldersToMirror, goneFromWatchDir, ignoreMatcher, isInside, isSettled, needsUpload, nextRetryAt, observe, parseSha256sums, queueOrder,
+  remoteAncestors, remoteFolder, remoteTarget, sameAsRemote, sha256sumBatch, shellQuote, unsafeRelReason, type StateView,
 } from '../../src/push/decide.js';
 import {
   StateCorruptError, StateStore, applyChanges, emptyState, journalFileFor, parseJournal, parseState, readState, stateFromTexts, type StateChange,
@@ -140,14 +140,32 @@ describe('what to upload, and when', () => {
 });
 
 describe('sha256sum over SSH', () => {
-  test('output parsing, including GNU escaping of odd names', () => {
+  test('output parsing: one digest per name, GNU escaping of odd names undone, noise ignored', () => {
     const h = 'a'.repeat(64);
-    assert.equal(parseSha256sum(`${h}  /in/a.dat\n`), h);
-    assert.equal(parseSha256sum(`\\${h}  /in/a\\nb.dat\n`), h);
-    assert.equal(parseSha256sum(`${h} */in/a.dat\n`), h);
-    assert.equal(parseSha256sum('sha256sum: /in/a.dat: No such file or directory'), null);
-    assert.equal(parseSha256sum(''), null);
-    assert.equal(parseSha256sum('This service allows sftp connections only.'), null);
+    const g = 'b'.repeat(64);
+    const out = [
+      `${h}  /in/a.dat`,
+      `\\${g}  /in/a\\nb\\\\c.dat`,
+      `${g} */in/bin mode.dat`,
+      'sha256sum: /in/gone.dat: No such file or directory',
+      'This service allows sftp connections only.',
+      `${h.slice(1)}  /in/short-digest.dat`,
+      '',
+    ].join('\n');
+    assert.deepEqual([...parseSha256sums(out)], [
+      ['/in/a.dat', h],
+      ['/in/a\nb\\c.dat', g],
+      ['/in/bin mode.dat', g],
+    ]);
+    assert.equal(parseSha256sums('').size, 0);
+  });
+  test('a command takes at most maxFiles names and maxChars of quoted names, and always one', () => {
+    const paths = Array.from({ length: 10 }, (_, i) => `/in/f${i}`); // each quoted word and a space: 9 chars
+    assert.equal(sha256sumBatch(paths, 64, 32 * 1024), 10);
+    assert.equal(sha256sumBatch(paths, 4, 32 * 1024), 4);
+    assert.equal(sha256sumBatch(paths, 64, 27), 3);
+    assert.equal(sha256sumBatch(paths, 64, 26), 2);
+    assert.equal(sha256sumBatch(['/x'.repeat(100)], 64, 10), 1);
   });
   test('shell quoting survives quotes, spaces and $', () => {
     assert.equal(shellQuote("/in/it's $HOME a"), `'/in/it'\\''s $HOME a'`);
