@@ -1024,6 +1024,21 @@ describe('ipi-push against a server that allows SFTP only', () => {
 });
 
 describe('ipi-push against a server that allows few channels per connection', () => {
+  test('VERIFY=sha256: files that finish together share one sha256sum on the server, odd names included, every one checked', async () => {
+    const p = setup({ PUSH_SETTLE: '0', FILES_IN_FLIGHT: '8', LOG_LEVEL: 'debug' });
+    const names = Array.from({ length: 24 }, (_, i) => (i % 5 === 2 ? `it's file ${i} $HOME.dat` : `b${String(i).padStart(2, '0')}.dat`));
+    names.forEach((rel, i) => p.put(rel, testBytes(7_000 + i, 300 + i)));
+    const r = await p.run(['--once'], 60_000);
+    assert.equal(r.code, 0, r.stderr);
+    const commands = [...p.log().matchAll(/sha256sum of (\d+) file\(s\) on the server/g)].map((m) => Number(m[1]));
+    assert.equal(commands.reduce((a, b) => a + b, 0), names.length, 'each file checked once');
+    assert.ok(commands.length < names.length && Math.max(...commands) > 1, `files share commands: ${commands.join(', ')}`);
+    for (const [i, rel] of names.entries()) {
+      assert.equal(p.state().uploaded[rel]!.verified, 'sha256', rel);
+      assert.equal(sha256File(path.join(p.remoteRoot, rel)), sha256(testBytes(7_000 + i, 300 + i)), rel);
+    }
+  });
+
   test('MaxSessions 2 (the SFTP channel and one more): eight files in flight still get every SHA-256 checked on the server, one sha256sum at a time', async (t) => {
     const strict = await ownSshd(t, ['MaxSessions 2']);
     if (!strict) return;
