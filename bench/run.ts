@@ -542,17 +542,18 @@ function ipiPushBig(server: SftpServerHandle, data: Dataset, verify: 'size' | 's
 
 /**
  * ipi-push --once uploading the small files over the delaying link (hard links of the server's
- * copies in its own WATCH_DIR) into a fresh remote folder, VERIFY=size as `sftp put` (which
- * verifies nothing). Every step is in the timed run: temporary name, rename, state, history.
+ * copies in its own WATCH_DIR) into a fresh remote folder. VERIFY=size compares with `sftp put`
+ * (which verifies nothing); VERIFY=sha256, the default, adds the server's `sha256sum` of every
+ * file. Every step is in the timed run: temporary name, rename, state, history.
  */
-function ipiPushSmall(server: SftpServerHandle, small: SmallFiles, link: Link): Contender {
+function ipiPushSmall(server: SftpServerHandle, small: SmallFiles, link: Link, verify: 'size' | 'sha256'): Contender {
   const count = small.count;
   return {
-    id: 'rtt-push',
-    label: `ipi-push ${count} x 10 KiB (${link.rttMs} ms round trip)`,
+    id: verify === 'size' ? 'rtt-push' : 'rtt-push-sha256',
+    label: `ipi-push ${count} x 10 KiB (${link.rttMs} ms round trip${verify === 'sha256' ? ', VERIFY=sha256' : ''})`,
     async run() {
       const sources = (await fsp.readdir(small.dir)).map((name) => path.join(small.dir, name));
-      const { run, remote } = await runIpiPush(server, sources, 'size', link.port, 'ipi-push small files');
+      const { run, remote } = await runIpiPush(server, sources, verify, link.port, 'ipi-push small files');
       const n = (await fsp.readdir(remote)).length;
       if (n !== count) throw new Error(`ipi-push left ${n} of ${count} small files on the server`);
       return sampleOf(run, count * SMALL_FILE_SIZE, { files: count });
@@ -783,7 +784,7 @@ async function main(): Promise<void> {
     if (small) contenders.push(ipiPullSmall(server, small), opensshSmall(server, small));
     if (rttSmall) contenders.push(ipiPullSmall(server, rttSmall, link), opensshSmall(server, rttSmall, link));
     if (opts.upload) contenders.push(ipiPushBig(server, big, 'size'), opensshPut(server, big), ipiPushBig(server, big, 'sha256'));
-    if (opts.upload && rttSmall) contenders.push(ipiPushSmall(server, rttSmall, link!), opensshPutSmall(server, rttSmall, link!));
+    if (opts.upload && rttSmall) contenders.push(ipiPushSmall(server, rttSmall, link!, 'size'), ipiPushSmall(server, rttSmall, link!, 'sha256'), opensshPutSmall(server, rttSmall, link!));
 
     const samples = new Map<string, Sample[]>(contenders.map((c) => [c.id, []]));
     const describe = (c: Contender, s: Sample): string => {
@@ -819,7 +820,7 @@ async function main(): Promise<void> {
       let note = '';
       if (c.id === 'ipi-pull' || c.id === 'ipi-pull-mid') note = `whole run ${s2(median(ss.map((s) => s.extra.runMs!)))} s incl. publish`;
       if (c.id === 'resume') note = `server read ${median(ss.map((s) => s.extra.servedPct!)).toFixed(2)} % of the file; MB/s over the rest`;
-      if (['small-ipi', 'small-openssh', 'rtt-ipi', 'rtt-openssh', 'rtt-push', 'rtt-openssh-put'].includes(c.id)) note = `${Math.round(ss[0]!.extra.files! / (median(ss.map((s) => s.wallMs)) / 1000))} files/s`;
+      if (['small-ipi', 'small-openssh', 'rtt-ipi', 'rtt-openssh', 'rtt-push', 'rtt-push-sha256', 'rtt-openssh-put'].includes(c.id)) note = `${Math.round(ss[0]!.extra.files! / (median(ss.map((s) => s.wallMs)) / 1000))} files/s`;
       if (c.id === 'small-ipi') note += `; publish+marker+history per file included (publish ${(median(ss.map((s) => s.extra.publishMs!)) / opts.smallFiles).toFixed(2)} ms/file)`;
       rows.push(makeRow(c, ss, note));
       if (c.id === 'ipi-pull') {
@@ -833,7 +834,7 @@ async function main(): Promise<void> {
       if (['ipi-pull', 'openssh', 'fastget'].includes(r.id)) r.ratioToOpenssh = r.medianWallMs / ossh.medianWallMs;
       if (r.id === 'small-ipi' || r.id === 'small-openssh') r.ratioToOpenssh = r.medianWallMs / rowOf('small-openssh')!.medianWallMs;
       if (r.id === 'rtt-ipi' || r.id === 'rtt-openssh') r.ratioToOpenssh = r.medianWallMs / rowOf('rtt-openssh')!.medianWallMs;
-      if (r.id === 'rtt-push' || r.id === 'rtt-openssh-put') r.ratioToOpenssh = r.medianWallMs / rowOf('rtt-openssh-put')!.medianWallMs;
+      if (r.id === 'rtt-push' || r.id === 'rtt-push-sha256' || r.id === 'rtt-openssh-put') r.ratioToOpenssh = r.medianWallMs / rowOf('rtt-openssh-put')!.medianWallMs;
       if (['push', 'push-sha256', 'openssh-put'].includes(r.id)) r.ratioToOpenssh = r.medianWallMs / rowOf('openssh-put')!.medianWallMs;
     }
 
@@ -841,7 +842,7 @@ async function main(): Promise<void> {
     const fg = rowOf('fastget')!;
     const resume = rowOf('resume')!;
     const ipiMid = rowOf('ipi-pull-mid')!;
-    const ipiRows = rows.filter((r) => ['ipi-pull', 'ipi-pull-mid', 'resume', 'small-ipi', 'rtt-ipi', 'push', 'push-sha256', 'rtt-push'].includes(r.id));
+    const ipiRows = rows.filter((r) => ['ipi-pull', 'ipi-pull-mid', 'resume', 'small-ipi', 'rtt-ipi', 'push', 'push-sha256', 'rtt-push', 'rtt-push-sha256'].includes(r.id));
     const ipiPeak = Math.max(...ipiRows.map((r) => r.peakRssMB ?? 0));
     const servedPct = Math.max(...resume.samples.map((s) => s.extra.servedPct!));
     const targets: Array<{ name: string; pass: boolean; detail: string }> = [
