@@ -27,14 +27,19 @@ export class FetchAhead<T> {
     private readonly start: (index: number, asHead: boolean) => Promise<T>,
   ) {}
 
-  /** The result for the file at `head` (0, 1, 2, ... in turn), starting it and the files the window allows after it. */
-  take(head: number): Promise<T> {
+  /** Start the files the window allows now, `head` being the oldest not yet taken (also when the window widened meanwhile). */
+  fill(head: number): void {
     while (this.next < this.count && (this.next === head || this.mayStart(head, this.next))) {
       const p = this.start(this.next, this.next === head);
       // A later file's failure is seen when its turn comes, not as an unhandled rejection before.
       p.catch(() => {});
       this.pending.set(this.next++, p);
     }
+  }
+
+  /** The result for the file at `head` (0, 1, 2, ... in turn), starting it and the files the window allows after it. */
+  take(head: number): Promise<T> {
+    this.fill(head);
     const p = this.pending.get(head);
     if (!p) throw new Error(`FetchAhead: file ${head} taken out of turn`);
     this.pending.delete(head);

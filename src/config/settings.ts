@@ -203,7 +203,7 @@ export const SETTINGS = {
   }),
   filesInFlight: setting({
     env: 'FILES_IN_FLIGHT', section: 'Transfer', default: '8', example: '8', advanced: true,
-    ...bounded('integer', { min: 1, max: 32 }, 'Files of at most one chunk transferred at once; ipi-pull still publishes, records and marks them one by one, in order. Each small file waits on several round trips, so over a link with 10 ms of round trip 200 files of 10 KiB took 7.7 s to download one at a time and 1.8 s eight at a time; 100 such files took 8.6 s and 1.7 s to upload (BENCHMARKS.md). Each takes one buffer of up to CHUNK_SIZE while it is transferred. 1: one file at a time; a larger file always goes alone.'),
+    ...bounded('integer', { min: 1, max: 32 }, 'Files of at most one chunk transferred at once; ipi-pull still publishes, records and marks them one by one, in order. Each small file waits on several round trips, so over a link with 10 ms of round trip 200 files of 10 KiB took 7.7 s to download one at a time and 1.8 s eight at a time; 100 such files took 8.6 s and 1.7 s to upload (BENCHMARKS.md). Each takes one buffer of up to CHUNK_SIZE while it is transferred. ipi-push: a file sent and waiting for its check (sha256sum on the server, the rename) makes room for another, up to 4 x this many started at once. 1: one file at a time, start to finish; a larger file always goes alone.'),
   }),
   readSize: setting({
     env: 'READ_SIZE', section: 'Transfer', tools: ['pull'], default: '255KiB', example: '255KiB', advanced: true,

@@ -127,6 +127,13 @@ type Outcome = 'uploaded' | 'skipped' | 'failed' | 'transient' | 'stopped' | 'un
 
 /** --watch uploads at most this many windows of FILES_IN_FLIGHT between two turns of its loop. */
 const WATCH_BATCH_WINDOWS = 4;
+/**
+ * Files sent and waiting for their check (the server's sha256sum, the rename) stop counting
+ * against FILES_IN_FLIGHT, up to this many windows started and not yet handled: the checks of
+ * the files that wait are made together (server-hash.ts), and a window held by them would
+ * leave one command per file at the head of the queue.
+ */
+const CHECK_WINDOWS = 4;
 /** A folder the server would not make: retried after backoff, or (permanent) not until it is made anew locally. */
 type FolderTrouble = { permanent: boolean; attempts: number; retryAt: number };
 
@@ -585,20 +592,36 @@ class Pusher {
    */
   private async uploadAll(session: SftpSession, files: readonly ScannedFile[], relook: boolean, onOutcome: (file: ScannedFile, outcome: Outcome) => boolean): Promise<void> {
     const sizes = files.map((f) => f.size);
+    const inFlight = this.config.filesInFlight;
+    // FILES_IN_FLIGHT=1 stays one file at a time, start to finish.
+    const window = inFlight > 1 ? inFlight * CHECK_WINDOWS : 1;
     let halted = false;
     let started = 0;
-    const ahead = new FetchAhead<Outcome>(
+    let head = 0;
+    let sending = 0;
+    const ahead: FetchAhead<Outcome> = new FetchAhead<Outcome>(
       files.length,
-      (head, next) => !halted && !this.opts.signal.aborted && mayStartAhead(sizes, head, next, this.config.chunkSize, this.config.filesInFlight),
+      (h, next) => !halted && !this.opts.signal.aborted && sending < inFlight && mayStartAhead(sizes, h, next, this.config.chunkSize, window),
       (i, asHead) => {
         started = i + 1;
-        return this.startOne(session, files[i]!, relook, asHead);
+        sending++;
+        let sent = false;
+        const onSent = () => {
+          if (sent) return;
+          sent = true;
+          sending--;
+          ahead.fill(head);
+        };
+        const p = this.startOne(session, files[i]!, relook, asHead, onSent);
+        void p.then(onSent, onSent);
+        return p;
       },
     );
     try {
       for (let i = 0; i < files.length; i++) {
         halted ||= this.opts.signal.aborted;
         if (halted && i >= started) break;
+        head = i;
         if (!onOutcome(files[i]!, await ahead.take(i))) halted = true;
       }
     } finally {
@@ -606,7 +629,7 @@ class Pusher {
     }
   }
 
-  private async startOne(session: SftpSession, file: ScannedFile, relook: boolean, asHead: boolean): Promise<Outcome> {
+  private async startOne(session: SftpSession, file: ScannedFile, relook: boolean, asHead: boolean, onSent: () => void): Promise<Outcome> {
     if (relook) {
       const e = await this.relook(file.rel);
       if (!e || !isSettled(e.o, Date.now(), this.config.pushSettle)) return 'unsettled';
@@ -614,7 +637,7 @@ class Pusher {
     }
     // One progress line at a time: the file that started at the head of the queue (a large
     // file always does), not the small ones started beside it.
-    return this.uploadOne(session, file, asHead);
+    return this.uploadOne(session, file, asHead, onSent);
   }
 
   // ---------------------------------------------------------------- one file
@@ -622,11 +645,11 @@ class Pusher {
   private lastTransient: IpiError | null = null;
 
   /** Upload one file and record the outcome; never throws for a per-file failure. */
-  private async uploadOne(session: SftpSession, file: ScannedFile, showProgress: boolean): Promise<Exclude<Outcome, 'unsettled'>> {
+  private async uploadOne(session: SftpSession, file: ScannedFile, showProgress: boolean, onSent?: () => void): Promise<Exclude<Outcome, 'unsettled'>> {
     const name = printableName(file.rel);
     let started = false;
     const attempt = (fresh: boolean) => uploadFile({
-      session, facts: this.factsOf(session), file, log: this.log, fresh,
+      session, facts: this.factsOf(session), file, log: this.log, fresh, onSent,
       settings: {
         watchDir: this.config.watchDir, uploadDir: this.config.uploadDir, chunkSize: this.config.chunkSize,
         chunksInFlight: this.config.chunksInFlight, dataTimeoutMs: this.config.dataTimeout, verify: this.config.verify,

@@ -77,6 +77,8 @@ export interface UploadRequest {
   signal?: AbortSignal;
   /** Start from zero whatever the server holds (after a SHA-256 mismatch). */
   fresh?: boolean;
+  /** Nothing more to send: what is left is checking and renaming (the caller may start another file). */
+  onSent?: () => void;
 }
 
 const TAIL_WINDOW = 64 * 1024;
@@ -100,6 +102,7 @@ export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
     const existing = await session.statOrNull(target.final);
     if (!req.fresh && existing && sameAsRemote({ size, mtimeMs }, existing)) {
       const sha256 = await hashLocal(local, size);
+      req.onSent?.();
       const verified = await verifyRemoteHash(req, target.final, sha256, size);
       if (verified === 'mismatch') {
         log.warn(`${name}: the copy on the server has the same size and time but a different SHA-256: uploading it again`);
@@ -152,6 +155,7 @@ export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
       await session.setTimes(handle, st.atimeMs, mtimeMs);
       closed = true;
       await session.close(handle);
+      req.onSent?.();
     } catch (err) {
       if (recorded) {
         await checkpointed;

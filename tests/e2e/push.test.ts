@@ -1039,6 +1039,27 @@ describe('ipi-push against a server that allows few channels per connection', ()
     }
   });
 
+  test('a file sent and waiting for its check makes room: with FILES_IN_FLIGHT=2, the fourth file starts before the first is checked', async () => {
+    const proxy = await startFaultProxy(server.port);
+    cleanups.push(() => proxy.stop());
+    proxy.latency(10);
+    const p = setup({ SFTP_PORT: String(proxy.port), PUSH_SETTLE: '0', FILES_IN_FLIGHT: '2' });
+    const names = Array.from({ length: 8 }, (_, i) => `w${i}.dat`);
+    names.forEach((rel, i) => p.put(rel, testBytes(8_000 + i, 50 + i)));
+    const r = await p.run(['--once'], 60_000);
+    assert.equal(r.code, 0, r.stderr);
+    // By the protocol, not the clock: w2 and w3 start once w0 and w1 are sent, one round trip
+    // before their "uploading" line; w0 is "uploaded" only after its sha256sum (an exec channel:
+    // open, request, answer) and its rename, three round trips or more after it was sent.
+    const log = p.log();
+    const at = (verb: string, rel: string) => log.indexOf(`${verb} "${rel}"`);
+    assert.ok(at('uploading', 'w3.dat') < at('uploaded', 'w0.dat'), 'w3.dat starts while w0.dat waits for its check');
+    for (const [i, rel] of names.entries()) {
+      assert.equal(p.state().uploaded[rel]!.verified, 'sha256', rel);
+      assert.equal(sha256File(path.join(p.remoteRoot, rel)), sha256(testBytes(8_000 + i, 50 + i)), rel);
+    }
+  });
+
   test('MaxSessions 2 (the SFTP channel and one more): eight files in flight still get every SHA-256 checked on the server, one sha256sum at a time', async (t) => {
     const strict = await ownSshd(t, ['MaxSessions 2']);
     if (!strict) return;

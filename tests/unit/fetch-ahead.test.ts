@@ -71,6 +71,28 @@ describe('FetchAhead', () => {
     assert.equal(h.mostAtOnce(), 3);
   });
 
+  test('fill starts what a widened window allows without waiting for a take, each file once', async () => {
+    let allowed = 1;
+    const started: number[] = [];
+    const ahead = new FetchAhead<number>(5, (_head, next) => next < allowed, (i) => {
+      started.push(i);
+      return Promise.resolve(i);
+    });
+    const first = ahead.take(0);
+    assert.deepEqual(started, [0]);
+    allowed = 3;
+    ahead.fill(0);
+    assert.deepEqual(started, [0, 1, 2], 'the caller widened the window (a file was sent): two more start');
+    ahead.fill(0);
+    assert.deepEqual(started, [0, 1, 2], 'nothing starts twice');
+    assert.equal(await first, 0);
+    assert.equal(await ahead.take(1), 1);
+    assert.equal(await ahead.take(2), 2);
+    allowed = 5;
+    assert.equal(await ahead.take(3), 3);
+    assert.deepEqual(started, [0, 1, 2, 3, 4]);
+  });
+
   test('a large file is started only as the head, alone; the small files after it wait for it to be taken', async () => {
     const h = harness([SMALL, LARGE, SMALL, SMALL], 4);
     const a = h.ahead.take(0);
