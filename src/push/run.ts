@@ -606,6 +606,8 @@ class Pusher {
         started = i + 1;
         sending++;
         let sent = false;
+        // Once per file: a file sent again after a SHA-256 mismatch (rare; one more try) is not
+        // counted again, so it may briefly take one buffer beyond FILES_IN_FLIGHT.
         const onSent = () => {
           if (sent) return;
           sent = true;
