@@ -19,7 +19,10 @@ export interface CommandRunner {
   exec(command: string, timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }>;
 }
 
-/** Files per `sha256sum` command, and the length of their quoted names (far below ARG_MAX). */
+/**
+ * Files per `sha256sum` command, and the length of their quoted names: far below ARG_MAX, and
+ * the answer (a 64-digit digest and the name per file) stays within what exec keeps (64 KiB).
+ */
 export const SHA256SUM_MAX_FILES = 64;
 export const SHA256SUM_MAX_CHARS = 32 * 1024;
 /** Pauses before asking again for a channel the server refused after granting one before (1.6 s in all). */

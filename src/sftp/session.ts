@@ -362,22 +362,22 @@ export class SftpSession {
     return this.request((resolve, reject) => {
       this.client.exec(command, (err, stream) => {
         if (err) return reject(new PermanentError(`running \`${command}\` on the server: refused (${err.message})`));
-        let stdout = '';
-        let stderr = '';
+        // Decoded once at the end: a name's UTF-8 bytes may be split between two packets.
+        const stdout: Buffer[] = [];
+        const stderr: Buffer[] = [];
+        const keep = (into: Buffer[], d: Buffer) => {
+          if (into.reduce((n, b) => n + b.length, 0) < maxOutput) into.push(d);
+        };
         const timer = setTimeout(() => {
           stream.close();
           // Slow is not unable: a permanent error here would quietly drop VERIFY=sha256 to size only.
           reject(new TransientError(`running \`${command}\` on the server: no answer within ${Math.round(timeoutMs / 1000)} s`));
         }, timeoutMs);
-        stream.on('data', (d: Buffer) => {
-          if (stdout.length < maxOutput) stdout += d.toString('utf8');
-        });
-        stream.stderr.on('data', (d: Buffer) => {
-          if (stderr.length < maxOutput) stderr += d.toString('utf8');
-        });
+        stream.on('data', (d: Buffer) => keep(stdout, d));
+        stream.stderr.on('data', (d: Buffer) => keep(stderr, d));
         stream.on('close', (code: number | null) => {
           clearTimeout(timer);
-          resolve({ code: typeof code === 'number' ? code : null, stdout, stderr });
+          resolve({ code: typeof code === 'number' ? code : null, stdout: Buffer.concat(stdout).toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8') });
         });
         stream.end();
       });
