@@ -627,6 +627,9 @@ class Pusher {
         if (!onOutcome(files[i]!, await ahead.take(i))) halted = true;
       }
     } finally {
+      // Whatever ended the loop (onOutcome throwing too), a file sent late must not start
+      // another once this returns: nothing may run detached from the caller.
+      halted = true;
       await ahead.settled();
     }
   }

@@ -165,9 +165,15 @@ export function parseJournal(text: string, stateFile: string): { changes: StateC
 
 /** Pure: the state from the texts of STATE_FILE and its journal (null: the file does not exist). */
 export function stateFromTexts(stateText: string | null, journalText: string | null, file: string): PushState {
+  return replay(stateText, journalText, file).state;
+}
+
+/** The state with the journal's changes applied, and the journal as parsed (null when there is none). */
+function replay(stateText: string | null, journalText: string | null, file: string): { state: PushState; journal: ReturnType<typeof parseJournal> | null } {
   const state = stateText === null ? emptyState() : parseState(stateText, file);
-  if (journalText !== null) applyChanges(state, parseJournal(journalText, file).changes);
-  return state;
+  const journal = journalText === null ? null : parseJournal(journalText, file);
+  if (journal) applyChanges(state, journal.changes);
+  return { state, journal };
 }
 
 async function readIfThere(file: string, what: string): Promise<string | null> {
@@ -215,9 +221,7 @@ export class StateStore {
     const journalFile = journalFileFor(file);
     const stateText = await readIfThere(file, 'STATE_FILE');
     const journalText = await readIfThere(journalFile, 'STATE_FILE\'s journal');
-    const state = stateText === null ? emptyState() : parseState(stateText, file);
-    const journal = journalText === null ? null : parseJournal(journalText, file);
-    if (journal) applyChanges(state, journal.changes);
+    const { state, journal } = replay(stateText, journalText, file);
     const store = new StateStore(file, state, opts.readOnly ?? false);
     store.entriesAtSnapshot = entryCount(state);
     if (journal && journalText !== null) {
