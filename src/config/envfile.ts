@@ -26,8 +26,10 @@ export function parseEnvFile(content: string, env: NodeJS.ProcessEnv = process.e
 /** The values, and the line each key was (last) given on, for messages about a key. */
 export function parseEnvEntries(content: string, env: NodeJS.ProcessEnv = process.env): { values: Record<string, string>; lineOf: Record<string, number> } {
   const src = content.replace(/^\uFEFF/, '').replace(/\r\n?/g, '\n');
-  const out: Record<string, string> = {};
-  const lineOf: Record<string, number> = {};
+  // No prototype: a key such as `__proto__` or `constructor` is then a key like any other,
+  // not a way into Object's own properties.
+  const out: Record<string, string> = Object.create(null);
+  const lineOf: Record<string, number> = Object.create(null);
   let i = 0;
   let line = 1;
   const fail = (why: string): never => {
@@ -116,13 +118,15 @@ export function parseEnvEntries(content: string, env: NodeJS.ProcessEnv = proces
     out[key] = quote === 'single' ? value : expand(value, env, out);
     lineOf[key] = keyLine;
   }
-  return { values: out, lineOf };
+  // Spread copies define own properties (a `__proto__` key stays a key), and callers get plain objects.
+  return { values: { ...out }, lineOf: { ...lineOf } };
 }
 
 /** POSIX `${VAR}` and `${VAR:-default}` only, as python-dotenv: a bare `$` (common in passwords) stays. */
 function expand(value: string, env: NodeJS.ProcessEnv, earlier: Record<string, string>): string {
   return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, dflt?: string) => {
-    const v = env[name] ?? earlier[name];
+    // Own values only: `${constructor}` must not expand to Object's constructor.
+    const v = (Object.hasOwn(env, name) ? env[name] : undefined) ?? (Object.hasOwn(earlier, name) ? earlier[name] : undefined);
     return v !== undefined ? v : dflt ?? '';
   });
 }

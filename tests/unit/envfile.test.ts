@@ -306,3 +306,22 @@ describe('parseEnvFile against the dotenv package', () => {
     assert.deepEqual(parse(text, { BASE: '/data' }), { SFTP_PASS: 'abc#123', LOCAL_DIR: '/data/in' });
   });
 });
+
+describe('parseEnvFile: keys that are names of Object properties', () => {
+  test('${constructor} and ${toString:-d} expand from values, never from Object.prototype', () => {
+    const got = parse('A="${constructor}"\nB=${toString:-d}\nC=${hasOwnProperty}');
+    assert.deepEqual(got, { A: '', B: 'd', C: '' });
+  });
+
+  test('__proto__ and constructor are keys like any other, and do not change the result object', () => {
+    const got = parse('__proto__=x\nconstructor=y\nZ=${constructor}');
+    assert.deepEqual(Object.keys(got), ['__proto__', 'constructor', 'Z']);
+    assert.equal(Object.getPrototypeOf(got), Object.prototype);
+    assert.equal(Object.getOwnPropertyDescriptor(got, '__proto__')?.value, 'x');
+    assert.equal(got.Z, 'y');
+  });
+
+  test('the process environment is asked only for its own variables', () => {
+    assert.equal(parseEnvFile('A=${constructor}', process.env).A, '');
+  });
+});
