@@ -1,5 +1,6 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -585,11 +586,22 @@ describe('loadConfig: SFTP_KEY is read and checked here, before anything is writ
     assert.equal(err.message, `SFTP_KEY ${path.join(cwd, 'keys')}: cannot read it (EISDIR)`);
   });
 
-  test('a file we may not read: EACCES', { skip: process.getuid?.() === 0 ? 'running as root, which reads a file of mode 000' : false }, () => {
+  test('a file we may not read: EACCES', () => {
     const cwd = keyCase('./id');
     fs.chmodSync(writeKey(path.join(cwd, 'id')), 0o000);
-    const err = configError(() => loadConfig({ cwd, env: {} }));
-    assert.equal(err.message, `SFTP_KEY ${path.join(cwd, 'id')}: cannot read it (EACCES)`);
+    if (process.getuid?.() !== 0) {
+      const err = configError(() => loadConfig({ cwd, env: {} }));
+      assert.equal(err.message, `SFTP_KEY ${path.join(cwd, 'id')}: cannot read it (EACCES)`);
+      return;
+    }
+    // Root reads a file of mode 000. Without the two capabilities that let it (setpriv is
+    // util-linux's, on every Linux that has root), it is refused like anyone else.
+    const script = `import { loadConfig } from ${JSON.stringify(new URL('../../src/config/load.js', import.meta.url).href)};
+      try { loadConfig({ cwd: ${JSON.stringify(cwd)}, env: {} }); console.log('loaded'); } catch (err) { console.log(err.constructor.name, err.message); }`;
+    const run = spawnSync('setpriv', ['--bounding-set=-dac_override,-dac_read_search', '--', process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(run.error, undefined, `setpriv: ${String(run.error)}`);
+    assert.equal(run.stderr, '');
+    assert.equal(run.stdout.trim(), `ConfigError SFTP_KEY ${path.join(cwd, 'id')}: cannot read it (EACCES)`);
   });
 
   test('an encrypted key without SFTP_KEY_PASSPHRASE says to set it', () => {
