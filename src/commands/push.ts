@@ -4,7 +4,8 @@ import { EXIT, type ExitCode, type IpiError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { writeMetrics } from '../metrics.js';
 import { createProgress, noProgress } from '../progress.js';
-import { newPushSummary, runPush, type PushSummary } from '../push/run.js';
+import { runPush } from '../push/run.js';
+import { newPushSummary, type PushSummary } from '../push/summary.js';
 import { serialLatest } from '../util/serial.js';
 import { failureLine, runWithSetup, writeJson, type GlobalArgs, type Io } from './shared.js';
 

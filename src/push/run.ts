@@ -3,7 +3,8 @@
 // `--once` takes what is ready and exits (cron); `--watch` keeps a queue fed by the file
 // watcher and a periodic rescan, uploading over one connection that is reopened with
 // RETRY_DELAYS backoff whenever the server is away, so the queue drains by itself when it
-// returns. Orchestration only: the rules live in decide.ts, scan.ts, upload.ts, state.ts.
+// returns. Orchestration only: the rules live in decide.ts, scan.ts, upload.ts, state.ts,
+// after-upload.ts.
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../config/load.js';
@@ -25,11 +26,12 @@ import {
   afterUploadDue, foldersToMirror, goneFromWatchDir, ignoreMatcher, isSettled, needsUpload, nextRetryAt, observe, queueOrder, remoteFolder,
   type IgnoreTest, type Observation,
 } from './decide.js';
-import { archiveFile } from './archive.js';
+import { afterUpload } from './after-upload.js';
 import { openUploadHistory, type UploadHistory } from './history.js';
 import { lookAt, scanDir, type ScannedFile } from './scan.js';
 import { StateStore } from './state.js';
 import { SessionFacts, ensureRemoteDir, uploadFile, type UploadResult } from './upload.js';
+import { WATCH_SUMMARY_KEEPS, newPushSummary, noteFolders, noteUpload, type PushSummary } from './summary.js';
 import { startWatcher, type Watcher } from './watch.js';
 
 export interface PushOptions {
@@ -39,71 +41,6 @@ export interface PushOptions {
   /** Try files that failed permanently again (their record says not to, until they change). */
   retryFailed: boolean;
   signal: AbortSignal;
-}
-
-export interface PushSummary {
-  /** The uploads of this run; in --watch only the latest WATCH_SUMMARY_KEEPS (see `totals`). */
-  uploaded: UploadResult[];
-  /** Folders of WATCH_DIR made on the server (or found there) and recorded by this run; in --watch only the latest. */
-  folders: string[];
-  /** Every upload and folder of the run, counted. */
-  totals: PushTotals;
-  failed: Array<{ rel: string; error: string; permanent: boolean }>;
-  /** Still being written when the run looked (size or mtime moved within PUSH_SETTLE). */
-  waiting: string[];
-  /** Files that need an upload and had not been uploaded when the run ended. */
-  pending: string[];
-  /** --dry-run: what would be uploaded, in order. */
-  wouldUpload: string[];
-  /** --dry-run: the folders that would be made on the server, parents first. */
-  wouldCreateFolders: string[];
-  /** Ended by SIGINT/SIGTERM after checkpointing the current upload. */
-  stopped: boolean;
-}
-
-export interface PushTotals {
-  /** Files sent (wholly or from a resume point). */
-  uploaded: number;
-  /** Files found already on the server and recorded without sending. */
-  alreadyThere: number;
-  /** The sizes of both. */
-  bytes: number;
-  bytesSent: number;
-  folders: number;
-}
-
-/**
- * A --watch service runs for months: its summary lists only this many of the latest uploads
- * and folders (for --json when it stops), or it would grow by every file ever uploaded.
- */
-export const WATCH_SUMMARY_KEEPS = 1000;
-
-export function newPushSummary(): PushSummary {
-  return {
-    uploaded: [], folders: [], totals: { uploaded: 0, alreadyThere: 0, bytes: 0, bytesSent: 0, folders: 0 },
-    failed: [], waiting: [], pending: [], wouldUpload: [], wouldCreateFolders: [], stopped: false,
-  };
-}
-
-/** Count an upload and list it; with `keep`, the list holds only about the latest `keep`. */
-export function noteUpload(summary: PushSummary, result: UploadResult, keep?: number): void {
-  if (result.adopted) summary.totals.alreadyThere++;
-  else summary.totals.uploaded++;
-  summary.totals.bytes += result.size;
-  summary.totals.bytesSent += result.bytesSent;
-  summary.uploaded.push(result);
-  if (keep !== undefined) trimToLatest(summary.uploaded, keep);
-}
-
-export function noteFolders(summary: PushSummary, rels: readonly string[], keep?: number): void {
-  summary.totals.folders += rels.length;
-  summary.folders.push(...rels);
-  if (keep !== undefined) trimToLatest(summary.folders, keep);
-}
-
-/** Down to the latest `keep` once it has twice that: the copying is paid once per `keep` additions. */
-function trimToLatest(list: unknown[], keep: number): void {
-  if (list.length >= 2 * keep) list.splice(0, list.length - keep);
 }
 
 function skipKey(rel: string, reason: string): string {
@@ -723,7 +660,7 @@ class Pusher {
       const resumed = result.resumedFrom > 0 ? `, resumed from byte ${result.resumedFrom}` : '';
       this.log.info(`uploaded ${name} -> ${result.remotePath}: ${formatBytes(result.size)} in ${(result.durationMs / 1000).toFixed(1)} s (${rate(result.bytesSent, result.durationMs)})${resumed}; ${how}; sha256 ${result.sha256}`);
     }
-    await this.afterUpload(file);
+    await afterUpload(file, this.config, this.log);
     this.entries.delete(file.rel);
     return result.adopted ? 'skipped' : 'uploaded';
   }
@@ -784,35 +721,8 @@ class Pusher {
         continue;
       }
       this.log.info(`${name} was uploaded at ${rec.uploadedAt} as ${rec.remotePath} and is unchanged since, but still here: finishing AFTER_UPLOAD=${action}, not uploading it again`);
-      await this.afterUpload(file);
+      await afterUpload(file, this.config, this.log);
       this.entries.delete(file.rel);
-    }
-  }
-
-  /** AFTER_UPLOAD, once the upload is verified and recorded; a failure here never undoes it. */
-  private async afterUpload(file: ScannedFile): Promise<void> {
-    const action = this.config.afterUpload;
-    if (action === 'keep') return;
-    const name = printableName(file.rel);
-    try {
-      // Only the very file that was uploaded: not one written over it since.
-      const st = await fs.lstat(file.abs);
-      const real = st.isSymbolicLink() ? await fs.stat(file.abs) : st;
-      if (real.size !== file.size || Math.floor(real.mtimeMs) !== file.mtimeMs) {
-        this.log.warn(`${name} changed after its upload: left in place (AFTER_UPLOAD=${action} applies to the uploaded version only)`);
-        return;
-      }
-      if (action === 'delete') {
-        await fs.rm(file.abs);
-        this.log.info(`${name}: deleted locally (AFTER_UPLOAD=delete)`);
-      } else {
-        const to = await archiveFile(file.abs, this.config.archiveDir!, file.rel, file);
-        const wanted = path.join(this.config.archiveDir!, ...file.rel.split('/'));
-        this.log.info(to === wanted ? `${name}: moved to ${to} (AFTER_UPLOAD=archive)`
-          : `${name}: moved to ${to} (AFTER_UPLOAD=archive): ${wanted} holds an earlier archived file, kept as it is`);
-      }
-    } catch (err) {
-      this.log.warn(`${name}: uploaded, but AFTER_UPLOAD=${action} failed: ${classify(err, 'moving it').message}`);
     }
   }
 

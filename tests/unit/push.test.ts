@@ -19,7 +19,7 @@ import { buildConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
 import { pushMetrics } from '../../src/commands/push.js';
 import type { writeMetrics } from '../../src/metrics.js';
-import { newPushSummary, noteFolders, noteUpload, type PushSummary } from '../../src/push/run.js';
+import { newPushSummary, noteFolders, noteUpload, type PushSummary } from '../../src/push/summary.js';
 import { fakeLog } from './helpers/fake-log.js';
 
 /** Temporary folders of this file, removed after its tests (they were left in /tmp before). */
