@@ -8,6 +8,7 @@ import { IntegrityError, TransientError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { printableName } from '../names.js';
 import type { SftpSession } from '../sftp/session.js';
+import { SlicedHash } from '../transfer/sliced-hash.js';
 import { LocalChangedError, sendRange } from '../transfer/upload-engine.js';
 import { readFully, readRange } from '../util/fileio.js';
 import { serialLatest } from '../util/serial.js';
@@ -119,6 +120,7 @@ export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
     const handle = await session.openWrite(target.temp, from > 0 ? 'r+' : 'w');
     let closed = false;
     const hash = createHash('sha256');
+    const sliced = new SlicedHash((slice) => hash.update(slice));
     let bytesSent = 0;
     // ackedTo from the start: below the resume point the temporary is ours (checked, cut back).
     const rec: InProgressRecord = { rel: file.rel, size, mtimeMs, remoteTemp: target.temp, startedAt: new Date().toISOString(), ackedTo: from };
@@ -140,7 +142,7 @@ export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
         writer: session, handle, local, from, size,
         chunkSize: settings.chunkSize, chunksInFlight: settings.chunksInFlight, dataTimeoutMs: settings.dataTimeoutMs,
         onStall: (why) => session.destroy(why),
-        onRead: (data) => hash.update(data),
+        onRead: (data) => sliced.feed(data),
         onAcked: (end) => {
           ackedTo = end;
           if (recorded) checkpointed = checkpoint(end);

@@ -2,20 +2,16 @@
 // starting only after the previous one finished (so the file is always a correct prefix of
 // the remote one, and its length the resume point), and fed to SHA-256 meanwhile.
 //
-// The hash runs on this thread while the thread pool writes the same (read-only) bytes.
-// A worker thread for the hash was measured too: on the 2-core benchmark machine it made
-// no difference to the time (the cores are already busy with ssh2 and the server) and cost
-// ~10 MB of memory, so it is not used.
-//
-// It runs in slices, with a turn of the event loop between them: SHA-256 of a whole 2 MiB
-// chunk holds the thread ~1 ms, during which ssh2 can neither read the socket nor send a
-// window adjustment, and the machine was measurably idle. Sliced, the hash fills the gaps
-// between arrivals (1 GiB download 4-7 % faster, BENCHMARKS.md).
+// The hash runs on this thread while the thread pool writes the same (read-only) bytes, in
+// slices (sliced-hash.ts). A worker thread for the hash was measured too: on the 2-core
+// benchmark machine it made no difference to the time (the cores are already busy with ssh2
+// and the server) and cost ~10 MB of memory, so it is not used.
 import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import type { HashAlgo } from '../checksum.js';
 import { DIRECT_ALIGN } from '../util/direct.js';
 import { readRange, writeFully } from '../util/fileio.js';
+import { SlicedHash } from './sliced-hash.js';
 
 export interface ChunkSink {
   /** Hash data and write it at `position` after the previous write; resolves once both are done (data may then be reused). */
@@ -34,15 +30,11 @@ export interface SinkFiles {
   onDirectRefused: (code: string) => void;
 }
 
-/** Bytes hashed between two turns of the event loop. */
-export const HASH_SLICE = 128 * 1024;
-
 export class HashingWriter implements ChunkSink {
   private readonly hashes: Map<HashAlgo, Hash>;
   /** The last write queued. */
   private tail: Promise<void> = Promise.resolve();
-  /** The last hashing queued: chunks go into the hash in the order they were put. */
-  private hashTail: Promise<void> = Promise.resolve();
+  private readonly sliced = new SlicedHash((slice) => this.hash(slice));
   private direct: FileHandle | null;
   private stopped: Error | null = null;
   directBytes = 0;
@@ -59,7 +51,7 @@ export class HashingWriter implements ChunkSink {
   }
 
   put(data: Buffer, position: number): Promise<void> {
-    const hashed = this.hashInSlices(data);
+    const hashed = this.sliced.feed(data);
     const write = this.tail.then(() => {
       // Nothing after a failed write may land in the file: it would leave a hole.
       if (this.stopped) throw new Error(`not written: ${this.stopped.message}`);
@@ -71,16 +63,6 @@ export class HashingWriter implements ChunkSink {
     this.tail = write.catch(() => {});
     // The caller reuses the buffer once this resolves (or rejects): the hash must be done with it too.
     return hashed.then(() => write);
-  }
-
-  private hashInSlices(data: Buffer): Promise<void> {
-    this.hashTail = this.hashTail.then(async () => {
-      for (let at = 0; at < data.length; at += HASH_SLICE) {
-        if (at > 0) await new Promise((resolve) => setImmediate(resolve));
-        this.hash(data.subarray(at, at + HASH_SLICE));
-      }
-    });
-    return this.hashTail;
   }
 
   private async write(data: Buffer, position: number): Promise<void> {
@@ -109,7 +91,7 @@ export class HashingWriter implements ChunkSink {
   /** Once every write is done: the digests of everything put (and hashExisting's prefix). */
   async digests(): Promise<Partial<Record<HashAlgo, string>> & { sha256: string }> {
     await this.tail;
-    await this.hashTail;
+    await this.sliced.settled();
     if (this.stopped) throw this.stopped;
     const out: Partial<Record<HashAlgo, string>> = {};
     for (const [algo, h] of this.hashes) out[algo] = h.digest('hex');
@@ -119,6 +101,6 @@ export class HashingWriter implements ChunkSink {
   async abort(): Promise<void> {
     this.stopped ??= new Error('aborted');
     await this.tail;
-    await this.hashTail;
+    await this.sliced.settled();
   }
 }

@@ -28,8 +28,11 @@ export interface SendOptions {
   /** No acknowledgement for this long: give up on the connection (the caller tears it down). */
   dataTimeoutMs: number;
   onStall: (message: string) => void;
-  /** Called in file order as each chunk is read, before it is sent: for hashing. */
-  onRead: (data: Buffer, endOffset: number) => void;
+  /**
+   * Called in file order as each chunk is read, right after its WRITEs are issued: for
+   * hashing. The chunk's buffer is not reused before the promise it returns settles.
+   */
+  onRead: (data: Buffer, endOffset: number) => void | Promise<void>;
   /** Called in file order as each chunk is fully acknowledged: the new resume point. */
   onAcked: (endOffset: number) => void;
   signal?: AbortSignal;
@@ -43,6 +46,8 @@ interface InFlight {
   len: number;
   buf: Buffer;
   done: Promise<void>;
+  /** onRead is done with `buf`. */
+  read: Promise<void>;
 }
 
 export async function sendRange(opts: SendOptions): Promise<{ bytesSent: number; ackedTo: number }> {
@@ -58,7 +63,6 @@ export async function sendRange(opts: SendOptions): Promise<{ bytesSent: number;
     const len = Math.min(opts.chunkSize, opts.size - start);
     const buf = take();
     await readFully(opts.local, buf, start, (at) => new LocalChangedError(`the local file ended at byte ${at}, before its size when the upload began: it is still being written`), 0, len);
-    opts.onRead(buf.subarray(0, len), start + len);
     const writes: Promise<void>[] = [];
     // A chunk's WRITEs leave as one burst: ssh2 cuts each into 32 KiB SSH packets and would
     // otherwise make a system call per packet.
@@ -72,10 +76,13 @@ export async function sendRange(opts: SendOptions): Promise<{ bytesSent: number;
       }
     };
     inBatch(opts.writer, issue);
+    // After the WRITEs are out: the hash (sliced) then waits on nothing the link needs.
+    const read = Promise.resolve(opts.onRead(buf.subarray(0, len), start + len));
     const done = Promise.all(writes).then(() => undefined);
     // A later chunk may fail while we still await an earlier one; its rejection is seen in turn.
     done.catch(() => {});
-    return { start, len, buf, done };
+    read.catch(() => {});
+    return { start, len, buf, done, read };
   };
 
   const queue: InFlight[] = [];
@@ -92,6 +99,7 @@ export async function sendRange(opts: SendOptions): Promise<{ bytesSent: number;
       const head = queue.shift();
       if (!head) break;
       await head.done;
+      await head.read;
       if (watch.stalled) throw watch.stalled;
       ackedTo = head.start + head.len;
       opts.onAcked(ackedTo);
@@ -100,6 +108,8 @@ export async function sendRange(opts: SendOptions): Promise<{ bytesSent: number;
     if (stopping && ackedTo < opts.size) throw new InterruptedError(String(opts.signal?.reason ?? 'a signal'));
   } catch (err) {
     for (const q of queue) q.done.catch(() => {});
+    // Nothing may still be reading a buffer once this returns.
+    await Promise.allSettled(queue.map((q) => q.read));
     throw watch.stalled ?? err;
   } finally {
     watch.stop();

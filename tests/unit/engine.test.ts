@@ -12,7 +12,8 @@ import { after, test } from 'node:test';
 import { ChunkPool } from '../../src/transfer/buffers.js';
 import { WRITE_BEHIND } from '../../src/transfer/budget.js';
 import { fetchRange, type RemoteReader } from '../../src/transfer/engine.js';
-import { HASH_SLICE, HashingWriter } from '../../src/transfer/sink.js';
+import { HashingWriter } from '../../src/transfer/sink.js';
+import { HASH_SLICE } from '../../src/transfer/sliced-hash.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-engine-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -486,7 +486,9 @@ describe('pipelined send (fake server)', () => {
     await withFile(data, async (fh) => {
       const r = await sendRange({
         writer: srv.writer, handle: Buffer.from('h'), local: fh, from: 0, size: data.length, chunkSize: 64 * 1024, chunksInFlight: 3,
-        dataTimeoutMs: 5000, onStall: () => {}, onRead: (d) => (hashed += d.length), onAcked: (e) => acked.push(e),
+        dataTimeoutMs: 5000, onStall: () => {}, onRead: (d) => {
+          hashed += d.length;
+        }, onAcked: (e) => acked.push(e),
       });
       assert.equal(r.bytesSent, data.length);
       assert.equal(r.ackedTo, data.length);
@@ -498,6 +500,37 @@ describe('pipelined send (fake server)', () => {
     assert.ok(srv.stats().maxInFlight <= 3 * Math.ceil((64 * 1024) / 10_000));
     assert.deepEqual(acked, [...acked].sort((a, b) => a - b), 'the resume point only moves forward');
     assert.equal(acked[acked.length - 1], data.length);
+  });
+
+  test('onRead sees every chunk in order after its WRITEs are out, and a buffer is reused only once its promise settles', async () => {
+    const srv = fakeServer(10_000, { delayMs: 0 });
+    const events: string[] = [];
+    const seen: Buffer[] = [];
+    const writer: RemoteWriter = {
+      maxWriteLen: srv.writer.maxWriteLen,
+      write(h, buf, off, len, position) {
+        events.push(`write ${position}`);
+        return srv.writer.write(h, buf, off, len, position);
+      },
+    };
+    await withFile(data, async (fh) => {
+      await sendRange({
+        writer, handle: Buffer.from('h'), local: fh, from: 0, size: data.length, chunkSize: 32 * 1024, chunksInFlight: 2,
+        dataTimeoutMs: 5000, onStall: () => {}, onAcked: () => {},
+        // A slow hash: it copies the bytes only after a pause, so a buffer handed back to the
+        // pool before this settles would be read over by a later chunk first.
+        onRead: async (d, end) => {
+          events.push(`read ${end - d.length}`);
+          await new Promise((r) => setTimeout(r, 3));
+          seen.push(Buffer.from(d));
+        },
+      });
+    });
+    assert.ok(Buffer.concat(seen).equals(data), 'the hash saw the file, in order');
+    for (let at = 0; at < data.length; at += 32 * 1024) {
+      assert.ok(events.indexOf(`write ${at}`) < events.indexOf(`read ${at}`), `the WRITEs of the chunk at ${at} went out first`);
+    }
+    assert.ok(srv.got.subarray(0, data.length).equals(data));
   });
 
   test('resuming sends only the rest', async () => {
