@@ -96,10 +96,12 @@ export async function sendRange(opts: SendOptions): Promise<{ bytesSent: number;
         queue.push(await sendChunk(next));
         next += queue[queue.length - 1]!.len;
       }
-      const head = queue.shift();
+      // Left in the queue until retired: a failure here still waits for its hashing below.
+      const head = queue[0];
       if (!head) break;
       await head.done;
       await head.read;
+      queue.shift();
       if (watch.stalled) throw watch.stalled;
       ackedTo = head.start + head.len;
       opts.onAcked(ackedTo);

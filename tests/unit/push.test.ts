@@ -533,6 +533,24 @@ describe('pipelined send (fake server)', () => {
     assert.ok(srv.got.subarray(0, data.length).equals(data));
   });
 
+  test('a refused WRITE: sendRange rejects only once no onRead is still using a buffer', async () => {
+    const writer: RemoteWriter = { maxWriteLen: 10_000, write: (_h, _b, _o, _l, position) => (position === 0 ? Promise.reject(new Error('refused')) : Promise.resolve()) };
+    let reading = 0;
+    await withFile(data, async (fh) => {
+      await assert.rejects(sendRange({
+        writer, handle: Buffer.from('h'), local: fh, from: 0, size: data.length, chunkSize: 32 * 1024, chunksInFlight: 3,
+        dataTimeoutMs: 5000, onStall: () => {}, onAcked: () => {},
+        // The refused chunk's own hashing is the slowest: the others are done long before it.
+        onRead: async (d, end) => {
+          reading++;
+          await new Promise((r) => setTimeout(r, end === d.length ? 50 : 0));
+          reading--;
+        },
+      }), /refused/);
+      assert.equal(reading, 0);
+    });
+  });
+
   test('resuming sends only the rest', async () => {
     const srv = fakeServer(32_000);
     await withFile(data, async (fh) => {
