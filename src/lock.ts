@@ -24,6 +24,11 @@ export interface Lock {
    * may be recorded then; `lost.throwIfAborted()` before each record.
    */
   readonly lost: AbortSignal;
+  /**
+   * The pid of the run whose lock this one took over, when that run was on this host and is
+   * gone: its temporaries are leftovers at once, however fresh (a SIGKILL a moment ago).
+   */
+  readonly tookOverFromPid: number | null;
   release(): Promise<void>;
 }
 
@@ -130,6 +135,7 @@ export async function acquireLock(file: string, onTakeover: (message: string) =>
   const me: LockInfo = {
     pid: process.pid, host: os.hostname(), since: new Date().toISOString(), token: randomUUID(), refreshSeconds: refreshMs / 1000,
   };
+  let tookOverFromPid: number | null = null;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fh = await fs.open(file, 'wx', 0o644);
@@ -148,6 +154,7 @@ export async function acquireLock(file: string, onTakeover: (message: string) =>
       return {
         file,
         lost: beat.lost,
+        tookOverFromPid,
         release: async () => {
           await beat.stop();
           await releaseLock(file, me.token);
@@ -180,6 +187,7 @@ export async function acquireLock(file: string, onTakeover: (message: string) =>
       throw new LockHeldError(`another ${program} run holds the lock: ${describeHolder(still.info, file)}`);
     }
     await fs.rm(aside, { force: true });
+    if (held.info?.host === me.host && held.info.pid !== me.pid && !alive(held.info.pid)) tookOverFromPid = held.info.pid;
     const silent = held.info?.refreshSeconds !== undefined && held.ageMs > heartbeatSilenceMs(held.info.refreshSeconds);
     onTakeover(`took over a stale lock left by ${describeHolder(held.info, file)}: ${silent
       ? `untouched for ${Math.round(held.ageMs / 60_000)} min, that run is gone`

@@ -82,7 +82,7 @@ export async function runPull(config: Config, opts: PullOptions, ctx: RunContext
   try {
     if (lock) {
       await prepareFolders([['LOCAL_DIR', config.localDir], ['SERVER_DIR', config.serverDir]]);
-      await sweepLeftovers(config, ctx.log);
+      await sweepLeftovers(config, ctx.log, lock.tookOverFromPid);
     }
     const warned = new Set<string>();
     // A lost lock stops the run as a signal does, and is what the run then reports.
@@ -117,10 +117,13 @@ export async function runPull(config: Config, opts: PullOptions, ctx: RunContext
   return summary;
 }
 
-/** Temporaries of runs that died: the marker's own at once (we hold its lock), the rest once orphaned. */
-async function sweepLeftovers(config: Config, log: Logger): Promise<void> {
+/**
+ * Temporaries of runs that died: the marker's own at once (we hold its lock), and those of
+ * the run whose lock we took over (a publish cut short by a SIGKILL); the rest once orphaned.
+ */
+async function sweepLeftovers(config: Config, log: Logger, leftBy: number | null): Promise<void> {
   const swept = await removeStaleMarkerTemporaries(config.markerFile);
-  for (const dir of new Set([config.localDir, config.serverDir, path.dirname(config.markerFile)])) swept.push(...await sweepTemporaries(dir, pidAlive));
+  for (const dir of new Set([config.localDir, config.serverDir, path.dirname(config.markerFile)])) swept.push(...await sweepTemporaries(dir, pidAlive, leftBy));
   for (const file of swept) log.info(`removed ${file}, a temporary file left by a run that died`);
 }
 

@@ -91,7 +91,7 @@ export async function runPush(config: Config, opts: PushOptions, ctx: PushContex
   // Everything after the lock is taken runs inside this try: whatever fails, the lock goes.
   try {
     if (lock) {
-      for (const file of await sweepTemporaries(path.dirname(config.stateFile), pidAlive)) ctx.log.info(`removed ${file}, a temporary file left by a run that died`);
+      for (const file of await sweepTemporaries(path.dirname(config.stateFile), pidAlive, lock.tookOverFromPid)) ctx.log.info(`removed ${file}, a temporary file left by a run that died`);
     }
     // --dry-run holds no lock: it reads the state and its journal, and writes neither.
     const store = await StateStore.open(config.stateFile, { readOnly: opts.dryRun });

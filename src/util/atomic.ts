@@ -111,12 +111,15 @@ const TEMP_NAME = /^\..+\.(?:tmp|publishing)-(\d+)-[0-9a-z]+$/;
 /**
  * Pure: is this one of our temporary names left by a run that died? Its writer must be gone
  * from this machine, and it must be untouched for an hour (a writer on another machine
- * sharing the folder keeps its file's mtime fresh while it writes).
+ * sharing the folder keeps its file's mtime fresh while it writes), unless it is `leftBy`:
+ * the dead run of this machine whose lock we took over, whose files are leftovers at once.
  */
-export function isOrphanTemp(name: string, mtimeMs: number, nowMs: number, alive: (pid: number) => boolean): boolean {
+export function isOrphanTemp(name: string, mtimeMs: number, nowMs: number, alive: (pid: number) => boolean, leftBy: number | null = null): boolean {
   const m = TEMP_NAME.exec(name);
   if (!m) return false;
-  return !alive(Number(m[1])) && nowMs - mtimeMs > 3_600_000;
+  const pid = Number(m[1]);
+  if (pid === leftBy) return true;
+  return !alive(pid) && nowMs - mtimeMs > 3_600_000;
 }
 
 /** Our temporaries for `target` (tempNameFor's names beside it), whatever their age. */
@@ -128,7 +131,7 @@ export async function temporariesOf(target: string, tag = 'tmp'): Promise<string
 }
 
 /** Remove orphaned temporaries of ours from a folder; returns what was removed. */
-export async function sweepTemporaries(dir: string, alive: (pid: number) => boolean): Promise<string[]> {
+export async function sweepTemporaries(dir: string, alive: (pid: number) => boolean, leftBy: number | null = null): Promise<string[]> {
   const removed: string[] = [];
   let names: string[];
   try {
@@ -141,7 +144,7 @@ export async function sweepTemporaries(dir: string, alive: (pid: number) => bool
     if (!TEMP_NAME.test(name)) continue;
     const file = path.join(dir, name);
     const st = await fs.lstat(file).catch(() => null);
-    if (st?.isFile() && isOrphanTemp(name, st.mtimeMs, now, alive)) {
+    if (st?.isFile() && isOrphanTemp(name, st.mtimeMs, now, alive, leftBy)) {
       await fs.rm(file, { force: true });
       removed.push(file);
     }

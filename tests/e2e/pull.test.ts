@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 
+import { lockFileFor } from '../../src/lock.js';
 import { collect, listDir, sha256, sha256File, testBytes, type Workspace } from './helpers/cli.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
 import { pullSuite } from './helpers/suite.js';
@@ -163,6 +164,22 @@ describe('ipi-pull against a real SFTP server', () => {
     assert.ok(!fs.existsSync(orphan));
     assert.ok(fs.existsSync(fresh));
     assert.match(r.stdout, /a temporary file left by a run that died/);
+  });
+
+  test('the temporaries of a run killed mid-publish go at once when its lock is taken over; a dead pid\'s without the lock wait their hour', async () => {
+    const { ws } = setup({ 'IPI_20240511.dat': testBytes(1000, 11) });
+    fs.mkdirSync(ws.serverDir, { recursive: true });
+    const killed = 2 ** 22 + 9;
+    fs.writeFileSync(lockFileFor(ws.markerFile), JSON.stringify({ pid: killed, host: os.hostname(), since: new Date().toISOString(), token: 't', refreshSeconds: 30 }));
+    const cutShort = path.join(ws.serverDir, `.IPI_20240510.dat.publishing-${killed}-abc`);
+    const other = path.join(ws.serverDir, `.IPI_20240509.dat.publishing-${killed + 1}-def`);
+    fs.writeFileSync(cutShort, 'the start of a copy');
+    fs.writeFileSync(other, 'maybe another machine is writing this');
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr + r.stdout, /took over a stale lock left by pid \d+/);
+    assert.ok(!fs.existsSync(cutShort));
+    assert.ok(fs.existsSync(other));
   });
 
   test('--dry-run says what would be pulled and changes nothing', async () => {

@@ -20,6 +20,14 @@ test('isOrphanTemp: our temp names whose writer is gone and that are an hour old
   assert.equal(isOrphanTemp(path.basename(tempNameFor('/x/last_file.txt')), 0, 2 * HOUR, dead), true);
 });
 
+test('isOrphanTemp: a temp of the dead run whose lock we took over is an orphan at once; others keep the hour', () => {
+  const dead = () => false;
+  const at = (pid: number) => `.IPI_20240101.dat.publishing-${pid}-abc`;
+  assert.equal(isOrphanTemp(at(4242), HOUR, HOUR + 1, dead, 4242), true, 'cut short a moment ago by a SIGKILL');
+  assert.equal(isOrphanTemp(at(4243), HOUR, HOUR + 1, dead, 4242), false, 'another pid: maybe another machine');
+  assert.equal(isOrphanTemp('IPI_20240101.dat', HOUR, HOUR + 1, dead, 4242), false, 'a delivered file is never a temp');
+});
+
 test('sweepTemporaries removes only orphaned temporaries', async () => {
   await withTempDir('ipi-sweep-', async (dir) => {
     const orphan = tempNameFor(path.join(dir, 'IPI_1.dat'), 'publishing');

@@ -163,6 +163,7 @@ describe('acquireLock', () => {
   test('release twice is harmless', async () => {
     const { file } = lockPath();
     const lock = await acquireLock(file, noTakeover);
+    assert.equal(lock.tookOverFromPid, null, 'a free lock was taken from no one');
     await lock.release();
     await lock.release();
     assert.equal(fs.existsSync(file), false);
@@ -175,6 +176,7 @@ describe('acquireLock', () => {
     const lock = await acquireLock(file, (m) => messages.push(m), { alive: () => false });
     assert.equal(messages.length, 1);
     assert.equal(messages[0], `took over a stale lock left by pid 999999 on ${host} since 2024-01-01T00:00:00.000Z (lock file ${file}): that run is gone`);
+    assert.equal(lock.tookOverFromPid, 999_999, 'its temporaries are leftovers at once');
     const info = JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo;
     assert.equal(info.pid, process.pid);
     assert.notEqual(info.token, 'old');
@@ -225,6 +227,7 @@ describe('acquireLock', () => {
     const messages: string[] = [];
     const lock = await acquireLock(file, (m) => messages.push(m));
     assert.deepEqual(messages, [`took over a stale lock left by an unreadable lock file ${file}: that run is gone`]);
+    assert.equal(lock.tookOverFromPid, null, 'no pid to go by');
     assert.equal((JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo).pid, process.pid);
     await lock.release();
   });
@@ -364,6 +367,7 @@ describe('the heartbeat', () => {
     const messages: string[] = [];
     const lock = await acquireLock(file, (m) => messages.push(m));
     assert.deepEqual(messages, [`took over a stale lock left by pid 1 on not-${host} since 2026-01-01T00:00:00.000Z (lock file ${file}): untouched for 11 min, that run is gone`]);
+    assert.equal(lock.tookOverFromPid, null, 'a pid of another host says nothing here');
     assert.equal((JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo).pid, process.pid);
     await lock.release();
   });
