@@ -35,3 +35,18 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+/**
+ * A gate that opens at most once per `intervalMs`: the first call returns true, later ones only
+ * once `intervalMs` has passed since the last true. For work whose latest value is all that
+ * counts and that may be skipped in between (a progress checkpoint).
+ */
+export function atMostEvery(intervalMs: number, now: () => number = Date.now): () => boolean {
+  let last = -Infinity;
+  return () => {
+    const t = now();
+    if (t - last < intervalMs) return false;
+    last = t;
+    return true;
+  };
+}
