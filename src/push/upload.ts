@@ -70,9 +70,10 @@ export interface UploadRequest {
   onCutShort: (rec: InProgressRecord) => Promise<void>;
   /**
    * The acknowledged prefix grew: the record again, with `ackedTo`, at most every
-   * CHECKPOINT_EVERY_MS. Saved in the background (only the latest of those waiting), so a kill, which leaves no time for onCutShort, still
-   * leaves a resume point that no failed WRITE can lie below; a save that fails is only a
-   * checkpoint missed (the one before it is still a safe place to resume).
+   * CHECKPOINT_EVERY_MS. Saved in the background (only the latest of those waiting), so a
+   * kill, which leaves no time for onCutShort, still leaves a resume point that no failed
+   * WRITE can lie below; a save that fails is only a checkpoint missed (the one before it is
+   * still a safe place to resume).
    */
   onCheckpoint: (rec: InProgressRecord) => Promise<void>;
   onProgress: (done: number, total: number, from: number) => void;
@@ -87,7 +88,7 @@ const TAIL_WINDOW = 64 * 1024;
 
 /**
  * How often the resume point is written to the state (a journal line and an fsync). Once per
- * acknowledged chunk was 512 fsyncs per GiB on a fast link, ~6 % of a 1 GiB upload's time
+ * acknowledged chunk was 512 fsyncs per GiB on a fast link, 3-6 % of a 1 GiB upload's time
  * (BENCHMARKS.md); a crash now re-sends at most this long's worth more. A stop (signal,
  * failure) still records the exact point, and a slow link, with chunks further apart than
  * this, still records each one.

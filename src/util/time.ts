@@ -39,9 +39,10 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 /**
  * A gate that opens at most once per `intervalMs`: the first call returns true, later ones only
  * once `intervalMs` has passed since the last true. For work whose latest value is all that
- * counts and that may be skipped in between (a progress checkpoint).
+ * counts and that may be skipped in between (a progress checkpoint). The clock is monotonic:
+ * with the wall clock, setting it back an hour would keep the gate shut for that hour.
  */
-export function atMostEvery(intervalMs: number, now: () => number = Date.now): () => boolean {
+export function atMostEvery(intervalMs: number, now: () => number = () => performance.now()): () => boolean {
   let last = -Infinity;
   return () => {
     const t = now();
