@@ -827,7 +827,7 @@ async function main(): Promise<void> {
     };
 
     if (opts.warmup) {
-      log('warm-up round (not counted): loads binaries and settles the server');
+      log('warm-up round (not counted): every contender once, so programs and modules are in the page cache');
       for (const c of contenders) await runOne(c, '  warm-up');
     }
     for (let round = 0; round < opts.rounds; round++) {
