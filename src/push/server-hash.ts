@@ -16,13 +16,11 @@ import { parseSha256sums, sha256sumBatch, shellQuote } from './decide.js';
 
 /** What this needs of a connection (SftpSession provides it). */
 export interface CommandRunner {
-  exec(command: string, timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  /** Output past `maxOutput` bytes (per stream) is dropped. */
+  exec(command: string, timeoutMs: number, maxOutput?: number): Promise<{ code: number | null; stdout: string; stderr: string }>;
 }
 
-/**
- * Files per `sha256sum` command, and the length of their quoted names: far below ARG_MAX, and
- * the answer (a 64-digit digest and the name per file) stays within what exec keeps (64 KiB).
- */
+/** Files per `sha256sum` command, and the length of their quoted names: far below ARG_MAX. */
 export const SHA256SUM_MAX_FILES = 64;
 export const SHA256SUM_MAX_CHARS = 32 * 1024;
 /** Pauses before asking again for a channel the server refused after granting one before (1.6 s in all). */
@@ -83,10 +81,13 @@ export class ServerHasher {
     // A second per 50 MB for the server to read the files, and a generous floor.
     const timeoutMs = 30_000 + Math.ceil(batch.reduce((sum, w) => sum + w.size, 0) / 50_000);
     this.log.debug(`sha256sum of ${paths.length} file(s) on the server`);
+    // Room for the whole answer, or the last files' digests would be cut off: per file a digest,
+    // a mark, two separators, the name (GNU doubles its backslashes) and a line break.
+    const maxOutput = 4096 + paths.reduce((n, p) => n + 70 + 2 * Buffer.byteLength(p), 0);
     let r;
     for (let refused = 0; ; refused++) {
       try {
-        r = await this.runner.exec(command, timeoutMs);
+        r = await this.runner.exec(command, timeoutMs, maxOutput);
         break;
       } catch (err) {
         if (!(err instanceof PermanentError)) return settle(() => err as Error);

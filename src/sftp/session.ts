@@ -363,10 +363,12 @@ export class SftpSession {
       this.client.exec(command, (err, stream) => {
         if (err) return reject(new PermanentError(`running \`${command}\` on the server: refused (${err.message})`));
         // Decoded once at the end: a name's UTF-8 bytes may be split between two packets.
-        const stdout: Buffer[] = [];
-        const stderr: Buffer[] = [];
-        const keep = (into: Buffer[], d: Buffer) => {
-          if (into.reduce((n, b) => n + b.length, 0) < maxOutput) into.push(d);
+        const stdout = { parts: [] as Buffer[], bytes: 0 };
+        const stderr = { parts: [] as Buffer[], bytes: 0 };
+        const keep = (into: typeof stdout, d: Buffer) => {
+          if (into.bytes >= maxOutput) return;
+          into.parts.push(d);
+          into.bytes += d.length;
         };
         const timer = setTimeout(() => {
           stream.close();
@@ -377,7 +379,7 @@ export class SftpSession {
         stream.stderr.on('data', (d: Buffer) => keep(stderr, d));
         stream.on('close', (code: number | null) => {
           clearTimeout(timer);
-          resolve({ code: typeof code === 'number' ? code : null, stdout: Buffer.concat(stdout).toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8') });
+          resolve({ code: typeof code === 'number' ? code : null, stdout: Buffer.concat(stdout.parts).toString('utf8'), stderr: Buffer.concat(stderr.parts).toString('utf8') });
         });
         stream.end();
       });

@@ -118,6 +118,27 @@ describe('ServerHasher', () => {
     assert.equal(log.lines.filter(([level]) => level === 'warn').length, 0);
   });
 
+  test('exec is asked to keep the whole answer, also for long names full of backslashes (which GNU doubles)', async () => {
+    const names = Array.from({ length: 40 }, (_, i) => `/up/${'\\'.repeat(200)}${i}`);
+    let kept = -1;
+    let answer = '';
+    const h = new ServerHasher({
+      exec: async (command, _timeoutMs, maxOutput) => {
+        kept = maxOutput ?? -1;
+        const paths = [...command.matchAll(/'([^']*)'/g)].map((m) => m[1]!);
+        // What GNU sha256sum prints for such names: a leading backslash, the name's backslashes doubled.
+        answer = paths.map((p) => `\\${digestOf(p)}  ${p.replace(/\\/g, '\\\\')}\n`).join('');
+        return { code: 0, stdout: answer, stderr: '' };
+      },
+    }, fakeLog());
+    const first = h.digest(names[0]!, 1);
+    await turn();
+    const rest = names.slice(1).map((p) => h.digest(p, 1));
+    await first;
+    assert.deepEqual(await Promise.all(rest), names.slice(1).map(digestOf));
+    assert.ok(Buffer.byteLength(answer) > 16 * 1024 && kept >= Buffer.byteLength(answer), `kept ${kept} of an answer of ${Buffer.byteLength(answer)} bytes`);
+  });
+
   test('a transient failure (no answer in time) fails the files of that command only', async () => {
     const { runner, calls, sums } = heldRunner();
     const h = new ServerHasher(runner, fakeLog());
