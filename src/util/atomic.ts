@@ -112,14 +112,15 @@ const TEMP_NAME = /^\..+\.(?:tmp|publishing)-(\d+)-[0-9a-z]+$/;
  * Pure: is this one of our temporary names left by a run that died? Its writer must be gone
  * from this machine, and it must be untouched for an hour (a writer on another machine
  * sharing the folder keeps its file's mtime fresh while it writes), unless it is `leftBy`:
- * the dead run of this machine whose lock we took over, whose files are leftovers at once.
+ * the dead run of this machine whose lock we took over, whose files are leftovers at once
+ * (while that pid is still free).
  */
 export function isOrphanTemp(name: string, mtimeMs: number, nowMs: number, alive: (pid: number) => boolean, leftBy: number | null = null): boolean {
   const m = TEMP_NAME.exec(name);
   if (!m) return false;
   const pid = Number(m[1]);
-  if (pid === leftBy) return true;
-  return !alive(pid) && nowMs - mtimeMs > 3_600_000;
+  if (alive(pid)) return false; // leftBy's pid too: taken again since, by a process that may be ours
+  return pid === leftBy || nowMs - mtimeMs > 3_600_000;
 }
 
 /** Our temporaries for `target` (tempNameFor's names beside it), whatever their age. */

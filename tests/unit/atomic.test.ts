@@ -26,6 +26,7 @@ test('isOrphanTemp: a temp of the dead run whose lock we took over is an orphan 
   assert.equal(isOrphanTemp(at(4242), HOUR, HOUR + 1, dead, 4242), true, 'cut short a moment ago by a SIGKILL');
   assert.equal(isOrphanTemp(at(4243), HOUR, HOUR + 1, dead, 4242), false, 'another pid: maybe another machine');
   assert.equal(isOrphanTemp('IPI_20240101.dat', HOUR, HOUR + 1, dead, 4242), false, 'a delivered file is never a temp');
+  assert.equal(isOrphanTemp(at(4242), HOUR, HOUR + 1, () => true, 4242), false, 'that pid taken again since: maybe a run of ours writing it');
 });
 
 test('sweepTemporaries removes only orphaned temporaries', async () => {
