@@ -453,7 +453,7 @@ class Pusher {
   }
 
   private factsOf(session: SftpSession): SessionFacts {
-    if (this.facts?.session !== session) this.facts = new SessionFacts(session, this.log);
+    if (this.facts?.session !== session) this.facts = new SessionFacts(session, this.log, this.opts.signal);
     return this.facts;
   }
 

@@ -9,7 +9,7 @@
 // 10 by default, 2 where hardened; the SFTP channel is one), and a refused channel must not
 // read as a server that cannot hash. (Two at a time was measured too: the files then went
 // one per command as often as not, and 100 files took no less time.)
-import { PermanentError, TransientError } from '../errors.js';
+import { InterruptedError, PermanentError, TransientError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { sleep } from '../util/time.js';
 import { parseSha256sums, sha256sumBatch, shellQuote } from './decide.js';
@@ -39,7 +39,8 @@ export class ServerHasher {
   private waiting: Waiter[] = [];
   private running = false;
 
-  constructor(private readonly runner: CommandRunner, private readonly log: Logger) {}
+  /** `signal` (a stop) cuts short the wait for a refused channel: the files stay sent, unchecked, for the next run. */
+  constructor(private readonly runner: CommandRunner, private readonly log: Logger, private readonly signal?: AbortSignal) {}
 
   /**
    * The server's SHA-256 of `remotePath` (`size` bytes: it sets the time allowed), or null
@@ -98,7 +99,11 @@ export class ServerHasher {
           const e = new TransientError(`${err.message}, after it had worked on this connection: no channel free on the server (its MaxSessions?)`);
           return settle(() => e);
         }
-        await sleep(CHANNEL_WAITS_MS[refused]!);
+        const stopped = await sleep(CHANNEL_WAITS_MS[refused]!, this.signal).then(() => false, () => true);
+        if (stopped) {
+          const e = new InterruptedError(String(this.signal?.reason ?? 'a signal'));
+          return settle(() => e);
+        }
       }
     }
     const digests = parseSha256sums(r.stdout);

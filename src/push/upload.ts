@@ -33,8 +33,8 @@ export class SessionFacts {
   readonly dirs = new Set<string>();
   readonly hashes: ServerHasher;
 
-  constructor(readonly session: SftpSession, log: Logger) {
-    this.hashes = new ServerHasher(session, log);
+  constructor(readonly session: SftpSession, log: Logger, signal?: AbortSignal) {
+    this.hashes = new ServerHasher(session, log, signal);
   }
 }
 

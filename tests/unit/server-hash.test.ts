@@ -3,7 +3,7 @@
 // sshd is exercised by the push e2e tests.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { PermanentError, TransientError } from '../../src/errors.js';
+import { InterruptedError, PermanentError, TransientError } from '../../src/errors.js';
 import { SHA256SUM_MAX_FILES, ServerHasher, type CommandRunner } from '../../src/push/server-hash.js';
 import { fakeLog } from './helpers/fake-log.js';
 
@@ -116,6 +116,26 @@ describe('ServerHasher', () => {
     assert.equal(await h.digest('/up/b', 1), digestOf('/up/b'));
     assert.equal(n, 4);
     assert.equal(log.lines.filter(([level]) => level === 'warn').length, 0);
+  });
+
+  test('a stop cuts short the wait for a refused channel: no further asking, the file is left unchecked', async () => {
+    let n = 0;
+    const stop = new AbortController();
+    const h = new ServerHasher({
+      exec: async (command) => {
+        n++;
+        if (n >= 2) {
+          // Refused while the run is being stopped.
+          setImmediate(() => stop.abort('SIGTERM'));
+          throw new PermanentError('running `sha256sum` on the server: refused (open failed)');
+        }
+        const p = /'([^']*)'/.exec(command)![1]!;
+        return { code: 0, stdout: `${digestOf(p)}  ${p}\n`, stderr: '' };
+      },
+    }, fakeLog(), stop.signal);
+    assert.equal(await h.digest('/up/a', 1), digestOf('/up/a'));
+    await assert.rejects(h.digest('/up/b', 1), (err: Error) => err instanceof InterruptedError && /SIGTERM/.test(err.message));
+    assert.equal(n, 2, 'asked once, refused, and not asked again after the stop');
   });
 
   test('exec is asked to keep the whole answer, also for long names full of backslashes (which GNU doubles)', async () => {
