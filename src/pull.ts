@@ -5,7 +5,7 @@ import picomatch from 'picomatch';
 import type { Config } from './config/load.js';
 import { expectedDigest } from './checksum.js';
 import { FetchAhead, mayStartAhead } from './fetch-ahead.js';
-import { IntegrityError, InterruptedError, PermanentError, RemoteMissingError, classify } from './errors.js';
+import { IntegrityError, InterruptedError, PermanentError, RemoteChangedError, RemoteMissingError, classify } from './errors.js';
 import { HistoryAppender, historyFileFor, recentDeliveries } from './history.js';
 import { acquireLock, lockFileFor, pidAlive, type Lock } from './lock.js';
 import type { Logger } from './log.js';
@@ -20,7 +20,7 @@ import { SftpSession } from './sftp/session.js';
 import { sessionOptions } from './sftp/session-options.js';
 import { ChunkPool } from './transfer/buffers.js';
 import { pullBuffers } from './transfer/budget.js';
-import { RemoteChangedError, downloadFile, type Downloaded } from './transfer/download.js';
+import { downloadFile, type Downloaded } from './transfer/download.js';
 import { keepFoldersOpen, sweepTemporaries, type PreparedFile } from './util/atomic.js';
 import { formatBytes } from './util/space.js';
 import { makeDir } from './util/folders.js';
@@ -366,7 +366,12 @@ function downloadOne(
 ): Promise<Downloaded> {
   const { config, attempt } = a;
   let startedAt = -1;
-  const progressedBefore = attempt.progressed;
+  // Progress is what the next attempt keeps: a resumable file's partial. A file of one chunk
+  // is fetched again from zero, so its bytes count only once it is delivered (recordOne).
+  // Counting them made a file that failed every attempt, behind small files fetched ahead of
+  // it, start a fresh retry budget each time: a run that never ended.
+  const resumable = entry.size > config.chunkSize;
+  let moved = false;
   return downloadFile({
     session: a.session,
     remotePath,
@@ -386,8 +391,8 @@ function downloadOne(
       if (startedAt < 0) {
         startedAt = done;
         progress.start(entry.name, total, done);
-      } else if (done > startedAt) {
-        attempt.progressed = true;
+      } else if (done > startedAt && resumable) {
+        moved = true;
       }
       progress.update(done);
     },
@@ -398,10 +403,13 @@ function downloadOne(
         throw new IntegrityError(`${entry.name}: ${check.algo} ${digests[check.algo]} does not match ${entry.name}${check.suffix} (${check.expected})`);
       }
     },
-  }).catch((err: unknown) => {
-    // Those bytes are fetched again from zero: not progress. A file that keeps changing must
-    // use up RETRIES, not start a fresh budget after each full download.
-    if (err instanceof RemoteChangedError) attempt.progressed = progressedBefore;
+  }).then((got) => {
+    attempt.progressed ||= moved;
+    return got;
+  }, (err: unknown) => {
+    // A file that changed is fetched again from zero: not progress. A file that keeps
+    // changing must use up RETRIES, not start a fresh budget after each full download.
+    if (!(err instanceof RemoteChangedError)) attempt.progressed ||= moved;
     throw err;
   }).finally(() => progress.end());
 }

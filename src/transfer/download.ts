@@ -4,7 +4,7 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import type { HashAlgo } from '../checksum.js';
-import { TransientError, withPath } from '../errors.js';
+import { RemoteChangedError, TransientError, withPath } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RemoteStat, SftpSession } from '../sftp/session.js';
 import { renameDurably } from '../util/atomic.js';
@@ -58,8 +58,6 @@ export interface Downloaded {
   resumedFrom: number;
   durationMs: number;
 }
-
-export class RemoteChangedError extends TransientError {}
 
 /** Bytes compared at the end of a partial before trusting it (catches a torn tail after a power cut). */
 const TAIL_WINDOW = 64 * 1024;
@@ -130,6 +128,7 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
       // The partial's bytes go into the hash first, so the recorded SHA-256 is the whole file's.
       await sink.hashExisting(offset);
       const fetched = await fetchRange({
+        name: req.name,
         reader: req.session,
         handle,
         sink,

@@ -9,7 +9,7 @@
 //
 // Chunk boundaries are multiples of CHUNK_SIZE in the file, so a resume from an odd offset
 // realigns after one short chunk (O_DIRECT needs aligned offsets).
-import { InterruptedError, TransientError } from '../errors.js';
+import { InterruptedError, RemoteChangedError } from '../errors.js';
 import { StallWatch, inBatch, type RequestBatching } from './stall.js';
 import { ChunkPool } from './buffers.js';
 import { WRITE_BEHIND, downloadBuffers } from './budget.js';
@@ -22,6 +22,8 @@ export interface RemoteReader extends RequestBatching {
 }
 
 export interface FetchOptions {
+  /** The file's name, for messages. */
+  name: string;
   reader: RemoteReader;
   handle: Buffer;
   /** Writes (in order, one write per chunk) and hashes what is fetched. */
@@ -43,8 +45,6 @@ export interface FetchOptions {
   signal?: AbortSignal;
 }
 
-export class RemoteShrankError extends TransientError {}
-
 interface Pending {
   start: number;
   len: number;
@@ -65,7 +65,7 @@ export async function fetchRange(opts: FetchOptions): Promise<{ bytesRead: numbe
     while (len > 0) {
       const n = await opts.reader.read(opts.handle, buf, off, len, position);
       watch.touch();
-      if (n <= 0) throw new RemoteShrankError(`the remote file ended at byte ${position}, before its listed size ${opts.size}: it changed during the download`);
+      if (n <= 0) throw new RemoteChangedError(`${opts.name} ended on the server at byte ${position}, before its listed size ${opts.size}: it changed during the download`);
       bytesRead += n;
       off += n;
       position += n;

@@ -798,6 +798,28 @@ describe('hostile server (embedded ssh2 server)', () => {
   });
 });
 
+describe('a file that fails the same way at every attempt (embedded ssh2 server)', () => {
+  test('behind small files fetched ahead of it: the run still ends after RETRIES with exit 1, naming it; the files before it are delivered', async () => {
+    // The server lists IPI_20251205.dat larger than it is: every download of it ends early.
+    const srv = await embedded({ lieSize: { name: 'IPI_20251205.dat', size: 20_000 } });
+    const old = new Date(Date.now() - 3600_000);
+    for (let i = 1; i <= 12; i++) fs.utimesSync(writeRemoteFile(srv, `IPI_202512${String(i).padStart(2, '0')}.dat`, testBytes(10_240, 1200 + i)), old, old);
+    const ws = suite.track(makeWorkspace(srv, { extra: { RETRIES: '2', RETRY_DELAYS: '0.1' } }));
+    // Before, the files fetched ahead of it counted as progress: a fresh retry budget at every
+    // attempt, and a run that never ended (the timeout here).
+    const r = await ws.run([], {}, 30_000);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.equal(ws.marker(), 'IPI_20251204.dat');
+    const errs = errorLines(r.stderr);
+    assert.equal(errs.length, 1, r.stderr);
+    assert.match(errs[0]!, /IPI_20251205\.dat ended on the server at byte 10240, before its listed size 20000/);
+    // Only the first attempt delivered anything (four files): one fresh budget, then two retries.
+    assert.equal(count(r.stderr, /data moved, so the retry count starts again/), 1, r.stderr);
+    assert.equal(count(r.stderr, /retries left\)/), 2, r.stderr);
+    assert.ok(!fs.existsSync(path.join(ws.serverDir, 'IPI_20251205.dat')));
+  });
+});
+
 /** Every file under the workspace except the .env itself: where a leaked secret could sit. */
 function producedText(ws: Workspace): string {
   return walk(ws.dir).filter((f) => f !== '.env').map((f) => fs.readFileSync(path.join(ws.dir, f), 'latin1')).join('\n');

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 
+import { RemoteChangedError } from '../../src/errors.js';
 import { ChunkPool } from '../../src/transfer/buffers.js';
 import { WRITE_BEHIND } from '../../src/transfer/budget.js';
 import { fetchRange, type RemoteReader } from '../../src/transfer/engine.js';
@@ -94,6 +95,7 @@ async function run(data: Buffer, opts: { from?: number; reader?: RemoteReader; d
   let error: unknown = null;
   try {
     await fetchRange({
+      name: 'IPI_test.dat',
       reader: opts.reader ?? fakeServer(data, { shortEvery: 5 }),
       handle: Buffer.alloc(4),
       sink,
@@ -167,7 +169,8 @@ test('a server that ends the file early is an error, not a short file', async ()
   const data = source(3 * CHUNK);
   const shorter = data.subarray(0, 2 * CHUNK + 5);
   const r = await run(data, { reader: fakeServer(shorter) });
-  assert.match(String(r.error), /ended at byte/);
+  assert.ok(r.error instanceof RemoteChangedError, String(r.error));
+  assert.match(String(r.error), /IPI_test\.dat ended on the server at byte \d+, before its listed size/);
   assert.ok(r.content.equals(data.subarray(0, r.content.length)));
 });
 
@@ -196,7 +199,7 @@ test('buffers stay within CHUNKS_IN_FLIGHT + WRITE_BEHIND whatever the file size
   const fh = await fsp.open(file, 'w+');
   const sink = new HashingWriter({ local: fh, direct: null, aligned: false, onDirectRefused: () => {} });
   await fetchRange({
-    reader: fakeServer(data), handle: Buffer.alloc(4), sink, from: 0, size: data.length, chunkSize: CHUNK,
+    name: 'IPI_test.dat', reader: fakeServer(data), handle: Buffer.alloc(4), sink, from: 0, size: data.length, chunkSize: CHUNK,
     chunksInFlight: 2, readSize: 20_000, pool, dataTimeoutMs: 10_000, onStall: () => {}, onChunk: () => {},
   });
   await fh.close();
