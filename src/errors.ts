@@ -82,6 +82,7 @@ export class InterruptedError extends IpiError {
 }
 
 // SFTP status codes (draft-ietf-secsh-filexfer-02), as ssh2 puts them on `err.code`.
+const SFTP_FAILURE = 4;
 const SFTP_NO_SUCH_FILE = 2;
 const SFTP_PERMISSION_DENIED = 3;
 const SFTP_NO_CONNECTION = 6;
@@ -165,6 +166,15 @@ export function classify(err: unknown, doing: string): IpiError {
     return new TransientError(`${doing}: ${msg}`, { cause: err });
   }
   return new PermanentError(`${doing}: ${msg}`, { cause: err });
+}
+
+/**
+ * The server's generic SFTP FAILURE status (no reason given), classified or not: what some
+ * servers answer an open past their limit of open files (sftp/handle-gate.ts).
+ */
+export function isSftpGenericFailure(err: unknown): boolean {
+  const raw = (err instanceof IpiError ? err.cause : err) as RawError | undefined;
+  return raw?.code === SFTP_FAILURE;
 }
 
 /**

@@ -106,6 +106,8 @@ export interface EmbeddedServerOptions {
    * again does; the requests around it succeed (a hole, as with ENOSPC on OpenSSH).
    */
   failWrite?: { name: string; offset: number; times?: number };
+  /** Open files and folders a session may hold at once; past it OPEN and OPENDIR answer FAILURE, as some servers do. */
+  maxHandles?: number;
 }
 
 const DEFAULT_PASSWORD = 'ipi-test-password';
@@ -306,6 +308,8 @@ type OpenHandle =
 class SftpSession {
   private readonly handles = new Map<number, OpenHandle>();
   private nextHandle = 1;
+  /** OPEN/OPENDIR requests being served: they count against maxHandles before their handle exists. */
+  private opening = 0;
 
   constructor(private readonly st: ServerState, private readonly sftp: SFTPWrapper) {
     this.wire();
@@ -340,11 +344,11 @@ class SftpSession {
     s.on('STAT', (id, p) => this.run(id, () => this.stat(id, p, false)));
     s.on('LSTAT', (id, p) => this.run(id, () => this.stat(id, p, true)));
     s.on('FSTAT', (id, h) => this.run(id, () => this.fstat(id, h)));
-    s.on('OPEN', (id, p, flags, attrs) => this.run(id, () => this.open(id, p, flags, attrs)));
+    s.on('OPEN', (id, p, flags, attrs) => this.run(id, () => this.withHandleRoom(id, () => this.open(id, p, flags, attrs))));
     s.on('READ', (id, h, offset, len) => this.run(id, () => this.read(id, h, offset, len)));
     s.on('WRITE', (id, h, offset, data) => this.run(id, () => this.write(id, h, offset, data)));
     s.on('CLOSE', (id, h) => this.run(id, () => this.close(id, h)));
-    s.on('OPENDIR', (id, p) => this.run(id, () => this.opendir(id, p)));
+    s.on('OPENDIR', (id, p) => this.run(id, () => this.withHandleRoom(id, () => this.opendir(id, p))));
     s.on('READDIR', (id, h) => this.run(id, () => this.readdir(id, h)));
     s.on('REMOVE', (id, p) => this.run(id, () => this.simple(id, fsp.unlink(resolvePath(this.st, p).local))));
     s.on('RMDIR', (id, p) => this.run(id, () => this.simple(id, fsp.rmdir(resolvePath(this.st, p).local))));
@@ -394,6 +398,23 @@ class SftpSession {
     if (!h || h.kind !== 'file') return this.status(id, STATUS_CODE.FAILURE, 'bad handle');
     if (h.extraEntry) return this.sftp.attrs(id, extraAttrs(this.st, h.extraEntry));
     this.sftp.attrs(id, toAttrs(this.st, h.virt, await (h.file as fsp.FileHandle).stat()));
+  }
+
+  /**
+   * Serve an OPEN or OPENDIR within maxHandles: one arriving while the session holds (or is
+   * about to hold) that many is refused with FAILURE, as servers with such a limit do.
+   */
+  private async withHandleRoom(id: number, open: () => Promise<void>): Promise<void> {
+    const max = this.st.opts.maxHandles;
+    if (max !== undefined && this.handles.size + this.opening >= max) {
+      return this.status(id, STATUS_CODE.FAILURE, `too many open handles (at most ${max})`);
+    }
+    this.opening++;
+    try {
+      await open();
+    } finally {
+      this.opening--;
+    }
   }
 
   private async open(id: number, p: string, pflags: number, attrs: Partial<Attributes>): Promise<void> {

@@ -2,10 +2,11 @@
 // trust, authentication, keepalive and rekeying; exposes promise-based SFTP calls.
 import net from 'node:net';
 import ssh2, { type ConnectConfig, type SFTPWrapper, type Stats } from 'ssh2';
-import { AccessDeniedError, ConfigError, PermanentError, RemoteMissingError, TransientError, classify } from '../errors.js';
+import { AccessDeniedError, ConfigError, PermanentError, RemoteMissingError, TransientError, classify, isSftpGenericFailure } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RemoteEntry } from '../select.js';
 import { nativeCryptoAvailable } from '../version.js';
+import { HandleGate } from './handle-gate.js';
 
 // ssh2 is CommonJS: its named exports are reached through the default import under ESM.
 const { Client } = ssh2;
@@ -58,6 +59,7 @@ export class SftpSession {
   /** The client emitted 'close': it will never emit it again. */
   private clientClosed = false;
   private readonly closeWaiters = new Set<(err: Error) => void>();
+  private readonly handles = new HandleGate();
 
   private constructor(
     private readonly client: Client,
@@ -163,6 +165,7 @@ export class SftpSession {
   private markClosed(err: Error): void {
     if (this.closedBy) return;
     this.closedBy = err;
+    this.handles.close();
     for (const w of this.closeWaiters) w(err);
     this.closeWaiters.clear();
   }
@@ -211,11 +214,37 @@ export class SftpSession {
   }
 
   openRead(remotePath: string): Promise<Buffer> {
-    return this.call<Buffer>(`opening ${remotePath}`, (cb) => this.sftp.open(remotePath, 'r', cb));
+    return this.openHandle(remotePath, `opening ${remotePath}`, (cb) => this.sftp.open(remotePath, 'r', cb));
   }
 
+  /** Every handle from openRead or openWrite is closed here, once, whatever else happened. */
   close(handle: Buffer): Promise<void> {
-    return this.call<void>('closing a remote file', (cb) => this.sftp.close(handle, (err) => cb(err, undefined)));
+    return this.call<void>('closing a remote file', (cb) => this.sftp.close(handle, (err) => cb(err, undefined)))
+      .finally(() => this.handles.closed());
+  }
+
+  /** An open within the server's limit of open files, learned from its refusals (handle-gate.ts). */
+  private async openHandle(remotePath: string, doing: string, open: (cb: (err: Error | null | undefined, h: Buffer) => void) => void): Promise<Buffer> {
+    for (;;) {
+      const ticket = await this.handles.acquire();
+      let handle: Buffer;
+      try {
+        handle = await this.call<Buffer>(doing, open);
+      } catch (err) {
+        if (this.isClosed || !isSftpGenericFailure(err)) {
+          this.handles.failed(ticket);
+          throw err;
+        }
+        const verdict = await this.handles.refused(ticket);
+        if (verdict === 'alone' || this.isClosed) throw err;
+        if (verdict === 'lowered') {
+          this.opts.log.info(`the server refused to open ${remotePath} while ${this.handles.limit} other file(s) were open: taken as its limit on open files, so at most ${this.handles.limit} at once on this connection`);
+        }
+        continue;
+      }
+      this.handles.opened(ticket);
+      return handle;
+    }
   }
 
   /**
@@ -280,7 +309,7 @@ export class SftpSession {
    * Mode 0644 on creation, as `sftp put` leaves files.
    */
   openWrite(remotePath: string, flags: 'w' | 'r+'): Promise<Buffer> {
-    return this.call<Buffer>(`opening ${remotePath} for writing`, (cb) => this.sftp.open(remotePath, flags, { mode: 0o644 }, cb));
+    return this.openHandle(remotePath, `opening ${remotePath} for writing`, (cb) => this.sftp.open(remotePath, flags, { mode: 0o644 }, cb));
   }
 
   /** One WRITE request (len <= maxWriteLen); resolves when the server acknowledged it. */

@@ -108,6 +108,9 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
   }
   let direct: FileHandle | null = null;
   let bytesTransferred = 0;
+  // Closed on every path: a handle left open on a live connection counts against a server's
+  // limit of open files (sftp/handle-gate.ts) until the connection ends.
+  let remoteClosed = false;
   try {
     const check = await verifiedOffset(req, handle, local, decision.offset);
     bytesTransferred += check.bytesRead;
@@ -159,6 +162,7 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
     await local.utimes(mtime, mtime);
     const syncing = local.sync();
     syncing.catch(() => {});
+    remoteClosed = true;
     const [after] = await Promise.all([req.session.stat(req.remotePath), req.session.close(handle).catch(() => {})]);
     if (after.size !== req.remote.size || after.mtimeMs !== req.remote.mtimeMs) {
       throw new RemoteChangedError(`${req.name} changed on the server during the download (size ${req.remote.size} -> ${after.size}); it will be fetched again`);
@@ -195,6 +199,7 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
   } catch (err) {
     throw withPath(err, paths.part);
   } finally {
+    if (!remoteClosed) await req.session.close(handle).catch(() => {});
     await direct?.close().catch(() => {});
     await local.close().catch(() => {});
   }

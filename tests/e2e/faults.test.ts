@@ -820,6 +820,24 @@ describe('a file that fails the same way at every attempt (embedded ssh2 server)
   });
 });
 
+describe('a server that limits open files (embedded ssh2 server, maxHandles)', () => {
+  test('two at most: the refusal is taken as its limit, said once; every file is delivered in one run, no retries, no warnings', async () => {
+    const srv = await embedded({ maxHandles: 2 });
+    const files = Array.from({ length: 20 }, (_, i) => ({ name: `IPI_202511${String(i + 1).padStart(2, '0')}.dat`, data: testBytes(10_240, 1100 + i) }));
+    const old = new Date(Date.now() - 3600_000);
+    for (const f of files) fs.utimesSync(writeRemoteFile(srv, f.name, f.data), old, old);
+    // The default FILES_IN_FLIGHT (8) and retry delays long enough to show in the time taken.
+    const ws = suite.track(makeWorkspace(srv, { extra: { RETRY_DELAYS: '5' } }));
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    for (const f of files) assert.equal(sha256File(path.join(ws.serverDir, f.name)), sha256(f.data), f.name);
+    assert.equal(ws.marker(), files.at(-1)!.name);
+    const out = r.stdout + r.stderr;
+    assert.doesNotMatch(out, /WARN|ERROR|retrying/, out);
+    assert.equal(count(out, /taken as its limit on open files, so at most 2 at once on this connection/), 1, out);
+  });
+});
+
 /** Every file under the workspace except the .env itself: where a leaked secret could sit. */
 function producedText(ws: Workspace): string {
   return walk(ws.dir).filter((f) => f !== '.env').map((f) => fs.readFileSync(path.join(ws.dir, f), 'latin1')).join('\n');

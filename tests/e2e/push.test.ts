@@ -459,6 +459,25 @@ describe('ipi-push --once', () => {
     }
   });
 
+  test('a server that allows two open files: the refusal is taken as its limit, said once; every file goes in one run, no retries, no warnings', async () => {
+    const limited = await startEmbeddedServer({ maxHandles: 2 });
+    cleanups.push(() => limited.stop());
+    // The default FILES_IN_FLIGHT (8); retry delays long enough to show.
+    const p = setup({ VERIFY: 'size', PUSH_SETTLE: '0', RETRY_DELAYS: '5' }, limited);
+    const files = Array.from({ length: 20 }, (_, i) => ({ rel: `f${String(i).padStart(2, '0')}.dat`, data: testBytes(10_240, 2100 + i) }));
+    for (const f of files) p.put(f.rel, f.data);
+    const r = await p.run(['--once']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    for (const f of files) assert.equal(sha256File(path.join(p.remoteRoot, f.rel)), sha256(f.data), f.rel);
+    const st = p.state();
+    assert.equal(Object.keys(st.uploaded).length, files.length);
+    assert.deepEqual(st.failed, {});
+    // (The embedded server has no posix-rename@openssh.com, which is warned about, rightly.)
+    const out = (r.stdout + r.stderr).split('\n').filter((l) => !/does not offer posix-rename/.test(l)).join('\n');
+    assert.doesNotMatch(out, /WARN|ERROR|retry/, out);
+    assert.equal(count(out, /taken as its limit on open files, so at most 2 at once on this connection/), 1, out);
+  });
+
   test('the link cut while several small files are in flight: the retry sends what did not arrive; each file arrives identical, recorded once, no temporary left', async () => {
     const proxy = await startFaultProxy(server.port);
     cleanups.push(() => proxy.stop());
