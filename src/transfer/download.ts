@@ -157,15 +157,26 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
 
     // The local fsync runs while the server is asked again about the file (the second look:
     // a file replaced or still growing during the download is not published as a mix), and
-    // the remote handle is closed in the same round trip.
+    // whether the file really ends at its listed size: a server whose size is stale or wrong
+    // (a cache, a file still open for writing on Windows) would otherwise have us publish
+    // the file cut short and move the marker past it. The handle is closed in the same round
+    // trip (the read goes before the close; a server answering out of order may refuse it,
+    // which proves nothing either way).
     const mtime = new Date(req.remote.mtimeMs);
     await local.utimes(mtime, mtime);
     const syncing = local.sync();
     syncing.catch(() => {});
     remoteClosed = true;
-    const [after] = await Promise.all([req.session.stat(req.remotePath), req.session.close(handle).catch(() => {})]);
+    const [after, beyond] = await Promise.all([
+      req.session.stat(req.remotePath),
+      req.session.read(handle, Buffer.allocUnsafe(1), 0, 1, req.remote.size).catch(() => 0),
+      req.session.close(handle).catch(() => {}),
+    ]);
     if (after.size !== req.remote.size || after.mtimeMs !== req.remote.mtimeMs) {
       throw new RemoteChangedError(`${req.name} changed on the server during the download (size ${req.remote.size} -> ${after.size}); it will be fetched again`);
+    }
+    if (beyond > 0) {
+      throw new RemoteChangedError(`${req.name} goes on past its listed size ${req.remote.size} on the server (the server's size is stale or wrong, or the file is still being written): not published`);
     }
     const localSize = (await local.stat()).size;
     if (localSize !== req.remote.size) {

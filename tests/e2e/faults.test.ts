@@ -798,6 +798,25 @@ describe('hostile server (embedded ssh2 server)', () => {
   });
 });
 
+describe('a server whose listed size is smaller than the file (embedded ssh2 server)', () => {
+  for (const [what, size, chunk] of [['one chunk', 10_240, '2MiB'], ['several chunks, resumable', 3 * MiB + 7, '1MiB']] as const) {
+    test(`${what}: the file is not published cut short, the marker stays before it, exit 1 naming it`, async () => {
+      const listed = Math.floor(size / 2);
+      const srv = await embedded({ lieSize: { name: 'IPI_20251222.dat', size: listed } });
+      const old = new Date(Date.now() - 3600_000);
+      for (let i = 1; i <= 3; i++) fs.utimesSync(writeRemoteFile(srv, `IPI_2025122${i}.dat`, testBytes(size, 1220 + i)), old, old);
+      const ws = suite.track(makeWorkspace(srv, { extra: { RETRIES: '1', RETRY_DELAYS: '0.1', CHUNK_SIZE: chunk } }));
+      const r = await ws.run();
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.equal(ws.marker(), 'IPI_20251221.dat');
+      assert.deepEqual(fs.readdirSync(ws.serverDir), ['IPI_20251221.dat']);
+      const errs = errorLines(r.stderr);
+      assert.equal(errs.length, 1, r.stderr);
+      assert.match(errs[0]!, new RegExp(`IPI_20251222\\.dat goes on past its listed size ${listed} on the server`));
+    });
+  }
+});
+
 describe('a file that fails the same way at every attempt (embedded ssh2 server)', () => {
   test('behind small files fetched ahead of it: the run still ends after RETRIES with exit 1, naming it; the files before it are delivered', async () => {
     // The server lists IPI_20251205.dat larger than it is: every download of it ends early.
