@@ -44,6 +44,7 @@ export interface RemoteStat {
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
 
 function toStat(a: Stats): RemoteStat {
   return { size: a.size, mtimeMs: a.mtime * 1000, isFile: (a.mode & S_IFMT) === S_IFREG };
@@ -206,7 +207,18 @@ export class SftpSession {
         }
         throw err;
       });
-    return list.map(({ filename, attrs }) => ({ name: filename, ...toStat(attrs) }));
+    const entries: RemoteEntry[] = list.map(({ filename, attrs }) => ({ name: filename, ...toStat(attrs) }));
+    // A listing describes a symbolic link itself (OpenSSH's READDIR uses lstat), and `sftp get`
+    // fetches a link's file: a link to a regular file is listed as that file (its size and
+    // time, as the second look's stat and the open see it). A dangling link stays a non-file;
+    // any other failure fails the listing, so a file is never passed over for a passing error.
+    const links = list.flatMap(({ filename, attrs }, i) =>
+      ((attrs.mode & S_IFMT) === S_IFLNK && !filename.includes('/') && filename !== '.' && filename !== '..' ? [i] : []));
+    await Promise.all(links.map(async (i) => {
+      const target = await this.statOrNull(dir.endsWith('/') ? `${dir}${entries[i]!.name}` : `${dir}/${entries[i]!.name}`);
+      if (target?.isFile) entries[i] = { name: entries[i]!.name, ...target };
+    }));
+    return entries;
   }
 
   stat(remotePath: string): Promise<RemoteStat> {

@@ -58,6 +58,23 @@ describe('ipi-pull against a real SFTP server', () => {
     assert.match(log, /IPI_20240101\.dat: delivered/);
   });
 
+  test('a symbolic link on the server to a file is pulled as that file, as `sftp get` would; a dangling link and a folder are not files', async () => {
+    const files = { 'IPI_20240201.dat': testBytes(10_000, 201), 'store/kept.bin': testBytes(700_000, 202), 'IPI_20240203.dat': testBytes(10_000, 203) };
+    const { ws, folder } = setup(files);
+    const dir = path.dirname(remoteFile(folder, 'IPI_20240201.dat'));
+    // OpenSSH's READDIR describes a link itself (lstat); its file is what `get` fetches.
+    fs.symlinkSync('store/kept.bin', path.join(dir, 'IPI_20240202.dat'));
+    fs.symlinkSync('store/missing.bin', path.join(dir, 'IPI_20240204.dat'));
+    fs.mkdirSync(path.join(dir, 'IPI_20240205.dat'));
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.deepEqual(ws.history().map((h) => h.name), ['IPI_20240201.dat', 'IPI_20240202.dat', 'IPI_20240203.dat']);
+    assert.equal(sha256File(path.join(ws.serverDir, 'IPI_20240202.dat')), sha256(files['store/kept.bin']));
+    assert.ok(!fs.lstatSync(path.join(ws.serverDir, 'IPI_20240202.dat')).isSymbolicLink(), 'a file, not a link, is published');
+    assert.equal(ws.marker(), 'IPI_20240203.dat');
+    assertNoLeftovers(ws);
+  });
+
   test('--once pulls exactly one file per run, then the next one', async () => {
     const { ws } = setup({ 'IPI_20240201.dat': testBytes(1234, 5), 'IPI_20240202.dat': testBytes(4321, 6) });
     let r = await ws.run(['--once']);
