@@ -171,6 +171,11 @@ async function drain(a: Attempting, opts: PullOptions, warned: Set<string>): Pro
       warned.add(s.name);
       ctx.log.warn(`skipping ${printableName(s.name)}: ${s.reason}`);
     }
+    for (const s of selection.passedOver) {
+      if (warned.has(s.name)) continue;
+      warned.add(s.name);
+      ctx.log.warn(`${printableName(s.name)} is not delivered: ${s.reason}; fetch it by hand, or set the marker before it (ipi-pull mark NAME) to have the files after NAME delivered again`);
+    }
     summary.waiting = selection.waiting;
     summary.pending = selection.queue.map((e) => e.name);
     if (selection.queue.length === 0) {
@@ -493,18 +498,19 @@ async function afterDelivery(session: SftpSession, config: Config, remotePath: s
 
 /** How the settings choose among the server's files: one place, so `status` shows what a run would pull. */
 export async function selectionOptions(config: Config, marker: string | null, latest: boolean): Promise<SelectOptions> {
+  const recent = marker === null ? [] : await recentDeliveries(historyFileFor(config.markerFile));
+  // Newest first: the marker's latest delivery, and each file's latest version.
+  const markerLine = recent.find((d) => d.name === marker);
+  const mtimeOf = new Map<string, number>();
+  for (const d of recent) if (!mtimeOf.has(d.name)) mtimeOf.set(d.name, Date.parse(d.remoteMtime));
   return {
     matches: picomatch(config.pattern, { dot: true }),
     orderBy: config.orderBy,
     minAgeMs: config.minAge,
     nowMs: Date.now(),
-    markerMtimeMs: config.orderBy === 'mtime' && marker !== null ? await markerMtime(historyFileFor(config.markerFile), marker) : undefined,
+    markerMtimeMs: config.orderBy === 'mtime' && markerLine ? Date.parse(markerLine.remoteMtime) : undefined,
     latestOnly: latest || (marker === null && config.startFrom === 'latest'),
     isCompanion: (name) => config.checksumSuffixes.some((c) => name.endsWith(c.suffix)),
+    delivered: markerLine ? { markerAtMs: Date.parse(markerLine.deliveredAt), mtimeOf } : undefined,
   };
-}
-
-async function markerMtime(historyFile: string, marker: string): Promise<number | undefined> {
-  const hit = (await recentDeliveries(historyFile)).find((d) => d.name === marker);
-  return hit ? Date.parse(hit.remoteMtime) : undefined;
 }

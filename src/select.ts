@@ -22,6 +22,12 @@ export interface SelectOptions {
   latestOnly?: boolean;
   /** Companion files (NAME.sha256 ...) travel with their data file and are never delivered themselves. */
   isCompanion?: (name: string) => boolean;
+  /**
+   * From our history, when there is a line for the marker's file: when it was delivered, and
+   * the server mtime each recently delivered file had. Without it (a marker set by hand, or
+   * FTP_IPI.py's), files before the marker are not looked at.
+   */
+  delivered?: { markerAtMs: number; mtimeOf: ReadonlyMap<string, number> };
 }
 
 export interface Skipped {
@@ -36,6 +42,11 @@ export interface Selection {
   skipped: Skipped[];
   /** The first file not ready yet; nothing after it is taken either, or the marker would pass it. */
   waiting: Skipped | null;
+  /**
+   * Files sorting before the marker that appeared, or changed, on the server after the
+   * marker's file was delivered: the marker has passed their place, so no run takes them.
+   */
+  passedOver: Skipped[];
 }
 
 export class MarkerPlacementError extends Error {}
@@ -115,9 +126,11 @@ export function orderCandidates(entries: readonly RemoteEntry[], opts: Pick<Sele
 export function selectNext(entries: readonly RemoteEntry[], marker: string | null, opts: SelectOptions): Selection {
   const { ordered, skipped } = orderCandidates(entries, opts);
   let after = ordered;
+  const passedOver: Skipped[] = [];
   if (marker !== null) {
     const markerKey = markerKeyOf(marker, entries, opts);
     after = ordered.filter((e) => compareKeys(keyOf(e, opts.orderBy)!, markerKey) > 0);
+    if (opts.delivered) passedOver.push(...lateBefore(ordered, markerKey, marker, opts.orderBy, opts.delivered));
   }
   const queue: RemoteEntry[] = [];
   let waiting: Skipped | null = null;
@@ -130,7 +143,34 @@ export function selectNext(entries: readonly RemoteEntry[], marker: string | nul
     }
     queue.push(entry);
   }
-  return { queue, skipped, waiting };
+  return { queue, skipped, waiting, passedOver };
+}
+
+/**
+ * Files placed before the marker whose server mtime is later than the marker's delivery:
+ * written after the marker passed their place (a late upload, a correction), unless our
+ * history shows that very version delivered. A server clock running ahead of ours can make a
+ * file delivered just before the marker look late: the history check answers that.
+ */
+function lateBefore(
+  ordered: readonly RemoteEntry[], markerKey: SortKey, marker: string, orderBy: OrderBy,
+  delivered: NonNullable<SelectOptions['delivered']>,
+): Skipped[] {
+  const late: Skipped[] = [];
+  for (const e of ordered) {
+    if (compareKeys(keyOf(e, orderBy)!, markerKey) >= 0) break;
+    if (e.mtimeMs <= delivered.markerAtMs) continue;
+    const had = delivered.mtimeOf.get(e.name);
+    if (had === e.mtimeMs) continue;
+    const when = new Date(e.mtimeMs).toISOString();
+    late.push({
+      name: e.name,
+      reason: had === undefined
+        ? `it sorts before the marker (${marker}) but appeared on the server (mtime ${when}) after that was delivered, so no run will take it`
+        : `it was delivered, then changed on the server (mtime ${new Date(had).toISOString()} -> ${when}) after the marker (${marker}) was delivered, so no run will take it again`,
+    });
+  }
+  return late;
 }
 
 function markerKeyOf(marker: string, entries: readonly RemoteEntry[], opts: SelectOptions): SortKey {

@@ -26,7 +26,7 @@ export interface Status {
   lastDelivery: Delivery | null;
   inProgress: Array<{ name: string; bytes: number; size: number | null; percent: number | null }>;
   lock: LockStatus;
-  remote: { checked: boolean; pending: string[]; waiting: string | null; error: string | null };
+  remote: { checked: boolean; pending: string[]; waiting: string | null; passedOver: string[]; error: string | null };
 }
 
 export async function statusCommand(args: StatusArgs, io: Io): Promise<ExitCode> {
@@ -58,7 +58,7 @@ export async function gatherStatus(config: Config, checkRemote: boolean): Promis
     lastDelivery: lastDelivery ?? null,
     inProgress: await partials(config.localDir),
     lock: await lockStatus(lockFileFor(config.markerFile)),
-    remote: { checked: false, pending: [], waiting: null, error: null },
+    remote: { checked: false, pending: [], waiting: null, passedOver: [], error: null },
   };
   if (!checkRemote) return status;
   if (!config.host || !config.user || !config.remoteDir) {
@@ -69,7 +69,9 @@ export async function gatherStatus(config: Config, checkRemote: boolean): Promis
     const session = await SftpSession.open(sessionOptions(config, false, silentLogger));
     try {
       const sel = selectNext(await session.list(config.remoteDir), marker, await selectionOptions(config, marker, false));
-      status.remote = { checked: true, pending: sel.queue.map((e) => e.name), waiting: sel.waiting?.name ?? null, error: null };
+      status.remote = {
+        checked: true, pending: sel.queue.map((e) => e.name), waiting: sel.waiting?.name ?? null, passedOver: sel.passedOver.map((e) => e.name), error: null,
+      };
     } finally {
       await session.end();
     }
@@ -113,6 +115,7 @@ function renderStatus(s: Status, config: Config): string {
   if (s.remote.checked) {
     lines.push(`waiting on the server: ${s.remote.pending.length === 0 ? 'nothing new' : `${s.remote.pending.length} file(s), in order: ${s.remote.pending.join(', ')}`}`);
     if (s.remote.waiting) lines.push(`not ready yet: ${s.remote.waiting}`);
+    if (s.remote.passedOver.length > 0) lines.push(`passed over (before the marker, but new or changed on the server since it moved there; no run takes them): ${s.remote.passedOver.join(', ')}`);
   } else if (s.remote.error) lines.push(`server: not checked (${s.remote.error})`);
   return `${lines.join('\n')}\n`;
 }

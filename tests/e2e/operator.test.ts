@@ -85,7 +85,7 @@ describe('operator commands', () => {
     assert.deepEqual(s.inProgress, [{ name: 'IPI_20250102.dat', bytes: 1000, size: 4000, percent: 25 }]);
     assert.equal(s.lock.held, true);
     assert.equal(s.lock.holder.pid, process.pid);
-    assert.deepEqual(s.remote, { checked: true, pending: ['IPI_20250102.dat', 'IPI_20250103.dat'], waiting: null, error: null });
+    assert.deepEqual(s.remote, { checked: true, pending: ['IPI_20250102.dat', 'IPI_20250103.dat'], waiting: null, passedOver: [], error: null });
     assert.equal(ws.marker(), markerBefore, 'status changes nothing');
     const human = await ws.run(['status']);
     assert.match(human.stdout, /in progress: IPI_20250102\.dat: 1000 B of 3\.9 KiB \(25%\)/);

@@ -75,6 +75,27 @@ describe('ipi-pull against a real SFTP server', () => {
     assertNoLeftovers(ws);
   });
 
+  test('a file that lands before the marker after the marker moved past its place is warned about and shown by status, not silently ignored', async () => {
+    const { ws, folder } = setup({ 'IPI_20240302.dat': testBytes(5000, 302), 'IPI_20240303.dat': testBytes(5000, 303) });
+    const first = await ws.run();
+    assert.equal(first.code, 0, first.stderr + first.stdout);
+    assert.equal(ws.marker(), 'IPI_20240303.dat');
+    // An upload that comes late: dated before the marker, written after its delivery
+    // (a little in the future, as the server's mtime has whole seconds).
+    const late = remoteFile(folder, 'IPI_20240301.dat');
+    fs.writeFileSync(late, testBytes(5000, 301));
+    const later = new Date(Date.now() + 5000);
+    fs.utimesSync(late, later, later);
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stderr, /WARN: "?IPI_20240301\.dat"? is not delivered: it sorts before the marker \(IPI_20240303\.dat\) but appeared on the server .* after that was delivered, so no run will take it; fetch it by hand, or set the marker before it/);
+    assert.equal(ws.marker(), 'IPI_20240303.dat');
+    assert.ok(!fs.existsSync(path.join(ws.serverDir, 'IPI_20240301.dat')));
+    const st = await ws.run(['status', '--json']);
+    assert.deepEqual(JSON.parse(st.stdout).remote.passedOver, ['IPI_20240301.dat']);
+    assert.match((await ws.run(['status'])).stdout, /passed over \(before the marker, but new or changed on the server since it moved there; no run takes them\): IPI_20240301\.dat/);
+  });
+
   test('--once pulls exactly one file per run, then the next one', async () => {
     const { ws } = setup({ 'IPI_20240201.dat': testBytes(1234, 5), 'IPI_20240202.dat': testBytes(4321, 6) });
     let r = await ws.run(['--once']);

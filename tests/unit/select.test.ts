@@ -327,3 +327,34 @@ describe('orderCandidates', () => {
     assert.deepEqual(skipped.map((s) => s.name), ['IPI_x']);
   });
 });
+
+describe('files the marker has passed over', () => {
+  const deliveredAt = NOW - 2 * HOUR;
+  // History: the marker's file delivered two hours ago; the file before it delivered as it was then.
+  const delivered = { markerAtMs: deliveredAt, mtimeOf: new Map([['IPI_20240102.dat', NOW - 30 * HOUR], ['IPI_20240103.dat', NOW - 26 * HOUR]]) };
+  const listing = (late: RemoteEntry) => [f('IPI_20240102.dat', NOW - 30 * HOUR), f('IPI_20240103.dat', NOW - 26 * HOUR), late, f('IPI_20240105.dat', NOW - HOUR)];
+
+  test('a file placed before the marker, written after the marker\'s delivery: reported, not queued', () => {
+    const sel = selectNext(listing(f('IPI_20240101.dat', NOW - HOUR)), 'IPI_20240103.dat', opts({ delivered }));
+    assert.deepEqual(names(sel.queue), ['IPI_20240105.dat']);
+    assert.deepEqual(sel.passedOver.map((s) => s.name), ['IPI_20240101.dat']);
+    assert.match(sel.passedOver[0]!.reason, /sorts before the marker \(IPI_20240103\.dat\) but appeared on the server .* after that was delivered/);
+  });
+
+  test('a delivered file changed on the server after the marker\'s delivery: reported as changed', () => {
+    const sel = selectNext([f('IPI_20240102.dat', NOW - HOUR), f('IPI_20240103.dat', NOW - 26 * HOUR)], 'IPI_20240103.dat', opts({ delivered }));
+    assert.deepEqual(sel.passedOver.map((s) => s.name), ['IPI_20240102.dat']);
+    assert.match(sel.passedOver[0]!.reason, /was delivered, then changed on the server/);
+  });
+
+  test('older files, the delivered version of a file (a server clock ahead of ours), and files after the marker are not', () => {
+    const aheadClock = { markerAtMs: deliveredAt, mtimeOf: new Map([['IPI_20240102.dat', NOW - HOUR]]) };
+    const sel = selectNext(listing(f('IPI_20240101.dat', NOW - 48 * HOUR)).map((e) => (e.name === 'IPI_20240102.dat' ? f(e.name, NOW - HOUR) : e)), 'IPI_20240103.dat', opts({ delivered: aheadClock }));
+    assert.deepEqual(sel.passedOver, []);
+    assert.deepEqual(names(sel.queue), ['IPI_20240105.dat']);
+  });
+
+  test('without a history line for the marker (set by hand, or by FTP_IPI.py) nothing is looked at', () => {
+    assert.deepEqual(selectNext(listing(f('IPI_20240101.dat', NOW - HOUR)), 'IPI_20240103.dat', opts()).passedOver, []);
+  });
+});

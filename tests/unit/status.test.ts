@@ -21,6 +21,6 @@ test('an unreadable SFTP_KEY: the local records are shown, and remote.error name
   const status = await gatherStatus(config, true);
   assert.equal(status.marker, 'IPI_20250101.dat');
   assert.deepEqual(status.remote, {
-    checked: false, pending: [], waiting: null, error: `SFTP_KEY ${path.join(root, 'missing_key')}: cannot read it (ENOENT)`,
+    checked: false, pending: [], waiting: null, passedOver: [], error: `SFTP_KEY ${path.join(root, 'missing_key')}: cannot read it (ENOENT)`,
   });
 });
