@@ -7,6 +7,8 @@ export interface RemoteEntry {
   size: number;
   mtimeMs: number;
   isFile: boolean;
+  /** Why a name that may stand for a file cannot be taken as one (a link the server cannot follow). */
+  unreadable?: string;
 }
 
 export type OrderBy = 'date' | 'mtime' | 'name';
@@ -106,7 +108,11 @@ export function orderCandidates(entries: readonly RemoteEntry[], opts: Pick<Sele
     // A '/' never belongs in a listed name, and a glob cannot judge such a name (`*` stops at
     // '/'): it would be dropped in silence. It is reported as unsafe whatever FILE_PATTERN says.
     const hasSlash = entry.name.includes('/');
-    if (!entry.isFile || (!hasSlash && !opts.matches(entry.name)) || opts.isCompanion?.(entry.name)) continue;
+    if ((!hasSlash && !opts.matches(entry.name)) || opts.isCompanion?.(entry.name)) continue;
+    if (!entry.isFile) {
+      if (entry.unreadable) skipped.push({ name: entry.name, reason: entry.unreadable });
+      continue;
+    }
     const unsafe = unsafeNameReason(entry.name);
     if (unsafe) {
       skipped.push({ name: entry.name, reason: `unsafe name: ${unsafe}` });

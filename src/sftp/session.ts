@@ -210,13 +210,20 @@ export class SftpSession {
     const entries: RemoteEntry[] = list.map(({ filename, attrs }) => ({ name: filename, ...toStat(attrs) }));
     // A listing describes a symbolic link itself (OpenSSH's READDIR uses lstat), and `sftp get`
     // fetches a link's file: a link to a regular file is listed as that file (its size and
-    // time, as the second look's stat and the open see it). A dangling link stays a non-file;
-    // any other failure fails the listing, so a file is never passed over for a passing error.
+    // time, as the second look's stat and the open see it). One the server cannot follow
+    // (dangling, a loop, no permission) is listed with why, so a matching name is warned about
+    // rather than passed over in silence, and does not hold up the other files either.
     const links = list.flatMap(({ filename, attrs }, i) =>
       ((attrs.mode & S_IFMT) === S_IFLNK && !filename.includes('/') && filename !== '.' && filename !== '..' ? [i] : []));
     await Promise.all(links.map(async (i) => {
-      const target = await this.statOrNull(dir.endsWith('/') ? `${dir}${entries[i]!.name}` : `${dir}/${entries[i]!.name}`);
-      if (target?.isFile) entries[i] = { name: entries[i]!.name, ...target };
+      const name = entries[i]!.name;
+      const target = await this.statOrNull(dir.endsWith('/') ? `${dir}${name}` : `${dir}/${name}`).catch((err: unknown) => {
+        if (this.isClosed) throw err;
+        return (err as Error).message;
+      });
+      if (target === null) entries[i] = { ...entries[i]!, unreadable: 'a symbolic link to nothing on the server' };
+      else if (typeof target === 'string') entries[i] = { ...entries[i]!, unreadable: `a symbolic link the server cannot follow (${target})` };
+      else if (target.isFile) entries[i] = { name, ...target };
     }));
     return entries;
   }

@@ -358,3 +358,13 @@ describe('files the marker has passed over', () => {
     assert.deepEqual(selectNext(listing(f('IPI_20240101.dat', NOW - HOUR)), 'IPI_20240103.dat', opts()).passedOver, []);
   });
 });
+
+describe('names that cannot be taken as files', () => {
+  test('a matching name the server cannot follow is skipped with why; a folder, or a name that does not match, in silence', () => {
+    const link = { ...d('IPI_20240102.dat'), unreadable: 'a symbolic link to nothing on the server' };
+    const other = { ...d('notes-link'), unreadable: 'a symbolic link to nothing on the server' };
+    const sel = selectNext([f('IPI_20240101.dat'), link, d('IPI_20240103.dat'), other, f('IPI_20240104.dat')], null, opts());
+    assert.deepEqual(names(sel.queue), ['IPI_20240101.dat', 'IPI_20240104.dat']);
+    assert.deepEqual(sel.skipped, [{ name: 'IPI_20240102.dat', reason: 'a symbolic link to nothing on the server' }]);
+  });
+});
