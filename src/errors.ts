@@ -62,13 +62,13 @@ export class TransientError extends IpiError {
   }
 }
 
-/** The bytes do not match the server's checksum file. */
 /**
  * A remote file changed under its transfer (grew, shrank, was replaced). Its bytes are
  * fetched again from zero, so they are no progress for the retry budget.
  */
 export class RemoteChangedError extends TransientError {}
 
+/** The bytes do not match the server's checksum file. */
 export class IntegrityError extends IpiError {
   constructor(message: string) {
     super(message, 'permanent', EXIT.failed);

@@ -153,10 +153,11 @@ export function selectNext(entries: readonly RemoteEntry[], marker: string | nul
 }
 
 /**
- * Files placed before the marker whose server mtime is later than the marker's delivery:
- * written after the marker passed their place (a late upload, a correction), unless our
- * history shows that very version delivered. A server clock running ahead of ours can make a
- * file delivered just before the marker look late: the history check answers that.
+ * Files placed before the marker, and the marker's own, whose server mtime is later than the
+ * marker's delivery: written after the marker passed their place (a late upload, a
+ * correction), unless our history shows that very version delivered. A server clock running
+ * ahead of ours can make a file delivered just before the marker look late: the history check
+ * answers that.
  */
 function lateBefore(
   ordered: readonly RemoteEntry[], markerKey: SortKey, marker: string, orderBy: OrderBy,
@@ -164,16 +165,17 @@ function lateBefore(
 ): Skipped[] {
   const late: Skipped[] = [];
   for (const e of ordered) {
-    if (compareKeys(keyOf(e, orderBy)!, markerKey) >= 0) break;
+    if (compareKeys(keyOf(e, orderBy)!, markerKey) > 0) break;
     if (e.mtimeMs <= delivered.markerAtMs) continue;
     const had = delivered.mtimeOf.get(e.name);
     if (had === e.mtimeMs) continue;
     const when = new Date(e.mtimeMs).toISOString();
+    const since = e.name === marker ? '' : ` after the marker (${marker}) was delivered`;
     late.push({
       name: e.name,
       reason: had === undefined
         ? `it sorts before the marker (${marker}) but appeared on the server (mtime ${when}) after that was delivered, so no run will take it`
-        : `it was delivered, then changed on the server (mtime ${new Date(had).toISOString()} -> ${when}) after the marker (${marker}) was delivered, so no run will take it again`,
+        : `it was delivered, then changed on the server (mtime ${new Date(had).toISOString()} -> ${when})${since}, so no run will take it again`,
     });
   }
   return late;

@@ -354,6 +354,15 @@ describe('files the marker has passed over', () => {
     assert.deepEqual(names(sel.queue), ['IPI_20240105.dat']);
   });
 
+  test('the marker\'s own file rewritten on the server after its delivery: reported as changed', () => {
+    const sel = selectNext([f('IPI_20240102.dat', NOW - 30 * HOUR), f('IPI_20240103.dat', NOW - HOUR)], 'IPI_20240103.dat', opts({ delivered }));
+    assert.deepEqual(sel.passedOver, [{
+      name: 'IPI_20240103.dat',
+      reason: `it was delivered, then changed on the server (mtime ${new Date(NOW - 26 * HOUR).toISOString()} -> ${new Date(NOW - HOUR).toISOString()}), so no run will take it again`,
+    }]);
+    assert.deepEqual(sel.queue, []);
+  });
+
   test('without a history line for the marker (set by hand, or by FTP_IPI.py) nothing is looked at', () => {
     assert.deepEqual(selectNext(listing(f('IPI_20240101.dat', NOW - HOUR)), 'IPI_20240103.dat', opts()).passedOver, []);
   });
