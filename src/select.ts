@@ -104,7 +104,12 @@ function compareKeys(a: SortKey, b: SortKey): number {
 export function orderCandidates(entries: readonly RemoteEntry[], opts: Pick<SelectOptions, 'matches' | 'orderBy' | 'isCompanion'>): { ordered: RemoteEntry[]; skipped: Skipped[] } {
   const skipped: Skipped[] = [];
   const keyed: Array<{ entry: RemoteEntry; key: SortKey }> = [];
+  // A name listed twice (a folder changing while it is read can do that) is one file: queued
+  // twice, it would be downloaded twice at once into the same partial.
+  const seen = new Set<string>();
   for (const entry of entries) {
+    if (seen.has(entry.name)) continue;
+    seen.add(entry.name);
     // A '/' never belongs in a listed name, and a glob cannot judge such a name (`*` stops at
     // '/'): it would be dropped in silence. It is reported as unsafe whatever FILE_PATTERN says.
     const hasSlash = entry.name.includes('/');

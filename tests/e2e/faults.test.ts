@@ -798,6 +798,23 @@ describe('hostile server (embedded ssh2 server)', () => {
   });
 });
 
+describe('a server that lists a name twice (embedded ssh2 server)', () => {
+  test('the file is delivered once, whole; the run goes on to the files after it', async () => {
+    const old = Math.floor(Date.now() / 1000) - 3600;
+    const data = testBytes(10_240, 1230);
+    const srv = await embedded({ extraEntries: [{ name: 'IPI_20251225.dat', size: data.length, mtime: old, content: data }] });
+    for (const [i, d] of [[1, testBytes(10_240, 1231)], [2, data], [3, testBytes(10_240, 1233)]] as const) {
+      fs.utimesSync(writeRemoteFile(srv, `IPI_2025122${i + 3}.dat`, d), old, old);
+    }
+    const ws = suite.track(makeWorkspace(srv));
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.deepEqual(ws.history().map((h) => h.name), ['IPI_20251224.dat', 'IPI_20251225.dat', 'IPI_20251226.dat']);
+    assert.equal(sha256File(path.join(ws.serverDir, 'IPI_20251225.dat')), sha256(data));
+    assert.equal(ws.marker(), 'IPI_20251226.dat');
+  });
+});
+
 describe('a server whose listed size is smaller than the file (embedded ssh2 server)', () => {
   for (const [what, size, chunk] of [['one chunk', 10_240, '2MiB'], ['several chunks, resumable', 3 * MiB + 7, '1MiB']] as const) {
     test(`${what}: the file is not published cut short, the marker stays before it, exit 1 naming it`, async () => {

@@ -377,3 +377,11 @@ describe('names that cannot be taken as files', () => {
     assert.deepEqual(sel.skipped, [{ name: 'IPI_20240102.dat', reason: 'a symbolic link to nothing on the server' }]);
   });
 });
+
+describe('a listing that names a file twice', () => {
+  test('it is queued once (the first entry), never twice', () => {
+    const sel = selectNext([f('IPI_20240101.dat'), f('IPI_20240102.dat', NOW - 20 * HOUR), f('IPI_20240102.dat', NOW - 10 * HOUR), f('IPI_20240103.dat')], null, opts());
+    assert.deepEqual(names(sel.queue), ['IPI_20240101.dat', 'IPI_20240102.dat', 'IPI_20240103.dat']);
+    assert.equal(sel.queue[1]!.mtimeMs, NOW - 20 * HOUR);
+  });
+});
