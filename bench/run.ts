@@ -831,8 +831,13 @@ async function main(): Promise<void> {
       for (const c of contenders) await runOne(c, '  warm-up');
     }
     for (let round = 0; round < opts.rounds; round++) {
-      // Alternate: each round starts with the next contender, so none is always first or last.
-      const order = contenders.map((_, i) => contenders[(i + round) % contenders.length]!);
+      // Alternate: each round starts with the next contender, so none is always first or last,
+      // and every other round runs backwards, so each contender follows each of its two
+      // neighbours in turn. What ran just before measurably matters on this machine
+      // (BENCHMARKS.md, "Session 11"): with the order only rotated, OpenSSH's put always ran
+      // right after ipi-push, and ipi-push after the 13 s small-file get over the slow link.
+      const base = round % 2 === 1 ? [...contenders].reverse() : contenders;
+      const order = base.map((_, i) => base[(i + round) % base.length]!);
       log(`round ${round + 1}/${opts.rounds}: ${order.map((c) => c.id).join(', ')}`);
       for (const c of order) samples.get(c.id)!.push(await runOne(c, '  '));
     }
@@ -926,7 +931,7 @@ async function main(): Promise<void> {
       'ipi-pull: the built CLI (dist/src/bin/ipi-pull.js --json) with product defaults, except SETTLE_TIME=0 (no settle pause; the files are an hour old)',
       ...(opts.rtt > 0 ? [`link: the ${opts.rttFiles}-file rows go through a proxy on 127.0.0.1 that holds every byte ${opts.rtt / 2} ms each way (a ${opts.rtt} ms round trip, TCP_NODELAY both sides)`] : []),
       ...(opts.upload ? ['ipi-push: the built CLI (dist/src/bin/ipi-push.js --once --json) with product defaults, except PUSH_SETTLE=0; VERIFY=size to match sftp put (VERIFY=sha256 in its own row)'] : []),
-      `times: wall clock of each child process, spawn to exit, median of ${opts.rounds}; contenders alternate; before each run (untimed) the previous large outputs are removed, \`sync\` is run and the inputs are read into the page cache; small-file outputs are removed at the end; ${RSS_METHOD}`,
+      `times: wall clock of each child process, spawn to exit, median of ${opts.rounds}; contenders alternate (each round starts one later, every other round runs backwards); before each run (untimed) the previous large outputs are removed, \`sync\` is run and the inputs are read into the page cache; small-file outputs are removed at the end; ${RSS_METHOD}`,
     ];
     const out = [...header, '', table(rows), '', 'targets:', ...targets.map((t) => `  [${t.pass ? 'PASS' : 'MISS'}] ${t.name}: ${t.detail}`)].join('\n');
     console.log(`\n${out}\n`);
