@@ -108,6 +108,8 @@ export interface EmbeddedServerOptions {
   failWrite?: { name: string; offset: number; times?: number };
   /** Open files and folders a session may hold at once; past it OPEN and OPENDIR answer FAILURE, as some servers do. */
   maxHandles?: number;
+  /** READDIR leaves out the permissions (and so the file type), as some servers do; STAT still gives them. */
+  listingWithoutMode?: boolean;
 }
 
 const DEFAULT_PASSWORD = 'ipi-test-password';
@@ -515,7 +517,9 @@ class SftpSession {
     if (h.pos >= h.entries.length) return this.status(id, STATUS_CODE.EOF);
     const batch = h.entries.slice(h.pos, h.pos + (this.st.opts.readdirBatch ?? 50));
     h.pos += batch.length;
-    this.sftp.name(id, batch);
+    // ssh2 leaves out of the reply an attribute that is not a number (its type says otherwise).
+    const sent = this.st.opts.listingWithoutMode ? batch.map((e) => ({ ...e, attrs: { ...e.attrs, mode: undefined } }) as unknown as FileEntry) : batch;
+    this.sftp.name(id, sent);
   }
 
   private async mkdir(id: number, p: string, attrs: Partial<Attributes>): Promise<void> {

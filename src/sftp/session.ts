@@ -210,20 +210,33 @@ export class SftpSession {
     const entries: RemoteEntry[] = list.map(({ filename, attrs }) => ({ name: filename, ...toStat(attrs) }));
     // A listing describes a symbolic link itself (OpenSSH's READDIR uses lstat), and `sftp get`
     // fetches a link's file: a link to a regular file is listed as that file (its size and
-    // time, as the second look's stat and the open see it). One the server cannot follow
-    // (dangling, a loop, no permission) is listed with why, so a matching name is warned about
-    // rather than passed over in silence, and does not hold up the other files either.
-    const links = list.flatMap(({ filename, attrs }, i) =>
-      ((attrs.mode & S_IFMT) === S_IFLNK && !filename.includes('/') && filename !== '.' && filename !== '..' ? [i] : []));
-    await Promise.all(links.map(async (i) => {
-      const name = entries[i]!.name;
-      const target = await this.statOrNull(dir.endsWith('/') ? `${dir}${name}` : `${dir}/${name}`).catch((err: unknown) => {
+    // time, as the second look's stat and the open see it). A listing that leaves out the type,
+    // size or time (some servers do) is asked about each such name the same way: read as "not a
+    // file", every file would be passed over in silence. A name the server cannot answer for
+    // (a dangling link, a loop, no permission) is listed with why, so a matching one is warned
+    // about rather than passed over in silence, and does not hold up the other files either.
+    const incomplete = (a: Stats) => typeof a.mode !== 'number' || typeof a.size !== 'number' || typeof a.mtime !== 'number';
+    const isLink = (a: Stats) => typeof a.mode === 'number' && (a.mode & S_IFMT) === S_IFLNK;
+    const unsure = list.flatMap(({ filename, attrs }, i) =>
+      ((incomplete(attrs) || isLink(attrs)) && !filename.includes('/') && filename !== '.' && filename !== '..' ? [i] : []));
+    await Promise.all(unsure.map(async (i) => {
+      const { filename: name, attrs } = list[i]!;
+      const full = dir.endsWith('/') ? `${dir}${name}` : `${dir}/${name}`;
+      const link = isLink(attrs);
+      let st: Stats | null;
+      try {
+        st = await this.call<Stats>(`checking ${full}`, (cb) => this.sftp.stat(full, cb));
+      } catch (err) {
         if (this.isClosed) throw err;
-        return (err as Error).message;
-      });
-      if (target === null) entries[i] = { ...entries[i]!, unreadable: 'a symbolic link to nothing on the server' };
-      else if (typeof target === 'string') entries[i] = { ...entries[i]!, unreadable: `a symbolic link the server cannot follow (${target})` };
-      else if (target.isFile) entries[i] = { name, ...target };
+        // A name gone since the listing is simply not there any more.
+        if (err instanceof RemoteMissingError && !link) return;
+        const unreadable = err instanceof RemoteMissingError ? 'a symbolic link to nothing on the server'
+          : `${link ? 'a symbolic link the server cannot follow' : 'listed without its type, size or time, which the server cannot give'} (${(err as Error).message})`;
+        entries[i] = { ...entries[i]!, unreadable };
+        return;
+      }
+      if (incomplete(st)) entries[i] = { ...entries[i]!, unreadable: 'the server gives no type, size or time for it' };
+      else if (toStat(st).isFile) entries[i] = { name, ...toStat(st) };
     }));
     return entries;
   }

@@ -798,6 +798,22 @@ describe('hostile server (embedded ssh2 server)', () => {
   });
 });
 
+describe('a server whose listing leaves out the file type (embedded ssh2 server)', () => {
+  test('each name is asked about: the files are delivered, the folder is not, as by FTP_IPI.py and sftp', async () => {
+    const srv = await embedded({ listingWithoutMode: true });
+    const files = [1, 2].map((i) => ({ name: `IPI_2025121${i}.dat`, data: testBytes(10_240, 1210 + i) }));
+    const old = new Date(Date.now() - 3600_000);
+    for (const f of files) fs.utimesSync(writeRemoteFile(srv, f.name, f.data), old, old);
+    fs.mkdirSync(path.join(srv.root, 'IPI_20251213.dat'));
+    const ws = suite.track(makeWorkspace(srv));
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    for (const f of files) assert.equal(sha256File(path.join(ws.serverDir, f.name)), sha256(f.data), f.name);
+    assert.equal(ws.marker(), 'IPI_20251212.dat');
+    assert.doesNotMatch(r.stderr, /WARN|ERROR/, r.stderr);
+  });
+});
+
 describe('a server that lists a name twice (embedded ssh2 server)', () => {
   test('the file is delivered once, whole; the run goes on to the files after it', async () => {
     const old = Math.floor(Date.now() / 1000) - 3600;
