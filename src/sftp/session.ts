@@ -235,8 +235,12 @@ export class SftpSession {
         entries[i] = { ...entries[i]!, unreadable };
         return;
       }
-      if (incomplete(st)) entries[i] = { ...entries[i]!, unreadable: 'the server gives no type, size or time for it' };
-      else if (toStat(st).isFile) entries[i] = { name, ...toStat(st) };
+      if (incomplete(st)) {
+        entries[i] = { ...entries[i]!, unreadable: 'the server gives no type, size or time for it' };
+        return;
+      }
+      const target = toStat(st);
+      if (target.isFile) entries[i] = { name, ...target };
     }));
     return entries;
   }
