@@ -512,5 +512,6 @@ export async function selectionOptions(config: Config, marker: string | null, la
     latestOnly: latest || (marker === null && config.startFrom === 'latest'),
     isCompanion: (name) => config.checksumSuffixes.some((c) => name.endsWith(c.suffix)),
     delivered: markerLine ? { markerAtMs: Date.parse(markerLine.deliveredAt), mtimeOf } : undefined,
+    foldCase: process.platform === 'win32' || process.platform === 'darwin',
   };
 }

@@ -30,6 +30,11 @@ export interface SelectOptions {
    * FTP_IPI.py's), files before the marker are not looked at.
    */
   delivered?: { markerAtMs: number; mtimeOf: ReadonlyMap<string, number> };
+  /**
+   * LOCAL_DIR and SERVER_DIR ignore case (Windows, macOS): names that differ only in case, or
+   * in Unicode normalization, are one file there.
+   */
+  foldCase?: boolean;
 }
 
 export interface Skipped {
@@ -101,7 +106,7 @@ function compareKeys(a: SortKey, b: SortKey): number {
 }
 
 /** The order files would be delivered in, with the names that cannot take part and why. */
-export function orderCandidates(entries: readonly RemoteEntry[], opts: Pick<SelectOptions, 'matches' | 'orderBy' | 'isCompanion'>): { ordered: RemoteEntry[]; skipped: Skipped[] } {
+export function orderCandidates(entries: readonly RemoteEntry[], opts: Pick<SelectOptions, 'matches' | 'orderBy' | 'isCompanion' | 'foldCase'>): { ordered: RemoteEntry[]; skipped: Skipped[] } {
   const skipped: Skipped[] = [];
   const keyed: Array<{ entry: RemoteEntry; key: SortKey }> = [];
   // A name listed twice (a folder changing while it is read can do that) is one file: queued
@@ -131,7 +136,22 @@ export function orderCandidates(entries: readonly RemoteEntry[], opts: Pick<Sele
     keyed.push({ entry, key });
   }
   keyed.sort((a, b) => compareKeys(a.key, b.key));
-  return { ordered: keyed.map((k) => k.entry), skipped };
+  if (!opts.foldCase) return { ordered: keyed.map((k) => k.entry), skipped };
+  // Where case is ignored, the later of two such names would replace the earlier one's file
+  // (and both at once would share one partial): the first in order goes, the other is named.
+  const taken = new Map<string, string>();
+  const ordered: RemoteEntry[] = [];
+  for (const { entry } of keyed) {
+    const folded = entry.name.normalize('NFC').toLowerCase();
+    const first = taken.get(folded);
+    if (first !== undefined) {
+      skipped.push({ name: entry.name, reason: `the same name as ${first} where case is ignored (this machine's file system): taking it would replace that file` });
+      continue;
+    }
+    taken.set(folded, entry.name);
+    ordered.push(entry);
+  }
+  return { ordered, skipped };
 }
 
 export function selectNext(entries: readonly RemoteEntry[], marker: string | null, opts: SelectOptions): Selection {

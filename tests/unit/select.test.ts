@@ -385,3 +385,26 @@ describe('a listing that names a file twice', () => {
     assert.equal(sel.queue[1]!.mtimeMs, NOW - 20 * HOUR);
   });
 });
+
+describe('names that differ only in case', () => {
+  const listing = [f('IPI_20240101.dat'), f('IPI_20240102.DAT'), f('IPI_20240102.dat'), f('IPI_20240103.dat')];
+
+  test('where case is ignored, the first in order goes and the other is skipped, named', () => {
+    const sel = selectNext(listing, null, opts({ foldCase: true }));
+    assert.deepEqual(names(sel.queue), ['IPI_20240101.dat', 'IPI_20240102.DAT', 'IPI_20240103.dat']);
+    assert.deepEqual(sel.skipped.map((s) => s.name), ['IPI_20240102.dat']);
+    assert.match(sel.skipped[0]!.reason, /the same name as IPI_20240102\.DAT where case is ignored/);
+  });
+
+  test('Unicode normalization too (NFC and NFD spellings of one name)', () => {
+    const nfc = 'IPI_20240104_\u00e9.dat';
+    const nfd = 'IPI_20240104_e\u0301.dat';
+    const sel = selectNext([f(nfc), f(nfd)], null, opts({ foldCase: true }));
+    assert.equal(sel.queue.length, 1);
+    assert.equal(sel.skipped.length, 1);
+  });
+
+  test('where case matters (Linux), both are files of their own', () => {
+    assert.equal(selectNext(listing, null, opts()).queue.length, 4);
+  });
+});
