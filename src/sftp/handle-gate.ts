@@ -11,8 +11,6 @@
  * failed() or refused(); an opened handle's place ends with closed().
  */
 export class HandleGate {
-  /** Places taken: opens asked for and not yet answered, and handles open. */
-  private taken = 0;
   /** Handles granted by the server and not yet closed. */
   private open = 0;
   private cap = Infinity;
@@ -24,6 +22,11 @@ export class HandleGate {
   private readonly deciding: Array<{ ticket: number; decide: () => void }> = [];
   /** First come, first served: each is handed its place already taken. */
   private readonly waiting: Array<(ticket: number) => void> = [];
+
+  /** Places taken: opens asked for and not yet answered, and handles open. */
+  private get taken(): number {
+    return this.asking.size + this.open;
+  }
 
   /** At most this many at once (Infinity until the server refused one). */
   get limit(): number {
@@ -45,13 +48,13 @@ export class HandleGate {
   /** A granted handle was closed (or its connection is gone). */
   closed(): void {
     this.open--;
-    this.free();
+    this.pass();
   }
 
   /** The open failed for a reason of its own. */
   failed(ticket: number): void {
     this.answered(ticket);
-    this.free();
+    this.pass();
   }
 
   /**
@@ -64,7 +67,7 @@ export class HandleGate {
    */
   async refused(ticket: number): Promise<'alone' | 'lowered' | 'full'> {
     this.answered(ticket);
-    this.free();
+    this.pass();
     if ([...this.asking].some((t) => t < ticket)) await new Promise<void>((decide) => this.deciding.push({ ticket, decide }));
     if (this.open === 0) return 'alone';
     if (this.open >= this.cap) return 'full';
@@ -80,7 +83,6 @@ export class HandleGate {
   }
 
   private take(): number {
-    this.taken++;
     const ticket = this.nextTicket++;
     this.asking.add(ticket);
     return ticket;
@@ -96,11 +98,6 @@ export class HandleGate {
         d.decide();
       }
     }
-  }
-
-  private free(): void {
-    this.taken--;
-    this.pass();
   }
 
   private pass(): void {
