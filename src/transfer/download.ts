@@ -91,18 +91,28 @@ export async function downloadFile(req: DownloadRequest): Promise<Downloaded> {
     // is durable, and an empty partial counts as none.
     localOpening = partSize === null ? fs.open(paths.part, 'w+') : openForResume(paths.part);
     localOpening.catch(() => {});
-    await Promise.all([
-      recorded ? writeMeta(paths.meta, { name: req.name, remoteSize: req.remote.size, remoteMtimeMs: req.remote.mtimeMs, startedAt: new Date().toISOString() }) : null,
-      ensureRoom(req.localDir, req.remote.size - decision.offset, `downloading ${req.name}`),
-    ]);
+    // Before anything is written: a disk too full for the file changes nothing.
+    await ensureRoom(req.localDir, req.remote.size - decision.offset, `downloading ${req.name}`);
+    if (decision.offset === 0 && partSize) {
+      // The record written next says whose bytes the partial holds. Another version's bytes
+      // must be gone (durably) first: if this attempt then failed, the next would find a
+      // record matching the server and resume on them, and a tail check cannot see a file
+      // that differs only nearer its start.
+      const fh = await localOpening;
+      await fh.truncate(0);
+      await fh.sync();
+      partSize = 0;
+    }
+    if (recorded) await writeMeta(paths.meta, { name: req.name, remoteSize: req.remote.size, remoteMtimeMs: req.remote.mtimeMs, startedAt: new Date().toISOString() });
     [handle, local] = await Promise.all([opening, localOpening]);
   } catch (err) {
     opening.then((h) => req.session.close(h)).catch(() => {});
-    // A .part created here (there was none) holds nothing yet: it goes again.
+    // A .part created here (there was none) holds nothing yet: it goes again, with any
+    // record this attempt wrote for it.
     const created = localOpening !== null && partSize === null;
     await localOpening?.then(async (fh) => {
       await fh.close();
-      if (created) await fs.rm(paths.part, { force: true });
+      if (created) await Promise.all([fs.rm(paths.part, { force: true }), fs.rm(paths.meta, { force: true })]);
     }).catch(() => {});
     throw err;
   }

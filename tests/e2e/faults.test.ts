@@ -575,6 +575,40 @@ describe('full or unwritable disks', () => {
     }
   });
 
+  test('a partial of an older version, then a disk too small for the new one: the next run with room fetches the new version whole, not spliced onto the old bytes', async (t) => {
+    const name = 'IPI_20250703_reissued.dat';
+    const old = testBytes(8 * MiB, 703);
+    const { ws, folder } = setup({ [name]: old });
+    fs.writeFileSync(ws.markerFile, 'IPI_20250630.dat');
+    const unmount = mountTmpfs(ws.localDir, '6m');
+    if (!unmount) return t.skip('mount -t tmpfs refused in this sandbox: no small filesystem to fill');
+    try {
+      plantPartial(ws, folder, name, old.subarray(0, 3 * MiB));
+      // Re-issued: only the header differs, so the partial's tail still matches the server.
+      const fresh = Buffer.from(old);
+      fresh.write('CORRECTED HEADER', 0);
+      const file = remote(folder, name);
+      fs.writeFileSync(file, fresh);
+      const later = new Date(Date.now() - 1_800_000);
+      fs.utimesSync(file, later, later);
+      const record = path.join(ws.localDir, `${name}.part.json`);
+      const recorded = fs.readFileSync(record, 'utf8');
+      const first = await ws.run();
+      assert.equal(first.code, 1, first.stdout + first.stderr);
+      assert.match(errorLines(first.stderr)[0] ?? '', /free, 8\.0 MiB needed/);
+      // Nothing changed: the record still names the old version its bytes belong to.
+      assert.equal(fs.readFileSync(record, 'utf8'), recorded);
+      execFileSync('mount', ['-o', 'remount,size=64m', ws.localDir], { stdio: 'pipe' });
+      const second = await ws.run();
+      assert.equal(second.code, 0, second.stdout + second.stderr);
+      assert.doesNotMatch(second.stdout, /resuming at byte/);
+      assert.equal(sha256File(path.join(ws.serverDir, name)), sha256(fresh));
+      assert.equal(ws.marker(), name);
+    } finally {
+      unmount();
+    }
+  });
+
   // DIRECT_IO=auto writes through the page cache on tmpfs; =on makes the same fill hit the
   // O_DIRECT write path (tmpfs accepts O_DIRECT since Linux 6.6).
   for (const directIo of ['auto', 'on'] as const) test(`LOCAL_DIR fills up mid-file (real ENOSPC${directIo === 'on' ? ', O_DIRECT writes' : ''}): one error naming it and the path, exit 1, partial kept, next run resumes`, async (t) => {
