@@ -123,7 +123,7 @@ export function orderCandidates(entries: readonly RemoteEntry[], opts: Pick<Sele
       if (entry.unreadable) skipped.push({ name: entry.name, reason: entry.unreadable });
       continue;
     }
-    const unsafe = unsafeNameReason(entry.name);
+    const unsafe = unsafeNameReason(entry.name) ?? undecodable(entry.name);
     if (unsafe) {
       skipped.push({ name: entry.name, reason: `unsafe name: ${unsafe}` });
       continue;
@@ -152,6 +152,15 @@ export function orderCandidates(entries: readonly RemoteEntry[], opts: Pick<Sele
     ordered.push(entry);
   }
   return { ordered, skipped };
+}
+
+/**
+ * ssh2 reads listed names as UTF-8, so a name whose bytes are not (from a Latin-1 producer,
+ * say) comes out with U+FFFD and no request can name the file. Asked for, the server answers
+ * "no such file", which is taken for a file gone since the listing: every run would stop there.
+ */
+function undecodable(name: string): string | null {
+  return name.includes('\uFFFD') ? 'not valid UTF-8 on the server (shown here with U+FFFD), so it cannot be asked for by name; rename it on the server' : null;
 }
 
 export function selectNext(entries: readonly RemoteEntry[], marker: string | null, opts: SelectOptions): Selection {

@@ -387,6 +387,21 @@ describe('the same name pulled again, and files that go after the listing', () =
     assert.equal(ws.marker(), 'IPI_20250304.dat');
   });
 
+  test('a name that is not UTF-8 on the server is skipped with a warning naming it; the files after it are delivered (real sshd)', async () => {
+    const { ws, folder } = setup({ 'IPI_20250305.dat': testBytes(1000, 307), 'IPI_20250306.dat': testBytes(1000, 308) });
+    // A producer on a Latin-1 system: the name's bytes are "IPI_20250304_caf\xe9.dat".
+    const latin1 = Buffer.concat([Buffer.from(`${path.dirname(remote(folder, 'x'))}/IPI_20250304_caf`), Buffer.from([0xe9]), Buffer.from('.dat')]);
+    fs.writeFileSync(latin1, 'from a Latin-1 system');
+    const old = new Date(Date.now() - 3600_000);
+    fs.utimesSync(latin1, old, old);
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stderr, /IPI_20250304_caf\uFFFD\.dat.*not valid UTF-8 on the server/);
+    assert.doesNotMatch(r.stdout + r.stderr, /listing again/);
+    assert.deepEqual(listDir(ws.serverDir), ['IPI_20250305.dat', 'IPI_20250306.dat']);
+    assert.equal(ws.marker(), 'IPI_20250306.dat');
+  });
+
   test('a file still being written in a queue of small files: those before it are delivered in order, it and those after it wait (not even downloaded)', async () => {
     const files: Record<string, Buffer> = {};
     for (let i = 1; i <= 8; i++) files[`IPI_2025030${i}_q.dat`] = testBytes(10 * 1024 + i, 330 + i);

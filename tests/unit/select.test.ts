@@ -193,7 +193,7 @@ describe('selectNext: filtering and skipping', () => {
   });
 
   test('unsafe names are skipped with the reason, whatever the order', () => {
-    const bad = ['IPI_20240102.csv.part', 'IPI_20240103\\x.csv', 'IPI_20240104\u0007.csv', 'IPI_20240105\n.csv'];
+    const bad = ['IPI_20240102.csv.part', 'IPI_20240103\\x.csv', 'IPI_20240104\u0007.csv', 'IPI_20240105\n.csv', 'IPI_20240106_caf\uFFFD.csv'];
     for (const orderBy of ['date', 'mtime', 'name'] as const) {
       const s = selectNext([f('IPI_20240101.csv'), ...bad.map((n) => f(n))], null, opts({ orderBy }));
       assert.deepEqual(names(s.queue), ['IPI_20240101.csv'], orderBy);
