@@ -508,7 +508,7 @@ export async function selectionOptions(config: Config, marker: string | null, la
     orderBy: config.orderBy,
     minAgeMs: config.minAge,
     nowMs: Date.now(),
-    markerMtimeMs: config.orderBy === 'mtime' && markerLine ? Date.parse(markerLine.remoteMtime) : undefined,
+    markerMtime: config.orderBy === 'mtime' && markerLine ? { ms: Date.parse(markerLine.remoteMtime), current: markerLine === recent[0] } : undefined,
     latestOnly: latest || (marker === null && config.startFrom === 'latest'),
     isCompanion: (name) => config.checksumSuffixes.some((c) => name.endsWith(c.suffix)),
     delivered: markerLine ? { markerAtMs: Date.parse(markerLine.deliveredAt), mtimeOf } : undefined,

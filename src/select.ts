@@ -18,8 +18,14 @@ export interface SelectOptions {
   orderBy: OrderBy;
   minAgeMs: number;
   nowMs: number;
-  /** For ORDER_BY=mtime when the marker's file is gone from the server: its mtime from our history. */
-  markerMtimeMs?: number;
+  /**
+   * ORDER_BY=mtime: the server mtime the marker's file had when we delivered it, from our
+   * history. `current` when that delivery set the marker (it is the history's newest line):
+   * the marker then stays where that version sat, though the file be rewritten on the server
+   * since. Otherwise (the marker set by hand to an older name) the listed mtime wins, and this
+   * only places a marker whose file is gone.
+   */
+  markerMtime?: { ms: number; current: boolean };
   /** Only the newest file after the marker (--latest, or START_FROM=latest on a first run). */
   latestOnly?: boolean;
   /** Companion files (NAME.sha256 ...) travel with their data file and are never delivered themselves. */
@@ -218,7 +224,10 @@ function lateBefore(
 function markerKeyOf(marker: string, entries: readonly RemoteEntry[], opts: SelectOptions): SortKey {
   if (opts.orderBy === 'mtime') {
     const listed = entries.find((e) => e.name === marker);
-    const mtime = listed?.mtimeMs ?? opts.markerMtimeMs;
+    // Placed by the listing after a rewrite, the marker would jump past every file that
+    // arrived between the two versions, and none of them would ever be taken.
+    const history = opts.markerMtime;
+    const mtime = (history?.current ? history.ms : undefined) ?? listed?.mtimeMs ?? history?.ms;
     if (mtime === undefined) {
       throw new MarkerPlacementError(`the marker names ${JSON.stringify(marker)}, which is no longer on the server and not in the history, so its place in mtime order is unknown; set the marker to a listed file (ipi-pull mark NAME)`);
     }

@@ -291,16 +291,25 @@ describe('selectNext: ORDER_BY=mtime', () => {
     assert.deepEqual(names(s.queue), ['IPI_b']);
   });
 
-  test('a marker missing from the listing is placed with markerMtimeMs from the history', () => {
+  test('a marker missing from the listing is placed with its mtime from the history', () => {
     const entries = [f('IPI_old', NOW - 5 * HOUR), f('IPI_new', NOW - 1 * HOUR)];
-    const s = selectNext(entries, 'IPI_gone', opts({ orderBy: 'mtime', markerMtimeMs: NOW - 3 * HOUR }));
+    const s = selectNext(entries, 'IPI_gone', opts({ orderBy: 'mtime', markerMtime: { ms: NOW - 3 * HOUR, current: false } }));
     assert.deepEqual(names(s.queue), ['IPI_new']);
   });
 
-  test('the listed mtime wins over markerMtimeMs', () => {
+  test('a marker set by hand to an older delivery: the listed mtime wins over the history\'s', () => {
     const entries = [f('IPI_a', NOW - 5 * HOUR), f('IPI_b', NOW - 3 * HOUR), f('IPI_c', NOW - 1 * HOUR)];
-    const s = selectNext(entries, 'IPI_b', opts({ orderBy: 'mtime', markerMtimeMs: NOW - 10 * HOUR }));
+    const s = selectNext(entries, 'IPI_b', opts({ orderBy: 'mtime', markerMtime: { ms: NOW - 10 * HOUR, current: false } }));
     assert.deepEqual(names(s.queue), ['IPI_c']);
+  });
+
+  test('the marker\'s file rewritten on the server after its delivery: the files that came between are still taken, then the new version', () => {
+    // IPI_a delivered at its mtime -5 h; IPI_b and IPI_c arrived; then IPI_a was re-issued.
+    const entries = [f('IPI_b', NOW - 4 * HOUR), f('IPI_c', NOW - 3 * HOUR), f('IPI_a', NOW - 2 * HOUR)];
+    const delivered = { markerAtMs: NOW - 4.9 * HOUR, mtimeOf: new Map([['IPI_a', NOW - 5 * HOUR]]) };
+    const s = selectNext(entries, 'IPI_a', opts({ orderBy: 'mtime', markerMtime: { ms: NOW - 5 * HOUR, current: true }, delivered }));
+    assert.deepEqual(names(s.queue), ['IPI_b', 'IPI_c', 'IPI_a']);
+    assert.deepEqual(s.passedOver, []);
   });
 
   test('a marker missing from the listing and the history cannot be placed', () => {
