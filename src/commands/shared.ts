@@ -193,11 +193,21 @@ export interface Program {
 
 export function program(argv: string[], tool: string, io: Io): Program {
   let exit: ExitCode = EXIT.ok;
+  const parser = yargs(argv)
+    .scriptName(tool)
+    .option('env-file', { type: 'string', describe: 'Settings file to read [default: ./.env]', global: true })
+    .option('json', { type: 'boolean', default: false, describe: 'Machine-readable output on stdout (logs go to stderr)', global: true })
+    // yargs would read `--no-sftp-pass` as the value "false": the password, or a folder named
+    // false. Every yes/no flag is off unless given, so `--no-` has nothing to turn off: without
+    // it, `--no-anything` is an unknown argument.
+    .parserConfiguration({ 'boolean-negation': false });
+  // Before yargs validates: `--once=yes --watch` is about --once=yes, not the conflict its misreading makes.
+  parser.middleware((args) => {
+    const problem = misreadFlag(argv, args);
+    if (problem) throw new UsageError(problem);
+  }, true);
   return {
-    parser: yargs(argv)
-      .scriptName(tool)
-      .option('env-file', { type: 'string', describe: 'Settings file to read [default: ./.env]', global: true })
-      .option('json', { type: 'boolean', default: false, describe: 'Machine-readable output on stdout (logs go to stderr)', global: true }),
+    parser,
     run: (command) => async (args) => {
       exit = await command(args, io);
     },
@@ -206,6 +216,23 @@ export function program(argv: string[], tool: string, io: Io): Program {
 }
 
 class UsageError extends Error {}
+
+/**
+ * Pure: the first yes/no flag given a value yargs does not read as written, as the usage
+ * error to give, or null. `parsed` is yargs' reading of `argv`.
+ *
+ * yargs takes a yes/no flag's `=VALUE` as true for the word `true` only: `--dry-run=yes`,
+ * `=1`, `=on`, `=TRUE` all read as false, and a run asked to change nothing would publish and
+ * move the marker. Only true and false are taken; anything else stops the run.
+ */
+export function misreadFlag(argv: readonly string[], parsed: Record<string, unknown>): string | null {
+  for (const word of argv) {
+    const m = /^(--?[^=]+)=([\s\S]*)$/.exec(word);
+    if (!m || typeof parsed[m[1]!.replace(/^--?/, '')] !== 'boolean' || m[2] === 'true' || m[2] === 'false') continue;
+    return `${m[1]} is a yes/no flag and takes no other value than true or false: write ${m[1]} alone (or ${m[1]}=false)`;
+  }
+  return null;
+}
 
 /**
  * The common tail of both programs' parsers: strict flags, help aliases, and a usage error

@@ -116,6 +116,23 @@ describe('operator commands', () => {
     assert.equal(ws.marker(), 'IPI_20250101.dat');
   });
 
+  test('--dry-run=yes is refused, not read as false: nothing pulled, published or marked', async () => {
+    // yargs reads a yes/no flag's =VALUE as false unless it is the word true: this was a real run.
+    const { ws } = setup({ 'IPI_20250213.dat': testBytes(1000, 8) });
+    for (const args of [['--dry-run=yes'], ['--dry-run=1', '--json'], ['--once=yes', '--dry-run']]) {
+      const r = await ws.run(args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      const flag = args[0]!.replace(/=.*/, '');
+      assert.match(r.stderr, new RegExp(`^ipi-pull: ${flag} is a yes/no flag and takes no other value than true or false: write ${flag} alone \\(or ${flag}=false\\) \\(see 'ipi-pull --help'\\)\\n$`));
+    }
+    assert.equal(ws.marker(), null);
+    assert.deepEqual(listDir(ws.dir).filter((n) => !['.env', '.ssh'].includes(n)), [], 'no log, no folders, no marker');
+    const dry = await ws.run(['--dry-run=true', '--json']);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.deepEqual((JSON.parse(dry.stdout) as { wouldPull: string[] }).wouldPull, ['IPI_20250213.dat']);
+    assert.equal(ws.marker(), null);
+  });
+
   test('status lists what a run would pull: companion checksum files are not pending files', async () => {
     const data = testBytes(1000, 7);
     const { ws } = setup({ 'IPI_20250212.dat': data, 'IPI_20250212.dat.sha256': `${sha256(data)}  IPI_20250212.dat\n` });
