@@ -122,6 +122,25 @@ export function parseEnvEntries(content: string, env: NodeJS.ProcessEnv = proces
   return { values: { ...out }, lineOf: { ...lineOf } };
 }
 
+/**
+ * What `keys` are set to on lines of their own, each line read alone, whatever the quotes
+ * around it: a quote left open earlier makes such a line part of another key's value, and a
+ * password there must still be known, to be kept out of an error that quotes that value.
+ * Each value is given as written, without its quotes, and without a ` #` comment, since which
+ * one the file meant cannot be told. For scrubbing only: never a value to use.
+ */
+export function valuesOnOwnLines(content: string, keys: readonly string[]): string[] {
+  const out = new Set<string>();
+  for (const line of content.replace(/^\uFEFF/, '').split(/\r\n?|\n/)) {
+    const m = /^[ \t]*(?:export[ \t]+)?(['"]?)([^'"=\s]+)\1[ \t]*=[ \t]*(.*)$/.exec(line);
+    if (!m || !keys.includes(m[2]!)) continue;
+    const written = m[3]!.trim();
+    const unquoted = written.replace(/^['"]/, '').replace(/['"]$/, '');
+    for (const v of [written, unquoted, unquoted.replace(/[ \t]#.*$/, '').trim()]) if (v !== '') out.add(v);
+  }
+  return [...out];
+}
+
 /** POSIX `${VAR}` and `${VAR:-default}` only, as python-dotenv: a bare `$` (common in passwords) stays. */
 function expand(value: string, env: NodeJS.ProcessEnv, earlier: Record<string, string>): string {
   return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, dflt?: string) => {

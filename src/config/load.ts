@@ -4,12 +4,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
+import { scrub } from '../log.js';
 import { MAX_CHUNK_MEMORY, bufferBudgetProblem } from '../transfer/budget.js';
 import { formatValue } from './bounds.js';
-import { EnvFileError, parseEnvEntries } from './envfile.js';
+import { EnvFileError, parseEnvEntries, valuesOnOwnLines } from './envfile.js';
 import { nearMiss, type NearMiss } from './nearmiss.js';
 import { isInsideOrSame, isSame } from './paths.js';
-import { ValueError } from './parse.js';
+import { ValueError, controlCharacterProblem } from './parse.js';
 import { defaultIdentityFiles, loadPrivateKey, usableDefaultIdentities } from './identities.js';
 import { SETTINGS, SETTING_NAMES, appliesTo, type SettingName, type Settings, type Tool, flagOf } from './settings.js';
 
@@ -60,10 +61,29 @@ export interface EnvFileNearMiss extends NearMiss {
 /** Every key of ours, of both commands: ipi-push's keys in a .env read by ipi-pull are no typo. */
 const OUR_KEYS: readonly string[] = SETTING_NAMES.map((n) => SETTINGS[n].env);
 
+/** The keys whose values are secrets (SFTP_PASS, SFTP_KEY_PASSPHRASE). */
+const SECRET_SETTINGS: readonly SettingName[] = SETTING_NAMES.filter((n) => 'secret' in SETTINGS[n]);
+
 export function loadConfig(opts: LoadOptions = {}): Config {
+  // Until the settings are validated there is no Config to scrub an error with, yet an error
+  // may quote a value that holds a secret: one pasted into another key, or taken into another
+  // value by a quote of the .env left open. Every secret given anywhere is known here first.
+  const secrets: string[] = [];
+  try {
+    return load(opts, secrets);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    const message = scrub(err.message, secrets);
+    throw message === err.message ? err : new ConfigError(message);
+  }
+}
+
+/** loadConfig, with every secret value met pushed onto `secrets` as soon as it is read. */
+function load(opts: LoadOptions, secrets: string[]): Config {
   const cwd = opts.cwd ?? process.cwd();
   const env = opts.env ?? process.env;
-  const { file: envFile, values: fileValues, lineOf } = readEnvFile(opts.envFile, cwd, env);
+  for (const name of SECRET_SETTINGS) secrets.push(...[opts.flags?.[name], env[SETTINGS[name].env]].filter((v): v is string => !!v));
+  const { file: envFile, values: fileValues, lineOf } = readEnvFile(opts.envFile, cwd, env, secrets);
   const nearMisses: EnvFileNearMiss[] = [];
   for (const key of Object.keys(fileValues)) {
     const miss = nearMiss(key, OUR_KEYS);
@@ -113,6 +133,8 @@ export function buildConfig(
       values[name] = undefined;
       continue;
     }
+    const control = 'secret' in spec ? null : controlCharacterProblem(input);
+    if (control) throw new ConfigError(`${spec.env} (--${flagOf(name)}): ${control}. Example: ${spec.env}=${spec.example}`);
     try {
       values[name] = spec.parse(input, { baseDir: ctx.baseDir, platform });
     } catch (err) {
@@ -229,7 +251,8 @@ function given(v: string | undefined): string | undefined {
   return v === undefined || v.trim() === '' ? undefined : v;
 }
 
-function readEnvFile(given: string | undefined, cwd: string, env: NodeJS.ProcessEnv): { file: string | null; values: Record<string, string>; lineOf: Record<string, number> } {
+/** Also pushes onto `secrets` the secret keys' values, as parsed and as each line reads on its own. */
+function readEnvFile(given: string | undefined, cwd: string, env: NodeJS.ProcessEnv, secrets: string[]): { file: string | null; values: Record<string, string>; lineOf: Record<string, number> } {
   const file = path.resolve(cwd, given ?? '.env');
   let content: string;
   try {
@@ -241,8 +264,12 @@ function readEnvFile(given: string | undefined, cwd: string, env: NodeJS.Process
     if (code === 'ENOENT') throw new ConfigError(`--env-file ${given}: no such file`);
     throw new ConfigError(`--env-file ${file}: cannot read it (${code ?? String(err)})`);
   }
+  const secretKeys = SECRET_SETTINGS.map((n) => SETTINGS[n].env);
+  secrets.push(...valuesOnOwnLines(content, secretKeys));
   try {
-    return { file, ...parseEnvEntries(content, env) };
+    const entries = parseEnvEntries(content, env);
+    for (const key of secretKeys) if (entries.values[key]) secrets.push(entries.values[key]);
+    return { file, ...entries };
   } catch (err) {
     if (err instanceof EnvFileError) throw new ConfigError(`${file}: ${err.message}`);
     throw err;

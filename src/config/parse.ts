@@ -4,12 +4,33 @@ import net from 'node:net';
 
 export class ValueError extends Error {}
 
+/** Values longer than this are cut when quoted in an error: the line must stay a line. */
+const SHOWN_MAX = 60;
+
+/**
+ * A value as an error line quotes it: in quotes, on one line, at most SHOWN_MAX characters.
+ * A value may run on over several lines of the .env (a quote left open swallows the lines
+ * after it, passwords included): control characters are escaped as JSON escapes them, but a
+ * backslash is not doubled, so a Windows path reads as written.
+ */
+export function shown(raw: string): string {
+  const chars = [...raw];
+  const cut = chars.length > SHOWN_MAX ? `${chars.slice(0, SHOWN_MAX).join('')}...` : raw;
+  return `'${cut.replace(/[\p{Cc}\u2028\u2029]/gu, escapeControl)}'`;
+}
+
+const CONTROL_ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t', '\b': '\\b', '\f': '\\f' };
+
+function escapeControl(c: string): string {
+  return CONTROL_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+}
+
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** "15" (seconds), "500ms", "1.5s", "5m", "2h" -> milliseconds. */
 export function parseDuration(raw: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/i.exec(raw);
-  if (!m) throw new ValueError(`'${raw}' is not a duration (a number of seconds, or with a unit: 500ms, 15s, 5m, 2h)`);
+  if (!m) throw new ValueError(`${shown(raw)} is not a duration (a number of seconds, or with a unit: 500ms, 15s, 5m, 2h)`);
   const unit = (m[2] ?? 's').toLowerCase();
   return Math.round(Number(m[1]) * DURATION_UNITS[unit]!);
 }
@@ -26,12 +47,12 @@ const SIZE_UNITS: Record<string, number> = {
 export function parseSize(raw: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(raw);
   const unit = m?.[2]?.toLowerCase() || 'b';
-  if (!m || !Object.hasOwn(SIZE_UNITS, unit)) throw new ValueError(`'${raw}' is not a size (bytes, or with a unit: 512KiB, 2MiB, 1GiB)`);
+  if (!m || !Object.hasOwn(SIZE_UNITS, unit)) throw new ValueError(`${shown(raw)} is not a size (bytes, or with a unit: 512KiB, 2MiB, 1GiB)`);
   return Math.round(Number(m[1]) * SIZE_UNITS[unit]!);
 }
 
 export function parseInteger(raw: string, min: number, max: number): number {
-  if (!/^\s*-?\d+\s*$/.test(raw)) throw new ValueError(`'${raw}' is not a whole number`);
+  if (!/^\s*-?\d+\s*$/.test(raw)) throw new ValueError(`${shown(raw)} is not a whole number`);
   const n = Number(raw);
   if (n < min || n > max) throw new ValueError(`${n} is out of range (${min} to ${max})`);
   return n;
@@ -40,7 +61,7 @@ export function parseInteger(raw: string, min: number, max: number): number {
 /** "5,10,30" -> ["5","10","30"]; empty items are an error, not silently dropped. */
 export function parseList(raw: string): string[] {
   const items = raw.split(',').map((s) => s.trim());
-  if (items.some((s) => s === '')) throw new ValueError(`'${raw}' has an empty item (write items separated by commas: 5,10,30)`);
+  if (items.some((s) => s === '')) throw new ValueError(`${shown(raw)} has an empty item (write items separated by commas: 5,10,30)`);
   return items;
 }
 
@@ -48,13 +69,13 @@ export function parseBoolean(raw: string): boolean {
   const v = raw.trim().toLowerCase();
   if (['1', 'true', 'yes', 'on'].includes(v)) return true;
   if (['0', 'false', 'no', 'off'].includes(v)) return false;
-  throw new ValueError(`'${raw}' is not yes/no (true, false, 1, 0, yes, no)`);
+  throw new ValueError(`${shown(raw)} is not yes/no (true, false, 1, 0, yes, no)`);
 }
 
 export function parseChoice<T extends string>(raw: string, choices: readonly T[]): T {
   const v = raw.trim().toLowerCase();
   const hit = choices.find((c) => c === v);
-  if (!hit) throw new ValueError(`'${raw}' is not one of ${choices.join(', ')}`);
+  if (!hit) throw new ValueError(`${shown(raw)} is not one of ${choices.join(', ')}`);
   return hit;
 }
 
@@ -62,9 +83,23 @@ export function parseChoice<T extends string>(raw: string, choices: readonly T[]
 export function parseFingerprints(raw: string): string[] {
   return parseList(raw).map((fp) => {
     const m = /^SHA256:([A-Za-z0-9+/]{43})=?$/.exec(fp);
-    if (!m) throw new ValueError(`'${fp}' is not a SHA256 host key fingerprint (as printed by ssh-keygen -lf, e.g. SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s)`);
+    if (!m) throw new ValueError(`${shown(fp)} is not a SHA256 host key fingerprint (as printed by ssh-keygen -lf, e.g. SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s)`);
     return `SHA256:${m[1]}`;
   });
+}
+
+/**
+ * Why no setting but a secret may hold control characters: a line break in a value is
+ * almost always a quote of the .env left open, which runs on into the lines after it. Null
+ * when there is none. The value is not quoted: those lines may hold a password.
+ */
+export function controlCharacterProblem(raw: string): string | null {
+  const c = /[\p{Cc}\u2028\u2029]/u.exec(raw)?.[0];
+  if (c === undefined) return null;
+  if (c === '\n' || c === '\r' || c === '\u2028' || c === '\u2029') {
+    return 'the value holds a line break, which no setting can: is a quote of the .env left open, taking in the lines after it? (the value is not shown: it may hold them)';
+  }
+  return `the value holds the control character ${shown(c)}, which no setting can`;
 }
 
 /**
@@ -90,6 +125,6 @@ export function parseHost(raw: string): string {
     throw new ValueError('is not a host name, an IPv4 address or an IPv6 address');
   }
   const bad = /[^\p{L}\p{N}_.-]/u.exec(v);
-  if (bad) throw new ValueError(`is not a host name: it holds ${/\s/.test(bad[0]) ? 'a blank' : `'${bad[0]}'`}, which a host name cannot`);
+  if (bad) throw new ValueError(`is not a host name: it holds ${/\s/.test(bad[0]) ? 'a blank' : shown(bad[0])}, which a host name cannot`);
   return v;
 }

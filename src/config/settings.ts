@@ -7,7 +7,7 @@ import path from 'node:path';
 import { looksLikeWindowsPath } from './paths.js';
 import { INTERVAL_OR_OFF, MAX_TIMER_MS, TIMEOUT, WAIT, bounded, boundedList, type Limits } from './bounds.js';
 import {
-  ValueError, parseChoice, parseDuration, parseFingerprints, parseHost, parseList,
+  ValueError, parseChoice, shown, parseDuration, parseFingerprints, parseHost, parseList,
 } from './parse.js';
 
 export interface ParseContext {
@@ -59,7 +59,7 @@ export function resolvePath(raw: string, ctx: ParseContext): string {
   if (trimmed === '') throw new ValueError('is empty');
   const platform = ctx.platform ?? process.platform;
   if (platform !== 'win32' && looksLikeWindowsPath(trimmed)) {
-    throw new ValueError(`'${trimmed}' looks like a Windows path, and this machine is not Windows (${platform}): write a path of this machine`);
+    throw new ValueError(`${shown(trimmed)} looks like a Windows path, and this machine is not Windows (${platform}): write a path of this machine`);
   }
   const expanded = trimmed === '~' || /^~[\\/]/.test(trimmed) ? path.join(os.homedir(), trimmed.slice(1)) : trimmed;
   return path.resolve(ctx.baseDir, expanded);
@@ -73,7 +73,7 @@ function parsePostAction(raw: string): PostAction {
   if (v.toLowerCase() === 'delete') return { kind: 'delete' };
   const m = /^move:(.+)$/i.exec(v);
   if (m && m[1]!.trim() !== '') return { kind: 'move', dir: m[1]!.trim() };
-  throw new ValueError(`'${raw}' is not none, delete or move:DIR`);
+  throw new ValueError(`${shown(raw)} is not none, delete or move:DIR`);
 }
 
 /** Python's logging level names that differ from ours. */
@@ -158,7 +158,7 @@ export const SETTINGS = {
     parse: (raw) => {
       const glob = text(raw).trim();
       // Names in a listing never hold a separator: such a pattern would match nothing, silently.
-      if (/[/\\]/.test(glob)) throw new ValueError(`'${glob}' holds a path separator, but it is matched against file names only: put the folder in SFTP_DIR`);
+      if (/[/\\]/.test(glob)) throw new ValueError(`${shown(glob)} holds a path separator, but it is matched against file names only: put the folder in SFTP_DIR`);
       return glob;
     },
   }),
@@ -188,7 +188,7 @@ export const SETTINGS = {
       if (raw.trim().toLowerCase() === 'none') return [];
       return parseList(raw).map((suffix) => {
         const algo = algoOfSuffix(suffix);
-        if (!suffix.startsWith('.') || !algo) throw new ValueError(`'${suffix}' is not a checksum suffix (.sha256, .sha512, .sha1 or .md5)`);
+        if (!suffix.startsWith('.') || !algo) throw new ValueError(`${shown(suffix)} is not a checksum suffix (.sha256, .sha512, .sha1 or .md5)`);
         return { suffix, algo };
       });
     },

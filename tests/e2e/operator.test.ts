@@ -133,6 +133,24 @@ describe('operator commands', () => {
     assert.equal(ws.marker(), null);
   });
 
+  test('a quote left open in the .env: one line, exit 2, and the password it took in is nowhere', async () => {
+    // SFTP_PORT's value runs on to X=1", taking SFTP_PASS's line in; it was quoted, lines and all.
+    const { ws } = setup({ 'IPI_20250214.dat': testBytes(1000, 9) });
+    delete ws.env.SFTP_PORT;
+    delete ws.env.SFTP_PASS;
+    ws.writeEnv();
+    fs.appendFileSync(path.join(ws.dir, '.env'), 'SFTP_PORT="22\nSFTP_PASS=hunter2xyz\nX=1"\n');
+    for (const args of [[], ['--json'], ['status']]) {
+      const r = await ws.run(args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stderr.split('\n').length, 2, r.stderr);
+      assert.match(r.stderr, /^ipi-pull: SFTP_PORT \(--sftp-port\): the value holds a line break, which no setting can: is a quote of the \.env left open/);
+      assert.ok(!(r.stdout + r.stderr).includes('hunter2xyz'), r.stdout + r.stderr);
+    }
+    assert.ok(!fs.existsSync(ws.logFile) || !fs.readFileSync(ws.logFile, 'utf8').includes('hunter2xyz'));
+    assert.equal(ws.marker(), null);
+  });
+
   test('status lists what a run would pull: companion checksum files are not pending files', async () => {
     const data = testBytes(1000, 7);
     const { ws } = setup({ 'IPI_20250212.dat': data, 'IPI_20250212.dat.sha256': `${sha256(data)}  IPI_20250212.dat\n` });

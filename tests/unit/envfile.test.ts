@@ -1,6 +1,6 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { EnvFileError, parseEnvFile } from '../../src/config/envfile.js';
+import { EnvFileError, parseEnvFile, valuesOnOwnLines } from '../../src/config/envfile.js';
 import dotenv from 'dotenv';
 
 // An empty environment unless a test says otherwise, so the machine's variables never leak in.
@@ -323,5 +323,17 @@ describe('parseEnvFile: keys that are names of Object properties', () => {
 
   test('the process environment is asked only for its own variables', () => {
     assert.equal(parseEnvFile('A=${constructor}', process.env).A, '');
+  });
+});
+
+describe('valuesOnOwnLines: what secrets may be in a file, for scrubbing', () => {
+  test('a key\'s line read alone, even inside another key\'s open quote: as written, unquoted, without a comment', () => {
+    const text = 'SFTP_PORT="22\nSFTP_PASS=hunter2xyz\nX=1"\nexport SFTP_KEY_PASSPHRASE="open sesame" # mine\r\nOTHER=zzz\n';
+    assert.deepEqual(valuesOnOwnLines(text, ['SFTP_PASS', 'SFTP_KEY_PASSPHRASE']),
+      ['hunter2xyz', '"open sesame" # mine', 'open sesame" # mine', 'open sesame"']);
+  });
+
+  test('nothing for other keys, nor an empty value', () => {
+    assert.deepEqual(valuesOnOwnLines('SFTP_PASS=\nSFTP_PASSWORD=x\n', ['SFTP_PASS']), []);
   });
 });

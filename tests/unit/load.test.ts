@@ -520,6 +520,39 @@ describe('loadConfig: secrets', () => {
     assert.ok(!err.message.includes('topsecret'));
   });
 
+  test('a quote left open takes the next lines, password included, into a value: one line, with neither', () => {
+    // The .env the audit wrote: SFTP_PORT's value ran on to X=1", taking SFTP_PASS's line in.
+    const cwd = dir('SFTP_HOST=h.example\nSFTP_USER=u\nSFTP_DIR=/out\nSFTP_PORT="22\nSFTP_PASS=hunter2xyz\nX=1"\n');
+    const err = configError(() => loadConfig({ cwd, env: {} }));
+    assert.match(err.message, /^SFTP_PORT \(--sftp-port\): the value holds a line break, which no setting can: is a quote of the \.env left open/);
+    assert.ok(!err.message.includes('\n'), err.message);
+    assert.ok(!err.message.includes('hunter2xyz'), err.message);
+  });
+
+  test('no setting but a secret takes a control character; a password may hold one', () => {
+    const cwd = dir(`${BASE}LOCAL_DIR="/tmp/x\\ny"\n`);
+    const err = configError(() => loadConfig({ cwd, env: {} }));
+    assert.equal(err.message.split('\n').length, 1, err.message);
+    assert.match(err.message, /^LOCAL_DIR \(--local-dir\): the value holds a line break/);
+    assert.match(configError(() => loadConfig({ cwd: dir(BASE), env: {}, flags: { logLevel: 'info\t' } })).message,
+      /^LOG_LEVEL \(--log-level\): the value holds the control character '\\t', which no setting can\. Example: LOG_LEVEL=info$/);
+    assert.equal(loadConfig({ cwd: dir(BASE.replace('SFTP_PASS=pw', 'SFTP_PASS="pw\\nwith a line break"')), env: {} }).password, 'pw\nwith a line break');
+  });
+
+  test('a secret pasted into another key is not quoted in that key\'s error, wherever either was given', () => {
+    const base = BASE.replace('SFTP_PASS=pw\n', '');
+    const cases: Array<{ env?: string; vars?: NodeJS.ProcessEnv; flags?: Record<string, string> }> = [
+      { env: 'SFTP_PASS=Tr0ub4dor3\nLOG_LEVEL=Tr0ub4dor3\n' },
+      { env: 'LOG_LEVEL=Tr0ub4dor3\n', vars: { SFTP_PASS: 'Tr0ub4dor3' } },
+      { env: 'SFTP_PASS=x\n', flags: { password: 'Tr0ub4dor3', logLevel: 'Tr0ub4dor3' } },
+      { env: 'SFTP_KEY_PASSPHRASE=Tr0ub4dor3\nSFTP_PASS=x\nORDER_BY=Tr0ub4dor3\n' },
+    ];
+    for (const c of cases) {
+      const err = configError(() => loadConfig({ cwd: dir(base + c.env), env: c.vars ?? {}, flags: c.flags }));
+      assert.match(err.message, /^(LOG_LEVEL|ORDER_BY) \(--[a-z-]+\): '\*\*\*' is not one of /, JSON.stringify(c));
+    }
+  });
+
   test('a .env line that cannot be read does not echo the password in the error',
     () => {
       for (const line of ["'SFTP_PASS'=hunter2-leak", '\u00a0SFTP_PASS=hunter2-leak']) {

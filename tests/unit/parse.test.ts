@@ -1,8 +1,40 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  ValueError, parseBoolean, parseChoice, parseDuration, parseFingerprints, parseHost, parseInteger, parseList, parseSize,
+  ValueError, controlCharacterProblem, parseBoolean, parseChoice, parseDuration, parseFingerprints, parseHost, parseInteger, parseList, parseSize, shown,
 } from '../../src/config/parse.js';
+
+describe('shown: a value as an error line quotes it', () => {
+  test('on one line: control characters escaped as JSON escapes them; a backslash is kept as written', () => {
+    assert.equal(shown('22\nSFTP_PASS=x\r\n'), "'22\\nSFTP_PASS=x\\r\\n'");
+    assert.equal(shown('a\tb\u0000c\u007f\u2028'), "'a\\tb\\u0000c\\u007f\\u2028'");
+    assert.equal(shown('C:\\ipi\\local'), "'C:\\ipi\\local'");
+  });
+
+  test('at most 60 characters, then ...', () => {
+    assert.equal(shown('x'.repeat(60)), `'${'x'.repeat(60)}'`);
+    assert.equal(shown(`${'é'.repeat(60)}tail`), `'${'é'.repeat(60)}...'`);
+  });
+
+  test('a parser\'s error quoting a multi-line value stays one line, and a long one is cut', () => {
+    assert.throws(() => parseInteger('22\nX=1"', 1, 65535), (err: unknown) => err instanceof ValueError && err.message === "'22\\nX=1\"' is not a whole number");
+    assert.throws(() => parseDuration(`5\n${'y'.repeat(80)}hunter2xyz`), (err: unknown) => err instanceof ValueError && !err.message.includes('\n') && !err.message.includes('hunter2xyz'));
+  });
+});
+
+describe('controlCharacterProblem', () => {
+  test('a line break: says a quote may be left open, and shows nothing of the value', () => {
+    const why = controlCharacterProblem('22\nSFTP_PASS=hunter2xyz');
+    assert.match(why ?? '', /^the value holds a line break, which no setting can: is a quote of the \.env left open/);
+    assert.ok(!why!.includes('hunter2xyz') && !why!.includes('22'));
+    assert.match(controlCharacterProblem('a\rb') ?? '', /line break/);
+  });
+
+  test('another control character is named, escaped; none: null', () => {
+    assert.equal(controlCharacterProblem('a\tb'), "the value holds the control character '\\t', which no setting can");
+    assert.equal(controlCharacterProblem('C:\\ipi é $x #y'), null);
+  });
+});
 
 describe('parseDuration', () => {
   test('a bare number is seconds', () => {
