@@ -242,6 +242,8 @@ async function parseStrictly(parser: Argv, tool: string, io: Io, argv: readonly 
   try {
     // yargs passes what follows '--' through unchecked: `ipi-pull -- --once` would pull everything.
     if (argv.includes('--')) throw new UsageError(`nothing after '--' is read, so it would be ignored: ${argv.slice(argv.indexOf('--') + 1).join(' ') || '(nothing)'}`);
+    const secret = secretTakenForFlags(argv);
+    if (secret) throw new UsageError(secret);
     await parser
       .alias('h', 'help')
       .alias('V', 'version')
@@ -268,7 +270,30 @@ export function wantsJson(argv: readonly string[]): boolean {
   return (end < 0 ? argv : argv.slice(0, end)).some((a) => a === '--json' || a === '--json=true');
 }
 
-const SECRET_FLAG = new RegExp(`^--?(?:${SETTING_NAMES.filter((n) => 'secret' in SETTINGS[n]).map(flagOf).join('|')})(?:=(.*))?$`);
+/**
+ * A secret's flag in every spelling yargs takes (`--sftp-pass`, `-sftp-pass`, `--sftpPass`)
+ * and the ones it does not but a person may write (`--SFTP_PASS`): a word after any of them
+ * may be the password.
+ */
+const SECRET_FLAG = new RegExp(`^--?(?:${SETTING_NAMES.filter((n) => 'secret' in SETTINGS[n]).map((n) => flagOf(n).replace(/-/g, '[-_]?')).join('|')})(?:=([\\s\\S]*))?$`, 'i');
+
+/**
+ * Pure: a secret flag followed by a word yargs would read as flags, as the usage error to
+ * give, or null. `--sftp-pass -Xyzzy9` made yargs complain of the unknown flags X, y and z,
+ * quoting the password a letter at a time, which no scrubbing of whole words can catch. The
+ * word is not shown.
+ */
+export function secretTakenForFlags(argv: readonly string[]): string | null {
+  for (let i = 0; i + 1 < argv.length; i++) {
+    const m = SECRET_FLAG.exec(argv[i]!);
+    // `--sftp-pass= -Xyzzy9` too: yargs takes the empty value, then the word as flags.
+    if (m && !m[1] && argv[i + 1]!.startsWith('-')) {
+      const flag = argv[i]!.replace(/=$/, '');
+      return `${flag} is followed by a word starting with '-', which is read as a flag, not as its value (the word is not shown): for a value that starts with '-', write ${flag}=VALUE`;
+    }
+  }
+  return null;
+}
 
 /**
  * Pure: what may be a password on a command line that yargs could not parse. Usage errors

@@ -110,3 +110,30 @@ describe('misreadFlag (pure)', () => {
     assert.equal(misreadFlag(['--sftp-user=yes', '--log-level=1'], { 'sftp-user': 'yes', 'log-level': '1' }), null);
   });
 });
+
+describe('a password on the command line is never echoed, not even a letter of it', () => {
+  test('--sftp-pass -Xyzzy9: one line saying to write --sftp-pass=VALUE (yargs listed X, y, z as unknown flags)', async () => {
+    const cwd = fs.mkdtempSync(path.join(root, 'secret-'));
+    for (const args of [['--sftp-pass', '-Xyzzy9'], ['--sftp-pass=', '-Xyzzy9'], ['status', '--sftpPass', '-Xyzzy9'], ['--sftp-key-passphrase', '-Xyzzy9']]) {
+      const r = await run('ipi-pull', args, cwd);
+      assert.equal(r.code, 2, args.join(' '));
+      const flag = args.find((a) => /pass/i.test(a))!.replace(/=$/, '');
+      assert.equal(r.stderr, `ipi-pull: ${flag} is followed by a word starting with '-', which is read as a flag, not as its value (the word is not shown): for a value that starts with '-', write ${flag}=VALUE (see 'ipi-pull --help')\n`);
+    }
+  });
+
+  test('--sftpPass and --sftpKeyPassphrase are scrubbed as their kebab-case spellings are', async () => {
+    const cwd = fs.mkdtempSync(path.join(root, 'secret-camel-'));
+    for (const args of [['--sftpPass', 'my', 'Sp4ceWord9'], ['--sftpKeyPassphrase', 'open', 'Sp4ceWord9']]) {
+      const r = await run('ipi-pull', args, cwd);
+      assert.equal(r.code, 2, args.join(' '));
+      assert.equal(r.stderr, "ipi-pull: Unknown argument: *** (see 'ipi-pull --help')\n");
+    }
+  });
+
+  test('--sftp-pass=-Xyzzy9 is the password, and kept out of an error quoting it', async () => {
+    const r = await run('ipi-push', ['--dry-run', '--sftp-pass=-Xyzzy9', '--log-level=-Xyzzy9'], pushDir());
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^ipi-push: LOG_LEVEL \(--log-level\): '\*\*\*' is not one of error, warn, info, debug/);
+  });
+});

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { describe, test } from 'node:test';
 
-import { failureLine, secretsOnCommandLine, wantsJson, type Io } from '../../src/commands/shared.js';
+import { failureLine, secretTakenForFlags, secretsOnCommandLine, wantsJson, type Io } from '../../src/commands/shared.js';
 import type { Config } from '../../src/config/load.js';
 import { AccessDeniedError } from '../../src/errors.js';
 
@@ -42,6 +42,12 @@ describe('secretsOnCommandLine (pure)', () => {
     assert.deepEqual(secretsOnCommandLine(['-sftp-pass', 'UrlPw9zz']), ['UrlPw9zz']);
   });
 
+  test('in the camelCase spelling yargs also takes, and in spellings people write', () => {
+    assert.deepEqual(secretsOnCommandLine(['--sftpPass', 'my', 'Sp4ceP', '--once']), ['my', 'Sp4ceP']);
+    assert.deepEqual(secretsOnCommandLine(['--sftpKeyPassphrase=open', 'sesame']), ['open', 'sesame']);
+    assert.deepEqual(secretsOnCommandLine(['--SFTP_PASS', 'Sp4ceP']), ['Sp4ceP']);
+  });
+
   test('nothing when no secret flag is given', () => {
     assert.deepEqual(secretsOnCommandLine(['--once', '--sftp-user', 'ipi', 'extra']), []);
   });
@@ -53,5 +59,23 @@ describe('wantsJson (pure)', () => {
     assert.equal(wantsJson(['--json=true', '--bogus']), true);
     assert.equal(wantsJson(['--bogus']), false);
     assert.equal(wantsJson(['--', '--json']), false);
+  });
+});
+
+describe('secretTakenForFlags (pure)', () => {
+  test('a secret flag followed by a word starting with -: says to write FLAG=VALUE, and never shows the word', () => {
+    for (const argv of [['--sftp-pass', '-Xyzzy9'], ['--once', '--sftpPass', '--Xyzzy9'], ['--sftp-pass=', '-Xyzzy9']]) {
+      const why = secretTakenForFlags(argv);
+      const flag = argv.find((a) => /pass/i.test(a))!.replace(/=$/, '');
+      assert.equal(why, `${flag} is followed by a word starting with '-', which is read as a flag, not as its value (the word is not shown): for a value that starts with '-', write ${flag}=VALUE`);
+    }
+    assert.match(secretTakenForFlags(['--sftp-key-passphrase', '-x']) ?? '', /^--sftp-key-passphrase is followed/);
+  });
+
+  test('null for a value given with =, a value not starting with -, or a secret flag last', () => {
+    assert.equal(secretTakenForFlags(['--sftp-pass=-Xyzzy9', '--once']), null);
+    assert.equal(secretTakenForFlags(['--sftp-pass', 'Xyzzy9', '--once']), null);
+    assert.equal(secretTakenForFlags(['--once', '--sftp-pass']), null);
+    assert.equal(secretTakenForFlags(['--sftp-user', '-x']), null);
   });
 });
