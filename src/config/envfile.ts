@@ -3,11 +3,14 @@
 // hurts: it cuts `SFTP_PASS=abc#123` to `abc` and does not expand `${VAR}`. python-dotenv's
 // rules, which this follows:
 //   KEY=value            unquoted: trailing whitespace dropped; ` #...` (space before #) is a comment
-//   KEY='value'          literal; \' and \\ are the only escapes; may span lines; no ${} expansion
-//   KEY="value"          escapes \n \t \r \" \\ ...; may span lines; ${VAR} expanded
+//   KEY='value'          \' and \\ are the only escapes; may span lines
+//   KEY="value"          escapes \n \t \r \" \\ ...; may span lines
 //   export KEY=value     `export ` is ignored
+//   KEY                  any characters but blanks, = and # (`2FA_SECRET`, `DB_URL[primary]`, `é`),
+//                        or 'single-quoted'; not ours, so ignored, but never a reason to stop
 //   KEY                  alone on its line (or before a # comment): no value, left unset
-//   ${VAR} ${VAR:-dflt}  expanded from the process environment first, then earlier keys
+//   ${VAR} ${VAR:-dflt}  in every value, single-quoted too: expanded from the process environment
+//                        first, then earlier keys; VAR is anything up to } or : (`${B-x}` is "")
 
 export class EnvFileError extends Error {}
 
@@ -30,6 +33,8 @@ export function parseEnvEntries(content: string, env: NodeJS.ProcessEnv = proces
   // not a way into Object's own properties.
   const out: Record<string, string> = Object.create(null);
   const lineOf: Record<string, number> = Object.create(null);
+  // Keys given alone, without a value: python-dotenv holds them as None, so `${KEY:-d}` is "".
+  const bare = new Set<string>();
   let i = 0;
   let line = 1;
   const fail = (why: string): never => {
@@ -39,20 +44,23 @@ export function parseEnvEntries(content: string, env: NodeJS.ProcessEnv = proces
   while (i < src.length) {
     // Skip blank lines and comment lines.
     const rest = src.slice(i);
-    const blank = /^[ \t]*(#[^\n]*)?(\n|$)/.exec(rest);
+    const blank = /^[^\S\n]*(#[^\n]*)?(\n|$)/.exec(rest);
     if (blank && blank[0].length > 0) {
       i += blank[0].length;
       line += blank[2] === '\n' ? 1 : 0;
       continue;
     }
-    // python-dotenv also takes a single-quoted key: 'KEY'=value.
-    const head = /^[ \t]*(?:export[ \t]+)?(?:([A-Za-z_][A-Za-z0-9_.-]*)|'([^'\n]+)')[ \t]*(=?)[ \t]*/.exec(rest);
+    // A key as python-dotenv reads one before `=`: any characters but blanks, = and # (a shared
+    // .env may hold other programs' `2FA_SECRET=`, `DB_URL[primary]=`, `key:x=`), or 'quoted'.
+    // A line without `=` is read with the narrower key of ours, below.
+    const head = /^[^\S\n]*(?:export[^\S\n]+)?(?:([^=#\s'][^=#\s]*)|'([^'\n]+)')[^\S\n]*(=)[^\S\n]*/.exec(rest)
+      ?? /^[^\S\n]*(?:export[^\S\n]+)?(?:([A-Za-z_][A-Za-z0-9_.-]*)|'([^'\n]+)')[^\S\n]*()/.exec(rest);
     // The line's text is not quoted back: it may hold a password.
     if (!head) fail('cannot read this line (expected KEY=value, or a # comment)');
     const key = (head![1] ?? head![2])!;
-    // Errors name the key, never the value; a quoted key may be anything, so it is named only
-    // when it reads like a key.
-    const named = head![1] !== undefined || PLAIN_KEY.test(key) ? key : 'the quoted key';
+    // Errors name the key, never the value; a key may be anything, so it is named only when
+    // it reads like a key.
+    const named = PLAIN_KEY.test(key) ? key : head![2] !== undefined ? 'the quoted key' : 'the key';
     i += head![0].length;
     if (head![3] !== '=') {
       // python-dotenv reads a bare `KEY` (alone, or before a comment) as "no value": we leave
@@ -70,6 +78,10 @@ export function parseEnvEntries(content: string, env: NodeJS.ProcessEnv = proces
       }
       i = eol === -1 ? src.length : eol + 1;
       line++;
+      // Also after a value: python-dotenv's later binding (None) wins, and FTP_IPI.py saw no value.
+      delete out[key];
+      delete lineOf[key];
+      bare.add(key);
       continue;
     }
 
@@ -115,7 +127,9 @@ export function parseEnvEntries(content: string, env: NodeJS.ProcessEnv = proces
       value = (comment ? raw.slice(0, comment.index) : raw).trimEnd();
     }
     line++;
-    out[key] = quote === 'single' ? value : expand(value, env, out);
+    // python-dotenv expands single-quoted values too (FTP_IPI.py's load_dotenv did).
+    out[key] = expand(value, env, out, bare);
+    bare.delete(key);
     lineOf[key] = keyLine;
   }
   // Spread copies define own properties (a `__proto__` key stays a key), and callers get plain objects.
@@ -141,11 +155,15 @@ export function valuesOnOwnLines(content: string, keys: readonly string[]): stri
   return [...out];
 }
 
-/** POSIX `${VAR}` and `${VAR:-default}` only, as python-dotenv: a bare `$` (common in passwords) stays. */
-function expand(value: string, env: NodeJS.ProcessEnv, earlier: Record<string, string>): string {
-  return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, dflt?: string) => {
+/**
+ * `${VAR}` and `${VAR:-default}`, as python-dotenv reads them: VAR is anything up to `}` or
+ * `:`, so `${B-x}` and `${B.x}` name variables that are never set and give "" (`${B:x}` is no
+ * variable and stays). A bare `$` (common in passwords) stays.
+ */
+function expand(value: string, env: NodeJS.ProcessEnv, earlier: Record<string, string>, bare: ReadonlySet<string>): string {
+  return value.replace(/\$\{([^}:]*)(?::-([^}]*))?\}/g, (_m, name: string, dflt?: string) => {
     // Own values only: `${constructor}` must not expand to Object's constructor.
     const v = (Object.hasOwn(env, name) ? env[name] : undefined) ?? (Object.hasOwn(earlier, name) ? earlier[name] : undefined);
-    return v !== undefined ? v : dflt ?? '';
+    return v !== undefined ? v : bare.has(name) ? '' : dflt ?? '';
   });
 }

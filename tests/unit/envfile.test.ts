@@ -72,9 +72,9 @@ describe('parseEnvFile: comments, blank lines, export, bare keys', () => {
 });
 
 describe('parseEnvFile: single quotes', () => {
-  test('are literal: no ${} expansion, no \\n escape', () => {
+  test('no \\n escape, but ${} is expanded, as python-dotenv does', () => {
     const out = parse("A='${HOME} and \\n stay'", { HOME: '/home/x' });
-    assert.equal(out.A, '${HOME} and \\n stay');
+    assert.equal(out.A, '/home/x and \\n stay');
   });
 
   test("\\' and \\\\ are the only escapes", () => {
@@ -286,6 +286,36 @@ describe('parseEnvFile: python-dotenv forms', () => {
     () => {
       assert.deepEqual(parse("'SFTP_PASS'=abc#123\nB=2"), { SFTP_PASS: 'abc#123', B: '2' });
     });
+});
+
+// Expected values are python-dotenv 1.2.2's, from
+//   python3 -c 'import io; from dotenv import dotenv_values; print(dict(dotenv_values(stream=io.StringIO(TEXT))))'
+// (dotenv_values lets the file win over the environment; load_dotenv, which FTP_IPI.py
+// used, the reverse: these cases give both the same answer).
+describe('parseEnvFile against python-dotenv (FTP_IPI.py)', () => {
+  test('${VAR} is expanded in single-quoted values too', () => {
+    assert.deepEqual(parse("A=1\nS='x${A}y'\nD='${A:-d}'\nT='${NOPE:-d}'\nE='a\\'b${A}'\n"), { A: '1', S: 'x1y', D: '1', T: 'd', E: "a'b1" });
+  });
+
+  test('a key is anything but blanks, = and #: other programs\' keys are read, not refused', () => {
+    assert.deepEqual(parse('2FA_SECRET=x\nDB_URL[primary]=x\nkey:x=3\né=1\n'), { '2FA_SECRET': 'x', 'DB_URL[primary]': 'x', 'key:x': '3', é: '1' });
+    assert.deepEqual(parse('"Q=1\na\'b=2\n'), { '"Q': '1', "a'b": '2' });
+    assert.deepEqual(parse('x=${é}\né=1\ny=${é}\n'), { x: '', é: '1', y: '1' });
+  });
+
+  test('any blank around the key and =, a no-break space too', () => {
+    assert.deepEqual(parse('\u00a0K=v\nK1 \u00a0= v\n\u00a0\n'), { K: 'v', K1: 'v' });
+  });
+
+  test('${VAR} names anything up to } or : : ${B-x} and ${B.x} are "", ${B:x} stays', () => {
+    assert.deepEqual(parse('A=${B-x}\nC=${B.x}\nD=${}\nE=${B:x}\nF=${B:-x}\nG=$B\n'), { A: '', C: '', D: '', E: '${B:x}', F: 'x', G: '$B' });
+  });
+
+  test('a key alone has no value: ${KEY:-d} is "", and it unsets an earlier value', () => {
+    assert.deepEqual(parse('A\nB=${A:-d}\n'), { B: '' });
+    assert.deepEqual(parse('A=1\nA\nB=${A:-d}\n'), { B: '' });
+    assert.deepEqual(parse('A\nA=2\nB=${A:-d}\n'), { A: '2', B: '2' });
+  });
 });
 
 // The dotenv package is the reference for what Node users expect of a .env; python-dotenv is

@@ -162,6 +162,13 @@ describe('loadConfig: sources and precedence', () => {
     assert.equal(err.message, `${path.join(cwd, '.env')}: line 5: SERVER_DIR: ':' where '=' belongs (write SERVER_DIR=value)`);
   });
 
+  test('keys of other programs that python-dotenv reads (2FA_SECRET, DB_URL[primary], key:x, é) are ignored, not fatal', () => {
+    const cwd = dir(`2FA_SECRET=x\nDB_URL[primary]=x\nkey:x=3\né=1\n${BASE}`);
+    const c = loadConfig({ cwd, env: {} });
+    assert.equal(c.host, 'h.example');
+    assert.deepEqual(c.warnings, []);
+  });
+
   test('${VAR} in the .env is expanded from the given env', () => {
     const cwd = dir(`${BASE}LOCAL_DIR=\${DATA}/in\n`);
     const c = loadConfig({ cwd, env: { DATA: '/srv/data' } });
