@@ -14,6 +14,15 @@ export function looksLikeWindowsPath(raw: string): boolean {
   return /^[A-Za-z]:(?:[\\/]|$)/.test(v) || v.startsWith('\\\\') || (v.includes('\\') && !v.includes('/'));
 }
 
+/**
+ * The path rules of `platform`, not of this machine: Node's `path` is the host's, so on Linux
+ * `C:\ipi\local` was no absolute path and `\` no separator, and a test of Windows' answers
+ * there was no test of them.
+ */
+export function pathFor(platform: NodeJS.Platform): path.PlatformPath {
+  return platform === 'win32' ? path.win32 : path.posix;
+}
+
 /** Filesystems on these platforms ignore case by default: `/Data/IPI` and `/data/ipi` are one folder. */
 function foldsCase(platform: NodeJS.Platform): boolean {
   return platform === 'win32' || platform === 'darwin';
@@ -22,8 +31,9 @@ function foldsCase(platform: NodeJS.Platform): boolean {
 /** Is `p` the folder `dir` itself, or anywhere below it? Both are resolved absolute paths. */
 export function isInsideOrSame(p: string, dir: string, platform: NodeJS.Platform = process.platform): boolean {
   const [a, b] = foldsCase(platform) ? [p.toLowerCase(), dir.toLowerCase()] : [p, dir];
-  const rel = path.relative(b, a);
-  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
+  const paths = pathFor(platform);
+  const rel = paths.relative(b, a);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${paths.sep}`) && !paths.isAbsolute(rel));
 }
 
 /** Are these one path (compared as isInsideOrSame compares)? */

@@ -3,8 +3,7 @@
 // generated from (or tested against) this table, so they cannot disagree.
 import os from 'node:os';
 import { algoOfSuffix } from '../checksum.js';
-import path from 'node:path';
-import { looksLikeWindowsPath } from './paths.js';
+import { looksLikeWindowsPath, pathFor } from './paths.js';
 import { INTERVAL_OR_OFF, MAX_TIMER_MS, TIMEOUT, WAIT, bounded, boundedList, type Limits } from './bounds.js';
 import {
   ValueError, parseChoice, shown, parseDuration, parseFingerprints, parseHost, parseList,
@@ -61,8 +60,9 @@ export function resolvePath(raw: string, ctx: ParseContext): string {
   if (platform !== 'win32' && looksLikeWindowsPath(trimmed)) {
     throw new ValueError(`${shown(trimmed)} looks like a Windows path, and this machine is not Windows (${platform}): write a path of this machine`);
   }
-  const expanded = trimmed === '~' || /^~[\\/]/.test(trimmed) ? path.join(os.homedir(), trimmed.slice(1)) : trimmed;
-  return path.resolve(ctx.baseDir, expanded);
+  const paths = pathFor(platform);
+  const expanded = trimmed === '~' || /^~[\\/]/.test(trimmed) ? paths.join(os.homedir(), trimmed.slice(1)) : trimmed;
+  return paths.resolve(ctx.baseDir, expanded);
 }
 
 export type PostAction = { kind: 'none' } | { kind: 'delete' } | { kind: 'move'; dir: string };

@@ -750,6 +750,16 @@ describe('buildConfig: folders that must not overlap', () => {
     assert.match(refused({ ...pull, serverDir: '/Data/Pub', markerFile: '/data/pub/last_file.txt' }, 'pull', 'darwin'), /^LAST_FILE_RECORD .* is inside SERVER_DIR/);
   });
 
+  test('with Windows paths (drive letters, UNC, case), judged by Windows\' rules on any machine', () => {
+    const win = (raw: Raw, tool: 'pull' | 'push' = 'pull') => buildConfig(raw, { envFile: null, baseDir: 'C:\\ipi', env: {}, tool, platform: 'win32' });
+    const winRefused = (raw: Raw, tool: 'pull' | 'push' = 'pull') => configError(() => win(raw, tool)).message;
+    assert.match(winRefused({ ...pull, localDir: 'C:\\ipi\\pub\\in', serverDir: '.\\PUB' }), /^LOCAL_DIR C:\\ipi\\pub\\in is inside SERVER_DIR C:\\ipi\\PUB: /);
+    assert.match(winRefused({ ...pull, localDir: 'c:/IPI/local', serverDir: 'C:\\ipi\\local' }), /are the same folder/);
+    assert.match(winRefused({ ...pull, serverDir: '\\\\srv\\share\\pub', markerFile: '\\\\SRV\\Share\\Pub\\last_file.txt' }), /^LAST_FILE_RECORD .* is inside SERVER_DIR/);
+    assert.match(winRefused({ ...push, watchDir: 'D:\\out', afterUpload: 'archive', archiveDir: 'd:\\OUT\\done' }, 'push'), /^ARCHIVE_DIR d:\\OUT\\done is inside WATCH_DIR D:\\out: /);
+    assert.doesNotThrow(() => win({ ...pull, localDir: 'C:\\ipi\\local', serverDir: 'D:\\ipi\\local', markerFile: '\\\\srv\\share\\last.txt' }));
+  });
+
   test('ipi-push: ARCHIVE_DIR equal to WATCH_DIR, inside it or holding it is refused (ARCHIVE_DIR=. moved a file onto the state file)', () => {
     assert.match(refused({ ...push, afterUpload: 'archive', archiveDir: './out' }, 'push'), /^ARCHIVE_DIR \/base\/out is WATCH_DIR \(\/base\/out\): archived files would be uploaded again/);
     assert.match(refused({ ...push, afterUpload: 'archive', archiveDir: './out/done' }, 'push'), /^ARCHIVE_DIR \/base\/out\/done is inside WATCH_DIR \/base\/out: /);

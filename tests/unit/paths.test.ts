@@ -37,3 +37,29 @@ describe('isInsideOrSame', () => {
     assert.equal(isSame('/data/ipi/x', '/data/ipi', 'darwin'), false);
   });
 });
+
+describe('isInsideOrSame with Windows paths, on any machine', () => {
+  // Judged with Windows' path rules whatever the host: on Linux, `C:\\ipi\\local` used to
+  // be one relative name, and none of these was inside another.
+  test('drive letters: inside, the same, a neighbour, another drive', () => {
+    assert.equal(isInsideOrSame('C:\\ipi\\local', 'C:\\ipi', 'win32'), true);
+    assert.equal(isInsideOrSame('C:\\ipi', 'C:\\ipi', 'win32'), true);
+    assert.equal(isInsideOrSame('C:/ipi/local', 'C:\\ipi', 'win32'), true);
+    assert.equal(isInsideOrSame('C:\\ipi\\..hidden', 'C:\\ipi', 'win32'), true);
+    assert.equal(isInsideOrSame('C:\\ipi2', 'C:\\ipi', 'win32'), false);
+    assert.equal(isInsideOrSame('C:\\ipi', 'C:\\ipi\\local', 'win32'), false);
+    assert.equal(isInsideOrSame('D:\\ipi\\local', 'C:\\ipi', 'win32'), false);
+  });
+
+  test('UNC shares', () => {
+    assert.equal(isInsideOrSame('\\\\srv\\share\\ipi\\in', '\\\\srv\\share\\ipi', 'win32'), true);
+    assert.equal(isInsideOrSame('\\\\srv\\other\\ipi', '\\\\srv\\share\\ipi', 'win32'), false);
+    assert.equal(isInsideOrSame('\\\\srv2\\share\\ipi', '\\\\srv\\share\\ipi', 'win32'), false);
+  });
+
+  test('case, of the drive letter, the share and the folders', () => {
+    assert.equal(isSame('c:\\IPI\\Local', 'C:\\ipi\\local', 'win32'), true);
+    assert.equal(isInsideOrSame('\\\\SRV\\Share\\IPI\\x', '\\\\srv\\share\\ipi', 'win32'), true);
+    assert.equal(isSame('C:\\ipi\\local', 'C:\\ipi\\pub', 'win32'), false);
+  });
+});

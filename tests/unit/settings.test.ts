@@ -277,8 +277,18 @@ describe('resolvePath', () => {
         });
       }
     }
-    assert.equal(resolvePath('C:\\ipi\\local', { ...ctx, platform: 'win32' }), path.resolve(ctx.baseDir, 'C:\\ipi\\local'));
+    assert.equal(resolvePath('C:\\ipi\\local', { ...ctx, platform: 'win32' }), 'C:\\ipi\\local');
     assert.equal(resolvePath('/data/odd\\name', { ...ctx, platform: 'linux' }), '/data/odd\\name');
+  });
+
+  test('on Windows, Windows\' rules whatever this machine is: drive letters, UNC, / and \\ alike', () => {
+    const win = (raw: string, baseDir: string) => resolvePath(raw, { baseDir, platform: 'win32' });
+    assert.equal(win('D:/share/ipi', 'C:\\ipi'), 'D:\\share\\ipi');
+    assert.equal(win('logs\\ipi.log', 'C:\\ipi'), 'C:\\ipi\\logs\\ipi.log');
+    assert.equal(win('.\\downloads', 'C:\\ipi'), 'C:\\ipi\\downloads');
+    assert.equal(win('..\\pub', 'C:\\ipi\\etc'), 'C:\\ipi\\pub');
+    assert.equal(win('local', '\\\\srv\\share\\ipi'), '\\\\srv\\share\\ipi\\local');
+    assert.equal(win('\\\\srv\\share\\ipi\\in', 'C:\\ipi'), '\\\\srv\\share\\ipi\\in');
   });
 
   test('the platform defaults to this machine\'s', () => {
