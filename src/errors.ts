@@ -1,5 +1,7 @@
 // The one place that decides what a failure means: worth a retry (transient) or not
 // (permanent), and which exit code it ends the run with. Nobody else guesses.
+import fs from 'node:fs';
+import path from 'node:path';
 
 export const EXIT = {
   ok: 0,
@@ -115,6 +117,39 @@ export function withPath(err: unknown, file: string, override = false): unknown 
     e.path = file;
   }
   return err;
+}
+
+/**
+ * A path from the settings that is the wrong kind of thing: a file where a folder is to be
+ * (mkdir answers EEXIST, or ENOTDIR for a file among its parents), a folder where a file is
+ * to be (EISDIR). Retrying cannot help and the fix is in the settings, so it is a ConfigError
+ * (exit 2) naming the setting and what is in the way; null for any other failure.
+ */
+export function wrongKindOfPath(err: unknown, setting: string, target: string, want: 'file' | 'folder'): ConfigError | null {
+  const code = (err as RawError | null)?.code;
+  if (code !== 'EEXIST' && code !== 'ENOTDIR' && code !== 'EISDIR') return null;
+  // The deepest path that exists, from the target up: the target itself, or a parent.
+  // (Below a file, stat answers ENOTDIR rather than ENOENT: no such path either way.)
+  const statOf = (p: string): fs.Stats | undefined => {
+    try {
+      return fs.statSync(p);
+    } catch {
+      return undefined;
+    }
+  };
+  let found = path.resolve(target);
+  let stat = statOf(found);
+  while (!stat && path.dirname(found) !== found) {
+    found = path.dirname(found);
+    stat = statOf(found);
+  }
+  if (!stat) return null;
+  if (found === path.resolve(target)) {
+    if (want === 'file' && stat.isDirectory()) return new ConfigError(`${setting} ${target} is a folder, not a file`);
+    if (want === 'folder' && !stat.isDirectory()) return new ConfigError(`${setting} ${target} is a file, not a folder`);
+    return null;
+  }
+  return stat.isDirectory() ? null : new ConfigError(`${setting} ${target}: ${found} is a file, not a folder`);
 }
 
 interface RawError {

@@ -1,7 +1,7 @@
 // LAST_FILE_RECORD: one line, the name of the last file fully delivered to SERVER_DIR.
 // The format is FTP_IPI.py's (the bare name), so either program can read the other's marker.
 import fs from 'node:fs/promises';
-import { ConfigError, withPath } from './errors.js';
+import { ConfigError, withPath, wrongKindOfPath } from './errors.js';
 import { printableName, unsafeNameReason } from './names.js';
 import { prepareFileAtomic, temporariesOf, writeFileAtomic, type PreparedFile } from './util/atomic.js';
 
@@ -15,7 +15,7 @@ export async function readMarker(file: string): Promise<string | null> {
     content = await fs.readFile(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw withPath(err, file);
+    throw wrongKindOfPath(err, 'LAST_FILE_RECORD', file, 'file') ?? withPath(err, file);
   }
   const name = parseMarker(content);
   // Placing garbage in the order of the server's files could mean pulling everything again.

@@ -5,7 +5,7 @@ import picomatch from 'picomatch';
 import type { Config } from './config/load.js';
 import { expectedDigest } from './checksum.js';
 import { FetchAhead, mayStartAhead } from './fetch-ahead.js';
-import { IntegrityError, InterruptedError, PermanentError, RemoteChangedError, RemoteMissingError, classify } from './errors.js';
+import { IntegrityError, InterruptedError, PermanentError, RemoteChangedError, RemoteMissingError, classify, wrongKindOfPath } from './errors.js';
 import { HistoryAppender, historyFileFor, recentDeliveries } from './history.js';
 import { acquireLock, lockFileFor, pidAlive, type Lock } from './lock.js';
 import type { Logger } from './log.js';
@@ -132,7 +132,7 @@ async function prepareFolders(folders: ReadonlyArray<readonly [string, string]>)
     try {
       await makeDir(dir);
     } catch (err) {
-      throw new PermanentError(`${key} ${dir}: cannot create it (${(err as NodeJS.ErrnoException).code ?? err})`);
+      throw wrongKindOfPath(err, key, dir, 'folder') ?? new PermanentError(`${key} ${dir}: cannot create it (${(err as NodeJS.ErrnoException).code ?? err})`);
     }
   }
 }

@@ -1,7 +1,7 @@
 // `ipi-pull mark NAME`: set the marker on purpose (start later, or pull again from a point).
 import path from 'node:path';
 import picomatch from 'picomatch';
-import { ConfigError, EXIT, classify, type ExitCode } from '../errors.js';
+import { ConfigError, EXIT, classify, wrongKindOfPath, type ExitCode } from '../errors.js';
 import { acquireLock, lockFileFor } from '../lock.js';
 import { silentLogger } from '../log.js';
 import { DamagedMarkerError, readMarker, writeMarker } from '../marker.js';
@@ -43,7 +43,9 @@ export async function markCommand(args: MarkArgs, io: Io): Promise<ExitCode> {
         await session.end();
       }
     }
-    await makeDir(path.dirname(config.markerFile));
+    await makeDir(path.dirname(config.markerFile)).catch((err: unknown) => {
+      throw wrongKindOfPath(err, 'LAST_FILE_RECORD\'s folder', path.dirname(config.markerFile), 'folder') ?? err;
+    });
     // Under the lock, so a run in progress cannot overwrite the marker we set (or we its).
     const lock = await acquireLock(lockFileFor(config.markerFile), (m) => io.stderr.write(`ipi-pull: ${m}\n`));
     try {

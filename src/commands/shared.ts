@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import yargs, { type Argv } from 'yargs';
 import { loadConfig, type Config } from '../config/load.js';
-import { ConfigError, EXIT, classify, errorDetail, type ExitCode, type IpiError } from '../errors.js';
+import { ConfigError, EXIT, classify, errorDetail, wrongKindOfPath, type ExitCode, type IpiError } from '../errors.js';
 import { SETTINGS, SETTING_NAMES, appliesTo, flagOf, type SettingName, type Tool } from '../config/settings.js';
 import { createLogger, scrub, type ClosableLogger, type Logger } from '../log.js';
 
@@ -125,7 +125,7 @@ export async function runWithSetup<S>(
   try {
     log = loggerFor(config, args, tool);
   } catch (err) {
-    return { config, summary: null, failure: classify(err, `opening LOG_FILE ${config.logFile}`), logged: false };
+    return { config, summary: null, failure: (config.logFile === null ? null : wrongKindOfPath(err, 'LOG_FILE', config.logFile, 'file')) ?? classify(err, `opening LOG_FILE ${config.logFile}`), logged: false };
   }
   for (const warning of config.warnings) log.warn(warning);
   warnIfSecretsExposed(config, log);

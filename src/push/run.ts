@@ -8,7 +8,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../config/load.js';
-import { AccessDeniedError, ConfigError, IntegrityError, InterruptedError, TransientError, classify, type IpiError } from '../errors.js';
+import { AccessDeniedError, ConfigError, IntegrityError, InterruptedError, TransientError, classify, wrongKindOfPath, type IpiError } from '../errors.js';
 import { FetchAhead, mayStartAhead } from '../fetch-ahead.js';
 import { acquireLock, lockFileFor, pidAlive, type Lock } from '../lock.js';
 import type { Logger } from '../log.js';
@@ -85,7 +85,9 @@ export async function runPush(config: Config, opts: PushOptions, ctx: PushContex
   if (!watched.isDirectory()) throw new ConfigError(`WATCH_DIR ${config.watchDir}: a file, not a folder. Set WATCH_DIR to the folder whose files are to be uploaded`);
   let lock: Lock | null = null;
   if (!opts.dryRun) {
-    await makeDir(path.dirname(config.stateFile));
+    await makeDir(path.dirname(config.stateFile)).catch((err: unknown) => {
+      throw wrongKindOfPath(err, 'STATE_FILE\'s folder', path.dirname(config.stateFile), 'folder') ?? err;
+    });
     lock = await acquireLock(lockFileFor(config.stateFile), (m) => ctx.log.warn(m), { program: 'ipi-push', refreshMs: ctx.lockRefreshMs });
   }
   // Everything after the lock is taken runs inside this try: whatever fails, the lock goes.

@@ -151,6 +151,31 @@ describe('operator commands', () => {
     assert.equal(ws.marker(), null);
   });
 
+  test('LOG_FILE a folder, LOCAL_DIR a file: bad configuration, exit 2, one line saying so', async () => {
+    // They ended with exit 1 ("is a folder", "cannot create it (EEXIST)"), as if retrying could help.
+    const { ws } = setup({ 'IPI_20250215.dat': testBytes(1000, 10) });
+    const folder = path.join(ws.dir, 'a-folder');
+    fs.mkdirSync(folder);
+    const envFile = path.join(ws.dir, '.env');
+    const cases: Array<[Record<string, string>, string]> = [
+      [{ LOG_FILE: folder }, `ipi-pull: LOG_FILE ${folder} is a folder, not a file\n`],
+      [{ LOG_FILE: './.env/ipi.log' }, `ipi-pull: LOG_FILE ${envFile}/ipi.log: ${envFile} is a file, not a folder\n`],
+      [{ LOCAL_DIR: './.env', LOG_FILE: 'none' }, `LOCAL_DIR ${envFile} is a file, not a folder`],
+      [{ SERVER_DIR: './.env/pub', LOG_FILE: 'none' }, `SERVER_DIR ${envFile}/pub: ${envFile} is a file, not a folder`],
+    ];
+    for (const [extra, line] of cases) {
+      Object.assign(ws.env, { LOG_FILE: './logs/sftp_transfer.log' }, extra);
+      ws.writeEnv();
+      const r = await ws.run();
+      assert.equal(r.code, 2, `${JSON.stringify(extra)}: ${r.stderr}`);
+      if (line.endsWith('\n')) assert.equal(r.stderr, line);
+      else assert.ok(r.stderr.split('\n').some((l) => l.endsWith(`ERROR: ${line}`)), r.stderr);
+      delete ws.env.LOCAL_DIR;
+      delete ws.env.SERVER_DIR;
+    }
+    assert.equal(ws.marker(), null);
+  });
+
   test('status lists what a run would pull: companion checksum files are not pending files', async () => {
     const data = testBytes(1000, 7);
     const { ws } = setup({ 'IPI_20250212.dat': data, 'IPI_20250212.dat.sha256': `${sha256(data)}  IPI_20250212.dat\n` });

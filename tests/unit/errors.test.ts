@@ -1,7 +1,11 @@
-import { test, describe } from 'node:test';
+import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import {
   AccessDeniedError, ConfigError, EXIT, InterruptedError, IpiError, LockHeldError, PermanentError, RemoteMissingError, TransientError, classify, errorDetail,
+  wrongKindOfPath,
 } from '../../src/errors.js';
 
 const doing = 'downloading IPI_20240101.dat';
@@ -188,5 +192,42 @@ describe('errorDetail', () => {
     (a as { cause?: unknown }).cause = a;
     assert.equal(errorDetail(a).split('caused by').length, 1);
     assert.equal(errorDetail(new Error('b', { cause: 'a string' })).split('\n').at(-1), 'caused by: a string');
+  });
+});
+
+describe('wrongKindOfPath: a file where a folder is to be, or a folder where a file is', () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-kind-'));
+  after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const file = path.join(root, '.env');
+  fs.writeFileSync(file, 'x');
+  const caught = (fn: () => unknown): unknown => {
+    try {
+      fn();
+    } catch (err) {
+      return err;
+    }
+    assert.fail('did not throw');
+  };
+
+  test('a file as a folder: a ConfigError (exit 2) naming the setting, and the file when it is a parent', () => {
+    const asFolder = wrongKindOfPath(caught(() => fs.mkdirSync(file, { recursive: true })), 'LOCAL_DIR', file, 'folder');
+    assert.ok(asFolder instanceof ConfigError);
+    assert.equal(asFolder.exitCode, EXIT.usage);
+    assert.equal(asFolder.message, `LOCAL_DIR ${file} is a file, not a folder`);
+    const below = path.join(file, 'sub', 'deeper');
+    assert.equal(wrongKindOfPath(caught(() => fs.mkdirSync(below, { recursive: true })), 'LOCAL_DIR', below, 'folder')?.message,
+      `LOCAL_DIR ${below}: ${file} is a file, not a folder`);
+    const log = path.join(file, 'ipi.log');
+    assert.equal(wrongKindOfPath(caught(() => fs.mkdirSync(path.dirname(log))), 'LOG_FILE', log, 'file')?.message, `LOG_FILE ${log}: ${file} is a file, not a folder`);
+  });
+
+  test('a folder as a file', () => {
+    assert.equal(wrongKindOfPath(caught(() => fs.openSync(root, 'a')), 'LOG_FILE', root, 'file')?.message, `LOG_FILE ${root} is a folder, not a file`);
+  });
+
+  test('null for anything else: other codes, or a path of the right kind', () => {
+    assert.equal(wrongKindOfPath(raw('EACCES', { code: 'EACCES' }), 'LOCAL_DIR', root, 'folder'), null);
+    assert.equal(wrongKindOfPath(raw('EEXIST', { code: 'EEXIST' }), 'LOCAL_DIR', root, 'folder'), null);
+    assert.equal(wrongKindOfPath(raw('EEXIST', { code: 'EEXIST' }), 'LOG_FILE', file, 'file'), null);
   });
 });

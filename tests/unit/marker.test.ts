@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DamagedMarkerError, parseMarker, prepareMarker, readMarker, removeStaleMarkerTemporaries, writeMarker } from '../../src/marker.js';
-import { EXIT } from '../../src/errors.js';
+import { ConfigError, EXIT } from '../../src/errors.js';
 
 describe('parseMarker', () => {
   test('the bare name, as FTP_IPI.py writes it', () => {
@@ -57,10 +57,15 @@ describe('readMarker / writeMarker', () => {
     }
   });
 
-  test('a folder where the marker belongs: the error names the path', async () => {
+  test('a folder where the marker belongs: bad configuration (exit 2), naming the path', async () => {
     const file = path.join(dir, 'a-folder.txt');
     fs.mkdirSync(file);
-    await assert.rejects(readMarker(file), (err: NodeJS.ErrnoException) => err.code === 'EISDIR' && err.path === file);
+    await assert.rejects(readMarker(file), (err: unknown) => {
+      assert.ok(err instanceof ConfigError, String(err));
+      assert.equal(err.exitCode, EXIT.usage);
+      assert.equal(err.message, `LAST_FILE_RECORD ${file} is a folder, not a file`);
+      return true;
+    });
   });
 
   test('round trip: the file holds exactly the bare name, no newline', async () => {
@@ -121,7 +126,7 @@ describe('readMarker / writeMarker', () => {
   });
 
   test('reading a folder is an error, not "no marker"', async () => {
-    await assert.rejects(readMarker(dir), (err: NodeJS.ErrnoException) => err.code === 'EISDIR');
+    await assert.rejects(readMarker(dir), ConfigError);
   });
 
   test('writing into a missing folder fails and leaves nothing behind', async () => {
