@@ -1,41 +1,42 @@
-// mkdir -p with an error that says what is wrong. Node's recursive mkdir answers ENOENT ("no
-// such file or directory") when a parent is read-only or not writable, which sends people
-// looking for a missing folder; making the missing levels one at a time gets the real code
-// (EROFS, EACCES, ENOTDIR) and the folder it is about.
+// mkdir -p with an error that says what is wrong, made one level at a time. Node's recursive
+// mkdir answers ENOENT ("no such file or directory") when a parent is read-only or not
+// writable, which sends people looking for a missing folder; one level at a time gets the real
+// code (EROFS, EACCES, ENOTDIR) and the folder it is about. And on a filesystem that answers
+// ENOENT for a folder whose parent exists (procfs: LOG_FILE=/proc/nope/x.log), Node's recursive
+// mkdir goes back and forth between the two for ever, at 100% CPU; one level at a time fails.
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 
 /** Like fs.mkdir(dir, { recursive: true }): the first folder created, or undefined if it existed. */
 export async function makeDir(dir: string): Promise<string | undefined> {
-  try {
-    return await fsp.mkdir(dir, { recursive: true });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    let first: string | undefined;
-    for (const d of missingLevels(dir, (p) => fs.existsSync(p))) {
-      await fsp.mkdir(d).catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== 'EEXIST') throw e;
-      });
+  let first: string | undefined;
+  for (const d of levelsToMake(dir)) {
+    try {
+      await fsp.mkdir(d);
       first ??= d;
+    } catch (e) {
+      // Made meanwhile (or `dir` itself, there all along) is fine; a file of that name is not.
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || !(await fsp.stat(d)).isDirectory()) throw e;
     }
-    return first;
   }
+  return first;
 }
 
 export function makeDirSync(dir: string): void {
-  try {
-    fs.mkdirSync(dir, { recursive: true });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    for (const d of missingLevels(dir, (p) => fs.existsSync(p))) {
-      try {
-        fs.mkdirSync(d);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      }
+  for (const d of levelsToMake(dir)) {
+    try {
+      fs.mkdirSync(d);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || !fs.statSync(d).isDirectory()) throw e;
     }
   }
+}
+
+/** The missing levels; or `dir` itself when it exists, so that mkdir says EEXIST if it is a file, as mkdir -p does. */
+function levelsToMake(dir: string): string[] {
+  const levels = missingLevels(dir, (p) => fs.existsSync(p));
+  return levels.length > 0 ? levels : [path.resolve(dir)];
 }
 
 /** Pure but for `exists`: the folders from the deepest existing one down to `dir`, outermost first. */

@@ -25,6 +25,32 @@ test('makeDir / makeDirSync: like mkdir -p where it can be done', async () => {
   }
 });
 
+test('a file in the way: EEXIST for the folder itself, ENOTDIR below it, as mkdir -p says', async () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-folders-file-'));
+  try {
+    const file = path.join(root, '.env');
+    fs.writeFileSync(file, 'x');
+    await assert.rejects(makeDir(file), { code: 'EEXIST' });
+    assert.throws(() => makeDirSync(file), { code: 'EEXIST' });
+    await assert.rejects(makeDir(path.join(file, 'sub')), { code: 'ENOTDIR' });
+    assert.throws(() => makeDirSync(path.join(file, 'sub', 'deeper')), { code: 'ENOTDIR' });
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a folder the filesystem will not make, its parent being there (procfs): an error, not a loop for ever', { timeout: 10_000 }, async (t) => {
+  // Node's recursive mkdir spun at 100% CPU here (LOG_FILE=/proc/nope/x.log), synchronously:
+  // only a child process can be timed out. The child tries both forms.
+  if (!fs.existsSync('/proc/self')) return t.skip('no procfs on this machine');
+  const folders = new URL('../../src/util/folders.js', import.meta.url).href;
+  const script = `import { makeDir, makeDirSync } from ${JSON.stringify(folders)};
+    try { makeDirSync('/proc/nope/x'); } catch (e) { console.log('sync', e.code); }
+    await makeDir('/proc/nope/x').catch((e) => console.log('async', e.code));`;
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { timeout: 5000, encoding: 'utf8' });
+  assert.equal(out, 'sync ENOENT\nasync ENOENT\n');
+});
+
 test('a read-only parent is reported as EROFS on that folder, not as "no such file" (what Node\'s mkdir -p says)', async (t) => {
   const ro = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-folders-ro-'));
   try {
