@@ -5,7 +5,7 @@ import { demoCommand, type DemoArgs } from './commands/demo.js';
 import { withInitCommand } from './commands/init.js';
 import { markCommand, type MarkArgs } from './commands/mark.js';
 import { pullCommand, type PullArgs } from './commands/pull.js';
-import { processIo, program, withSettingFlags, type Io } from './commands/shared.js';
+import { exampleLines, processIo, program, withSettingFlags, type Io } from './commands/shared.js';
 import { statusCommand, type StatusArgs } from './commands/status.js';
 import type { ExitCode } from './errors.js';
 import { versionLine } from './version.js';
@@ -32,8 +32,8 @@ export async function main(argv: string[], io: Io = processIo()): Promise<ExitCo
         .example('$0', 'Pull everything new after the marker, using ./.env')
         .example('$0 --once', 'Pull at most one file (the next in date order)')
         .example('$0 --dry-run', 'Show which files would be pulled; change nothing')
-        .example('$0 --env-file /etc/ipi-pull/site-a.env --json', 'Another settings file; a JSON summary on stdout for a wrapper or CI')
-        .example('$0 --sftp-host sftp.example.com --sftp-user ipi --sftp-key ~/.ssh/id_ed25519 --sftp-dir /out', 'Everything from flags, no .env') as unknown as Argv<PullArgs>,
+        .example(exampleLines('$0 --json', '--env-file /etc/ipi-pull/site-a.env'), 'Another settings file; a JSON summary on stdout for a wrapper or CI')
+        .example(exampleLines('$0 --sftp-host sftp.example.com', '--sftp-user ipi', '--sftp-key ~/.ssh/id_ed25519', '--sftp-dir /out'), 'Everything from flags, no .env') as unknown as Argv<PullArgs>,
       run(pullCommand),
     )
     .command<StatusArgs>(

@@ -4,7 +4,7 @@ import type { Argv } from 'yargs';
 import { withInitCommand } from './commands/init.js';
 import { pushCommand, type PushArgs } from './commands/push.js';
 import { pushStatusCommand } from './commands/push-status.js';
-import { processIo, program, withSettingFlags, type GlobalArgs, type Io } from './commands/shared.js';
+import { exampleLines, processIo, program, withSettingFlags, type GlobalArgs, type Io } from './commands/shared.js';
 import type { ExitCode } from './errors.js';
 import { versionLine } from './version.js';
 
@@ -31,7 +31,7 @@ export async function pushMain(argv: string[], io: Io = processIo()): Promise<Ex
         .example('$0 --once', 'Upload everything new in WATCH_DIR, then exit (cron)')
         .example('$0 --watch', 'Run as a service (systemd, Windows service)')
         .example('$0 --dry-run', 'Show what would be uploaded')
-        .example('$0 --once --json --env-file /etc/ipi-push/site-a.env', 'Another settings file; a JSON summary on stdout') as unknown as Argv<PushArgs>,
+        .example(exampleLines('$0 --once --json', '--env-file /etc/ipi-push/site-a.env'), 'Another settings file; a JSON summary on stdout') as unknown as Argv<PushArgs>,
       run(pushCommand),
     )
     .command<GlobalArgs>(

@@ -33,6 +33,16 @@ export function withSettingFlags<T>(y: Argv<T>, tool: Tool = 'pull'): Argv<T> {
   return out;
 }
 
+/**
+ * An example too long for the first column of --help, as lines the shell reads as one (a `\`
+ * ends each but the last). yargs would break it at any blank, leaving `ipi` or `--json` at the
+ * start of a line, where it reads as a command of its own. Each line fits in 40 columns, the
+ * example column of an 80-column terminal (yargs drops any indent of the lines after the first).
+ */
+export function exampleLines(...lines: string[]): string {
+  return lines.join(' \\\n');
+}
+
 export function flagValues(argv: Record<string, unknown>): Partial<Record<SettingName, string>> {
   const out: Partial<Record<SettingName, string>> = {};
   for (const name of SETTING_NAMES) {

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { test } from 'node:test';
+import { execFileSync } from 'node:child_process';
 
 import { renderEnvTemplate, withSettingsTable } from '../../src/config/template.js';
 
@@ -78,5 +79,23 @@ test('every ipi-push command line in the docs uses commands and flags that exist
       fs.rmSync(cwd, { recursive: true, force: true });
     }
     assert.doesNotMatch(stderr, /Unknown argument|Unknown command|Not enough non-option|Missing required|mutually exclusive/i, `${file}: ipi-push ${args.join(' ')}\n${stderr}`);
+  }
+});
+
+test('--help examples: a line of the command column starts a command, or continues one ending in \\', () => {
+  // yargs broke a long example at any blank: `ipi` or `--json` began a line of its own, and read
+  // as a command. 80 columns (the narrowest usual terminal) and 100 (without one: cron, a pipe).
+  for (const program of ['ipi-pull', 'ipi-push']) {
+    for (const columns of [80, 100]) {
+      const help = execFileSync(process.execPath, [`--import=data:text/javascript,process.stdout.columns=${columns}`, path.join(root, `dist/src/bin/${program}.js`), '--help'], { encoding: 'utf8' });
+      const rows = help.slice(help.indexOf('Examples:\n')).split('\n\n')[0]!.split('\n').slice(1)
+        // A row with text in the command column (a description's own wrapped lines have none).
+        .filter((l) => /^ {2}\S/.test(l)).map((l) => l.slice(2).split(/ {2,}/)[0]!);
+      assert.ok(rows.length >= 4, `${program} at ${columns} columns:\n${help}`);
+      rows.forEach((row, i) => {
+        const continues = i > 0 && rows[i - 1]!.endsWith(' \\');
+        assert.ok(continues ? row.startsWith('--') : row.startsWith(`${program}`), `${program} at ${columns} columns, example line ${JSON.stringify(row)}:\n${help}`);
+      });
+    }
   }
 });
