@@ -33,10 +33,15 @@ export function makeDirSync(dir: string): void {
   }
 }
 
-/** The missing levels; or `dir` itself when it exists, so that mkdir says EEXIST if it is a file, as mkdir -p does. */
+/**
+ * The missing levels. An existing folder needs none (no mkdir on it: Windows may answer EPERM
+ * for a drive or a share's root); anything else of that name is handed to mkdir, so that it
+ * says EEXIST, as mkdir -p does.
+ */
 function levelsToMake(dir: string): string[] {
   const levels = missingLevels(dir, (p) => fs.existsSync(p));
-  return levels.length > 0 ? levels : [path.resolve(dir)];
+  if (levels.length > 0) return levels;
+  return fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory() ? [] : [path.resolve(dir)];
 }
 
 /** Pure but for `exists`: the folders from the deepest existing one down to `dir`, outermost first. */
