@@ -4,7 +4,7 @@
 // the server's consumers never see half a file.
 import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import { IntegrityError, TransientError } from '../errors.js';
+import { IntegrityError, RemoteMissingError, TransientError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { printableName } from '../names.js';
 import type { SftpSession } from '../sftp/session.js';
@@ -28,7 +28,7 @@ export interface UploadSettings {
   verify: 'size' | 'sha256';
 }
 
-/** Per connection: folders known to exist, and the server's SHA-256 checks. */
+/** Per connection: folders made or found (removed there since, see inRemoteDir), and the server's SHA-256 checks. */
 export class SessionFacts {
   readonly dirs = new Set<string>();
   readonly hashes: ServerHasher;
@@ -128,7 +128,7 @@ export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
     // sent whole, without an in-progress record (and its fsyncs) or a look at the temporary.
     const resumable = size > settings.chunkSize;
     const { from, held } = req.fresh || !resumable ? { from: 0, held: 0 } : await resumePoint(req, local, size, mtimeMs, target.temp);
-    const handle = await session.openWrite(target.temp, from > 0 ? 'r+' : 'w');
+    const handle = await inRemoteDir(session, req.facts, log, target.dir, () => session.openWrite(target.temp, from > 0 ? 'r+' : 'w'));
     let closed = false;
     const hash = createHash('sha256');
     const sliced = new SlicedHash((slice) => hash.update(slice));
@@ -212,13 +212,31 @@ export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
 
 /**
  * The remote folder `dir` and its parents exist: made where missing, asked about once per
- * connection (SessionFacts). Returns the folders it created.
+ * connection (SessionFacts) unless a file's open finds it gone. Returns the folders it created.
  */
 export async function ensureRemoteDir(session: SftpSession, facts: SessionFacts, dir: string): Promise<string[]> {
   if (facts.dirs.has(dir)) return [];
   const created = await session.mkdirp(dir);
   for (const d of remoteAncestors(dir)) facts.dirs.add(d);
   return created;
+}
+
+/**
+ * `op` on a name in the remote folder `dir`. The connection remembers `dir` as made, but
+ * the server's users may remove it since (a consumer clearing what it took): "no such file"
+ * then means the folder, so it is made again and `op` tried once more. A second "no such
+ * file" is what it says.
+ */
+async function inRemoteDir<T>(session: SftpSession, facts: SessionFacts, log: Logger, dir: string, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    if (!(err instanceof RemoteMissingError) || session.isClosed) throw err;
+    for (const d of remoteAncestors(dir)) facts.dirs.delete(d);
+    const created = await ensureRemoteDir(session, facts, dir);
+    if (created.length > 0) log.info(`the folder ${dir} was gone from the server: made again (${created.join(', ')})`);
+    return op();
+  }
 }
 
 /**

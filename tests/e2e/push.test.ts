@@ -784,6 +784,26 @@ describe('ipi-push --watch', () => {
     assert.deepEqual(Object.keys(p.state().folders!).sort(), ['made', 'made/empty', 'new', 'new/deeper', 'new/sibling']);
   });
 
+  test('a folder removed on the server while the connection stays open is made again when the next file goes into it', async () => {
+    const p = setup();
+    p.put('site/a.dat', 'first');
+    const w = watchProcess(p);
+    const b = path.join(p.remoteRoot, 'site/b.dat');
+    try {
+      await waitFor(() => exists(path.join(p.remoteRoot, 'site/a.dat')), 15_000, () => 'site/a.dat on the server');
+      // A consumer on the server clears the folder away; this connection made it earlier.
+      fs.rmSync(path.join(p.remoteRoot, 'site'), { recursive: true });
+      p.put('site/b.dat', 'second');
+      await waitFor(() => exists(b) || /b\.dat.*not retried/.test(p.log()), 15_000, () => `site/b.dat on the server, or its failure:\n${p.log()}`);
+    } finally {
+      assert.equal((await w.stop()).code, 0);
+    }
+    assert.equal(fs.readFileSync(b, 'utf8'), 'second', p.log());
+    assert.match(p.log(), /the folder .*\/site was gone from the server: made again/);
+    assert.deepEqual(p.state().failed, {});
+    assert.deepEqual(tree(p.remoteRoot), ['site/b.dat']);
+  });
+
   test('SIGTERM mid-upload: no new file taken, the upload checkpointed on the server, state saved, exit 0; the next run resumes it', async () => {
     const proxy = await startFaultProxy(server.port);
     cleanups.push(() => proxy.stop());
