@@ -663,7 +663,7 @@ class Pusher {
       this.log.info(`uploaded ${name} -> ${result.remotePath}: ${formatBytes(result.size)} in ${(result.durationMs / 1000).toFixed(1)} s (${rate(result.bytesSent, result.durationMs)})${resumed}; ${how}; sha256 ${result.sha256}`);
     }
     await afterUpload(file, this.config, this.log);
-    this.entries.delete(file.rel);
+    this.done(file.rel, result);
     return result.adopted ? 'skipped' : 'uploaded';
   }
 
@@ -724,8 +724,18 @@ class Pusher {
       }
       this.log.info(`${name} was uploaded at ${rec.uploadedAt} as ${rec.remotePath} and is unchanged since, but still here: finishing AFTER_UPLOAD=${action}, not uploading it again`);
       await afterUpload(file, this.config, this.log);
-      this.entries.delete(file.rel);
+      this.done(file.rel, file);
     }
+  }
+
+  /**
+   * This version of the file is dealt with: its entry goes, unless the watcher has seen
+   * another since (written while this one was checked, recorded or moved), which stays queued;
+   * nothing else may bring it back (RESCAN_INTERVAL=0).
+   */
+  private done(rel: string, version: { size: number; mtimeMs: number }): void {
+    const e = this.entries.get(rel);
+    if (e && e.file.size === version.size && e.file.mtimeMs === version.mtimeMs) this.entries.delete(rel);
   }
 
   private stop(): void {

@@ -937,6 +937,47 @@ describe('ipi-push --watch: what the watcher sees, misses, and what changes unde
     assert.equal(p.state().uploaded['grows.dat']!.size, whole.length);
     assert.deepEqual(tree(p.remoteRoot), ['grows.dat'], 'no temporary left');
   });
+
+  test('a file changed while its upload is checked on the server is uploaded again, with no rescan to find it', async (t) => {
+    if (server.kind !== 'openssh') return t.skip('needs sha256sum on the server: the check is where the file changes');
+    const p = setup({ SFTP_HOST_KEY: server.hostKeyFingerprint, PUSH_SETTLE: '0.2', RESCAN_INTERVAL: '0' });
+    const abs = p.put('x.dat', 'version one');
+    const remote = path.join(p.remoteRoot, 'x.dat');
+    const lines: string[] = [];
+    let tell: (rel: string) => void = () => {};
+    let changed = false;
+    const log: Logger = {
+      error: (m) => lines.push(m), warn: (m) => lines.push(m), info: (m) => lines.push(m), record: () => {},
+      debug: (m) => {
+        lines.push(m);
+        // The last local look is behind the upload now: the producer writes on, and the watcher says so.
+        if (!changed && m.startsWith('sha256sum of')) {
+          changed = true;
+          fs.appendFileSync(abs, ', then two');
+          tell('x.dat');
+        }
+      },
+    };
+    const config = loadConfig({ envFile: path.join(p.ws.dir, '.env'), cwd: p.ws.dir, env: {}, tool: 'push' });
+    const stop = new AbortController();
+    const done = runPush(config, { mode: 'watch', dryRun: false, acceptNewHostKey: false, retryFailed: false, signal: stop.signal }, {
+      log, progress: noProgress,
+      startWatcher: async (_root, _ignored, on) => {
+        tell = on.changed;
+        return { close: async () => {} };
+      },
+    });
+    done.catch(() => {});
+    try {
+      await waitFor(() => exists(remote) && fs.readFileSync(remote, 'utf8') === 'version one, then two', 15_000,
+        () => `the second version on the server:\n${lines.join('\n')}`);
+    } finally {
+      stop.abort('test');
+      await done;
+    }
+    assert.ok(changed);
+    assert.equal(p.state().uploaded['x.dat']!.size, 'version one, then two'.length);
+  });
 });
 
 describe('ipi-push --watch in process, with a watcher that misses everything (a network share)', () => {
