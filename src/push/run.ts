@@ -662,7 +662,7 @@ class Pusher {
       const resumed = result.resumedFrom > 0 ? `, resumed from byte ${result.resumedFrom}` : '';
       this.log.info(`uploaded ${name} -> ${result.remotePath}: ${formatBytes(result.size)} in ${(result.durationMs / 1000).toFixed(1)} s (${rate(result.bytesSent, result.durationMs)})${resumed}; ${how}; sha256 ${result.sha256}`);
     }
-    await afterUpload(file, this.config, this.log);
+    await afterUpload(file, this.config, this.log, result.identity);
     this.done(file.rel, result);
     return result.adopted ? 'skipped' : 'uploaded';
   }

@@ -95,6 +95,12 @@ export async function lookAt(root: string, realRoot: string, abs: string, rel: s
   return { kind: 'file', file: { rel, abs, size: st.size, mtimeMs: Math.floor(st.mtimeMs) } };
 }
 
+/** Which file a name led to when it was opened (what AFTER_UPLOAD checks it still leads to). */
+export interface FileIdentity {
+  dev: number;
+  ino: number;
+}
+
 const O_NOFOLLOW = fs.constants.O_NOFOLLOW ?? 0;
 
 /**
@@ -106,4 +112,15 @@ export async function openInside(root: string, file: ScannedFile): Promise<fsp.F
   const real = await fsp.realpath(file.abs);
   if (!isInside(realRoot, real)) throw new PermanentError(`${file.rel}: now leads outside WATCH_DIR (to ${real}); not read`);
   return fsp.open(real, fs.constants.O_RDONLY | O_NOFOLLOW);
+}
+
+/** The identity of a scanned file, opened with openInside (so never one outside WATCH_DIR). */
+export async function identityInside(root: string, file: ScannedFile): Promise<FileIdentity> {
+  const fh = await openInside(root, file);
+  try {
+    const st = await fh.stat();
+    return { dev: st.dev, ino: st.ino };
+  } finally {
+    await fh.close();
+  }
 }

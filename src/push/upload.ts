@@ -15,7 +15,7 @@ import { serialLatest } from '../util/serial.js';
 import { atMostEvery } from '../util/time.js';
 import { formatBytes } from '../util/space.js';
 import { remoteAncestors, remoteTarget, sameAsRemote } from './decide.js';
-import { openInside, type ScannedFile } from './scan.js';
+import { openInside, type FileIdentity, type ScannedFile } from './scan.js';
 import { ServerHasher } from './server-hash.js';
 import type { InProgressRecord } from './state.js';
 
@@ -50,6 +50,8 @@ export interface UploadResult {
   resumedFrom: number;
   bytesSent: number;
   durationMs: number;
+  /** The local file that was read, as its open handle knew it. */
+  identity: FileIdentity;
 }
 
 export interface UploadRequest {
@@ -105,6 +107,7 @@ export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
     const st = await local.stat();
     const size = st.size;
     const mtimeMs = Math.floor(st.mtimeMs);
+    const identity = { dev: st.dev, ino: st.ino };
     if (size !== file.size || mtimeMs !== file.mtimeMs) {
       throw new LocalChangedError(`${name} changed since it was last looked at (size ${file.size} -> ${size}): it waits until it settles`);
     }
@@ -120,7 +123,7 @@ export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
         log.warn(`${name}: the copy on the server has the same size and time but a different SHA-256: uploading it again`);
       } else {
         log.info(`${name}: already on the server (same size and modification time${verified === 'sha256' ? ', same SHA-256' : ''}): recorded, not sent again`);
-        return { rel: file.rel, remotePath: target.final, size, mtimeMs, sha256, verified, adopted: true, resumedFrom: 0, bytesSent: 0, durationMs: Date.now() - started };
+        return { rel: file.rel, remotePath: target.final, size, mtimeMs, sha256, verified, adopted: true, resumedFrom: 0, bytesSent: 0, durationMs: Date.now() - started, identity };
       }
     }
 
@@ -204,7 +207,7 @@ export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
     }
     const { replacedAtomically } = await session.renameReplacing(target.temp, target.final);
     if (!replacedAtomically) log.warn(`${name}: the server lacks posix-rename@openssh.com, so the older ${target.final} was removed before the new one was renamed into place`);
-    return { rel: file.rel, remotePath: target.final, size, mtimeMs, sha256, verified, adopted: false, resumedFrom: from, bytesSent, durationMs: Date.now() - started };
+    return { rel: file.rel, remotePath: target.final, size, mtimeMs, sha256, verified, adopted: false, resumedFrom: from, bytesSent, durationMs: Date.now() - started, identity };
   } finally {
     await local.close().catch(() => {});
   }

@@ -616,7 +616,7 @@ describe('pipelined send (fake server)', () => {
 
 describe('the summary of a long --watch run', () => {
   const result = (i: number, adopted = false) => ({
-    rel: `f${i}`, remotePath: `/in/f${i}`, size: 10, mtimeMs: 1, sha256: 'h', verified: 'size' as const, adopted, resumedFrom: 0, bytesSent: adopted ? 0 : 10, durationMs: 1,
+    rel: `f${i}`, remotePath: `/in/f${i}`, size: 10, mtimeMs: 1, sha256: 'h', verified: 'size' as const, adopted, resumedFrom: 0, bytesSent: adopted ? 0 : 10, durationMs: 1, identity: { dev: 1, ino: i },
   });
 
   test('lists only about the latest `keep` uploads and folders, and counts every one', () => {
@@ -643,7 +643,7 @@ describe('METRICS_FILE of ipi-push', () => {
   const summary = (uploaded: number): PushSummary => {
     const s = newPushSummary();
     for (let i = 0; i < uploaded; i++) {
-      noteUpload(s, { rel: `f${i}`, remotePath: `/in/f${i}`, size: 1, mtimeMs: 1, sha256: 'h', verified: 'size', adopted: false, resumedFrom: 0, bytesSent: 1, durationMs: 1 });
+      noteUpload(s, { rel: `f${i}`, remotePath: `/in/f${i}`, size: 1, mtimeMs: 1, sha256: 'h', verified: 'size', adopted: false, resumedFrom: 0, bytesSent: 1, durationMs: 1, identity: { dev: 1, ino: i } });
     }
     return s;
   };
@@ -651,7 +651,7 @@ describe('METRICS_FILE of ipi-push', () => {
   test('counts every file of a service, not only those its summary still lists', async () => {
     const s = newPushSummary();
     for (let i = 0; i < 5_000; i++) {
-      noteUpload(s, { rel: `f${i}`, remotePath: `/in/f${i}`, size: 3, mtimeMs: 1, sha256: 'h', verified: 'size', adopted: false, resumedFrom: 0, bytesSent: 3, durationMs: 1 }, 10);
+      noteUpload(s, { rel: `f${i}`, remotePath: `/in/f${i}`, size: 3, mtimeMs: 1, sha256: 'h', verified: 'size', adopted: false, resumedFrom: 0, bytesSent: 3, durationMs: 1, identity: { dev: 1, ino: i } }, 10);
     }
     let got: { files: number; bytes: number } | null = null;
     await pushMetrics('/metrics.prom', Date.now(), fakeLog(), async (_file, m) => {
