@@ -674,11 +674,13 @@ class Pusher {
       return 'stopped';
     }
     if (err instanceof LocalChangedError) {
-      // Not a failure: the file is still being written. It goes once it settles again.
+      // Not a failure: the file is still being written (it goes once it settles again), or it is gone.
       this.log.info(err.message.startsWith(name) ? err.message : `${name}: ${err.message}`);
       await this.relook(file.rel).catch(() => null);
       const e = this.entries.get(file.rel);
-      if (e) this.entries.set(file.rel, { file: e.file, o: { ...e.o, stableSinceMs: Date.now() } });
+      // Gone from WATCH_DIR: nothing waits for it either.
+      if (!e) return 'failed';
+      this.entries.set(file.rel, { file: e.file, o: { ...e.o, stableSinceMs: Date.now() } });
       if (this.opts.mode === 'once') this.summary.waiting.push(file.rel);
       return 'failed';
     }

@@ -6,6 +6,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { PermanentError } from '../errors.js';
+import { printableName } from '../names.js';
+import { LocalChangedError } from '../transfer/upload-engine.js';
 import { isInside, toRel, unsafeRelReason, type IgnoreTest, type LocalFile } from './decide.js';
 
 export interface ScannedFile extends LocalFile {
@@ -109,9 +111,19 @@ const O_NOFOLLOW = fs.constants.O_NOFOLLOW ?? 0;
  */
 export async function openInside(root: string, file: ScannedFile): Promise<fsp.FileHandle> {
   const realRoot = await fsp.realpath(root);
-  const real = await fsp.realpath(file.abs);
+  const real = await fsp.realpath(file.abs).catch((err: unknown) => {
+    throw goneOr(err, file);
+  });
   if (!isInside(realRoot, real)) throw new PermanentError(`${file.rel}: now leads outside WATCH_DIR (to ${real}); not read`);
-  return fsp.open(real, fs.constants.O_RDONLY | O_NOFOLLOW);
+  return fsp.open(real, fs.constants.O_RDONLY | O_NOFOLLOW).catch((err: unknown) => {
+    throw goneOr(err, file);
+  });
+}
+
+/** A file gone since the scan was taken back by its producer (or moved on): nothing to upload, and no failure. */
+function goneOr(err: unknown, file: ScannedFile): unknown {
+  if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return err;
+  return new LocalChangedError(`${printableName(file.rel)}: gone before its upload: not a failure`, { cause: err });
 }
 
 /** The identity of a scanned file, opened with openInside (so never one outside WATCH_DIR). */

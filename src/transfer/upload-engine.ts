@@ -38,7 +38,7 @@ export interface SendOptions {
   signal?: AbortSignal;
 }
 
-/** The local file got shorter while it was being sent: someone is still writing it. */
+/** The local file changed under its upload (got shorter, or went): someone is still at it. Not a failure of the upload. */
 export class LocalChangedError extends TransientError {}
 
 interface InFlight {

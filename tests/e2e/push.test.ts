@@ -239,6 +239,30 @@ describe('ipi-push --once', () => {
     assert.deepEqual(Object.keys(p.state().folders!), ['fine']);
   });
 
+  test('a file that vanishes between the scan and its upload is no failure: nothing recorded as failed, nothing waiting', async () => {
+    const p = setup({ SFTP_HOST_KEY: server.hostKeyFingerprint, PUSH_SETTLE: '0' });
+    p.put('stays.dat', 'uploaded');
+    const gone = p.put('gone.dat', 'deleted by its producer once scanned');
+    const lines: string[] = [];
+    const log: Logger = {
+      error: (m) => lines.push(m), warn: (m) => lines.push(m), debug: (m) => lines.push(m), record: () => {},
+      info: (m) => {
+        lines.push(m);
+        // The scan is behind the run now: the producer takes the file back before its upload.
+        if (m.startsWith('connected to ')) fs.rmSync(gone, { force: true });
+      },
+    };
+    const config = loadConfig({ envFile: path.join(p.ws.dir, '.env'), cwd: p.ws.dir, env: {}, tool: 'push' });
+    const summary = await runPush(config, { mode: 'once', dryRun: false, acceptNewHostKey: false, retryFailed: false, signal: new AbortController().signal },
+      { log, progress: noProgress });
+    assert.ok(!exists(gone));
+    assert.deepEqual(summary.failed, [], lines.join('\n'));
+    assert.deepEqual([summary.waiting, summary.pending], [[], []]);
+    assert.deepEqual(summary.uploaded.map((u) => u.rel), ['stays.dat']);
+    assert.deepEqual(p.state().failed, {});
+    assert.ok(lines.some((l) => /^"gone\.dat": gone before its upload: not a failure/.test(l)), lines.join('\n'));
+  });
+
   test('--json output of nearly a megabyte reaches a pipe whole: the process waits for stdout before it exits', async () => {
     const p = setup();
     // Long paths make a large summary from few files: 15 folders and names of 200 characters.
