@@ -207,9 +207,17 @@ export class StateStore {
   private entriesAtSnapshot = 0;
   /** Writes land one at a time, in the order the changes were made. */
   private readonly writes = new Turns();
+  /**
+   * The state as far as the journal holds it: what a fold writes. `state` runs ahead of it by
+   * the changes still waiting for their line; folded in, a crash before the journal is emptied
+   * would replay older lines over them and leave parts of a change that was never made durable.
+   * The records are shared with `state` (never changed in place), only the maps are its own.
+   */
+  private readonly journalled: PushState;
 
   private constructor(readonly file: string, readonly state: PushState, private readonly readOnly: boolean) {
     this.journal = new HistoryAppender<StateChange>(journalFileFor(file));
+    this.journalled = { ...state, uploaded: { ...state.uploaded }, failed: { ...state.failed }, folders: { ...state.folders } };
   }
 
   /**
@@ -297,15 +305,16 @@ export class StateStore {
     applyChanges(this.state, changes);
     return this.writes.run(async () => {
       await this.journal.appendAll(changes);
+      applyChanges(this.journalled, changes);
       this.journalLines += changes.length;
       if (this.journalLines >= Math.max(MIN_COMPACT_LINES, this.entriesAtSnapshot)) await this.compact();
     });
   }
 
-  /** Rewrite STATE_FILE with everything, then empty the journal (replaying it again would change nothing). */
+  /** Rewrite STATE_FILE with everything in the journal, then empty it (replaying it again would change nothing). */
   private async compact(): Promise<void> {
-    await writeFileAtomic(this.file, `${JSON.stringify(this.state, null, 1)}\n`);
-    this.entriesAtSnapshot = entryCount(this.state);
+    await writeFileAtomic(this.file, `${JSON.stringify(this.journalled, null, 1)}\n`);
+    this.entriesAtSnapshot = entryCount(this.journalled);
     const journalFile = journalFileFor(this.file);
     // Emptied through a handle of its own (on Windows an append-only handle may not truncate);
     // the appender opens the file again on the next change.

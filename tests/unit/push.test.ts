@@ -321,6 +321,28 @@ describe('state journal', () => {
     assert.deepEqual(stateFromTexts(JSON.stringify(once), text, '/s.json'), once);
   });
 
+  test('a fold holds only changes already in the journal: one under way during it is not in STATE_FILE, so a crash before the journal is emptied brings back nothing older', async () => {
+    const file = path.join(dir, 'fold-under-way.json');
+    const store = await StateStore.open(file);
+    await store.markFoldersMirrored(Array.from({ length: 997 }, (_, i) => ({ rel: `d${i}`, remotePath: `/r/d${i}` })));
+    await store.markUploaded('f', rec(1));
+    const journalled = fs.readFileSync(journalFileFor(file), 'utf8');
+    // Line 1,000 folds the journal in; a newer version of f is recorded meanwhile (another
+    // file in flight), in memory at once, its line still to come.
+    const folding = store.markFoldersMirrored([{ rel: 'x', remotePath: '/r/x' }, { rel: 'y', remotePath: '/r/y' }]);
+    const newer = store.markUploaded('f', rec(2));
+    await folding;
+    const folded = fs.readFileSync(file, 'utf8');
+    await newer;
+    // A crash after the fold's rename, before the journal was emptied: that journal, replayed over the fold.
+    const xy = ['x', 'y'].map((rel) => JSON.stringify({ k: 'folders', rel, v: store.state.folders[rel] })).join('\n');
+    const afterCrash = stateFromTexts(folded, `${journalled}${xy}\n`, file);
+    assert.deepEqual(afterCrash, parseState(folded, file), 'replaying the journal over the fold changes nothing');
+    assert.equal(afterCrash.uploaded.f!.size, 1, 'the newer version, not yet in the journal, is not in the fold either');
+    await store.close();
+    assert.equal((await readState(file)).uploaded.f!.size, 2);
+  });
+
   test('files and folders named __proto__, constructor or toString are recorded like any other', async () => {
     const file = path.join(dir, 'names.json');
     const names = ['__proto__', 'constructor', 'toString', 'sub/__proto__'];
