@@ -873,7 +873,9 @@ describe('ipi-push --watch', () => {
       await waitFor(() => exists(p.ws.logFile) && /watching /.test(p.log()), 15_000, () => 'the watcher to start');
       files['first.dat'] = testBytes(100_000, 10);
       p.put('first.dat', files['first.dat']);
-      await waitFor(() => exists(path.join(p.remoteRoot, 'first.dat')), 15_000, () => 'first.dat on the server');
+      // Its log line, not its name on the server: a stall between the rename and its answer
+      // would cut it short, and the retry would find it there and not upload it again.
+      await waitFor(() => /uploaded "first\.dat"/.test(p.log()), 15_000, () => 'first.dat uploaded');
 
       proxy.stall();
       for (let i = 0; i < 4; i++) {
