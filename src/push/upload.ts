@@ -195,7 +195,13 @@ export async function uploadFile(req: UploadRequest): Promise<UploadResult> {
       throw new LocalChangedError(`${name} changed while it was being uploaded: not published; it goes again once it settles`);
     }
     const sha256 = hash.digest('hex');
-    const remote = await session.stat(target.temp);
+    const remote = await session.stat(target.temp).catch((err: unknown) => {
+      // Gone with its folder (a consumer on the server clearing it) while it was written: not
+      // this file's fault, and the next attempt makes the folder again and sends it whole.
+      throw err instanceof RemoteMissingError
+        ? new TransientError(`${name}: ${target.temp} went away on the server during the upload (its folder removed?); it will be sent again`, { cause: err })
+        : err;
+    });
     if (remote.size !== size) {
       await session.remove(target.temp).catch(() => {});
       throw new TransientError(`${name}: the server holds ${remote.size} bytes after the upload, ${size} expected; it will be sent again`);

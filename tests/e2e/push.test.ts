@@ -828,6 +828,25 @@ describe('ipi-push --watch', () => {
     assert.deepEqual(tree(p.remoteRoot), ['site/b.dat']);
   });
 
+  test('a folder removed on the server during an upload into it: the file is sent again, whole, in the same run', async () => {
+    const proxy = await startFaultProxy(server.port);
+    cleanups.push(() => proxy.stop());
+    const p = setup({ SFTP_PORT: String(proxy.port), CHUNK_SIZE: '256KiB', CHUNKS_IN_FLIGHT: '2', VERIFY: 'size' });
+    const data = testBytes(4 * 1024 * 1024 + 3, 13);
+    p.put('site/big.dat', data);
+    const temp = path.join(p.remoteRoot, 'site/.big.dat.ipi-push-part');
+    proxy.throttle(6000);
+    const done = p.run(['--once']);
+    await waitFor(() => exists(temp) && fs.statSync(temp).size >= 512 * 1024, 40_000, () => 'the upload to be under way');
+    fs.rmSync(path.join(p.remoteRoot, 'site'), { recursive: true });
+    proxy.throttle(null);
+    const r = await done;
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(p.log(), /went away on the server during the upload/);
+    assert.equal(sha256File(path.join(p.remoteRoot, 'site/big.dat')), sha256(data));
+    assert.deepEqual(p.state().failed, {});
+  });
+
   test('SIGTERM mid-upload: no new file taken, the upload checkpointed on the server, state saved, exit 0; the next run resumes it', async () => {
     const proxy = await startFaultProxy(server.port);
     cleanups.push(() => proxy.stop());
