@@ -2,6 +2,7 @@
 // atomic on every OS and filesystem we target, Windows and NFSv3+ included; no flock.
 // The holder touches it every REFRESH: a lock left silent for STALE_AFTER_REFRESHES of them
 // belongs to a run that is gone, even one we cannot see (another host, another container).
+import { readlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import { randomUUID } from 'node:crypto';
@@ -14,6 +15,29 @@ export interface LockInfo {
   token: string;
   /** How often the holder touches the lock. Absent in locks of versions without the heartbeat. */
   refreshSeconds?: number;
+  /**
+   * The holder's pid namespace (Linux: `pid:[INODE]`). Two containers sharing the folder and a
+   * host name cannot see each other's pids; only within one namespace does a dead pid prove a
+   * dead run. Absent on other systems and in locks of earlier versions.
+   */
+  pidNs?: string;
+}
+
+/** Where this process's pids live, or undefined where the system cannot say. */
+export function ownPidNamespace(): string | undefined {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return undefined;
+  }
+}
+
+/** The machine and pid namespace a lock is judged from. */
+export interface LockViewpoint {
+  host: string;
+  alive: Liveness;
+  pid?: number;
+  pidNs?: string;
 }
 
 export interface Lock {
@@ -61,18 +85,23 @@ export function pidAlive(pid: number): boolean {
 }
 
 /** Pure: may a lock with this content be taken over? */
-export function isStale(info: LockInfo | null, ageMs: number, here: { host: string; alive: Liveness }): boolean {
+export function isStale(info: LockInfo | null, ageMs: number, here: LockViewpoint): boolean {
   // Unreadable content: a run died while writing it. Give a live writer a moment to finish.
   if (!info) return ageMs > 10_000;
   // A holder whose heartbeat stopped long ago is gone, whatever its pid now names: a pid may
   // be reused, another host's or container's processes cannot be seen at all.
   if (info.refreshSeconds !== undefined && ageMs > heartbeatSilenceMs(info.refreshSeconds)) return true;
-  if (info.host !== here.host) return false; // cannot see another machine's processes: never steal
-  // A lock naming our own pid is not taken over either. It may be a dead run whose pid we
-  // reuse (a container job is pid 1 every run), but it may also be a live run in another pid
-  // namespace sharing this folder and host name: a stuck lock is loud and loses nothing, two
-  // runs on one marker could. The held-lock message below says what to do.
+  if (!canSeePid(info, here)) return false; // another machine or container: only the heartbeat tells
+  // A lock naming our own pid is not taken over either: it may be this very process's (a
+  // second acquire), or a dead run whose pid we reuse. The held-lock message says what to do.
+  if (info.pid === here.pid) return false;
   return !here.alive(info.pid);
+}
+
+/** Pure: whether the lock's pid can be looked up from here: same host and, where both know it, same pid namespace. */
+export function canSeePid(info: LockInfo, here: LockViewpoint): boolean {
+  if (info.host !== here.host) return false;
+  return info.pidNs === undefined || here.pidNs === undefined || info.pidNs === here.pidNs;
 }
 
 /** How long a lock that promises a heartbeat every `refreshSeconds` may stay untouched. */
@@ -133,8 +162,9 @@ export function describeHolder(info: LockInfo | null, file: string): string {
 export async function acquireLock(file: string, onTakeover: (message: string) => void, opts: LockOptions = {}): Promise<Lock> {
   const { alive = pidAlive, program = 'ipi-pull', refreshMs = LOCK_REFRESH_MS } = opts;
   const me: LockInfo = {
-    pid: process.pid, host: os.hostname(), since: new Date().toISOString(), token: randomUUID(), refreshSeconds: refreshMs / 1000,
+    pid: process.pid, host: os.hostname(), since: new Date().toISOString(), token: randomUUID(), refreshSeconds: refreshMs / 1000, pidNs: ownPidNamespace(),
   };
+  const here: LockViewpoint = { host: me.host, alive, pid: me.pid, pidNs: me.pidNs };
   let tookOverFromPid: number | null = null;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
@@ -165,7 +195,7 @@ export async function acquireLock(file: string, onTakeover: (message: string) =>
     }
     const held = await readLock(file);
     if (!held) continue; // released between our open and our read: try again
-    if (!isStale(held.info, held.ageMs, { host: me.host, alive })) {
+    if (!isStale(held.info, held.ageMs, here)) {
       throw new LockHeldError(`${held.info?.pid === me.pid && held.info.host === me.host
         ? `the lock ${file} names this process's own pid ${me.pid} on ${me.host} (since ${held.info.since}): a run that died, its pid reused (in a container every run may be pid 1), or a run in another container sharing this folder`
         : `another ${program} run holds the lock: ${describeHolder(held.info, file)}`}. ${whenFree(held.info, program)}`);
@@ -179,7 +209,7 @@ export async function acquireLock(file: string, onTakeover: (message: string) =>
       throw err;
     }
     const still = await readLock(aside);
-    if (still && !isStale(still.info, still.ageMs, { host: me.host, alive })) {
+    if (still && !isStale(still.info, still.ageMs, here)) {
       // What we moved aside was a fresh lock taken between our read and our rename: give it
       // back. By link, not rename: a rename would replace a lock a third run took meanwhile.
       await fs.link(aside, file).catch(() => {});
@@ -187,7 +217,7 @@ export async function acquireLock(file: string, onTakeover: (message: string) =>
       throw new LockHeldError(`another ${program} run holds the lock: ${describeHolder(still.info, file)}`);
     }
     await fs.rm(aside, { force: true });
-    if (held.info?.host === me.host && held.info.pid !== me.pid && !alive(held.info.pid)) tookOverFromPid = held.info.pid;
+    if (held.info && canSeePid(held.info, here) && held.info.pid !== me.pid && !alive(held.info.pid)) tookOverFromPid = held.info.pid;
     const silent = held.info?.refreshSeconds !== undefined && held.ageMs > heartbeatSilenceMs(held.info.refreshSeconds);
     onTakeover(`took over a stale lock left by ${describeHolder(held.info, file)}: ${silent
       ? `untouched for ${Math.round(held.ageMs / 60_000)} min, that run is gone`

@@ -93,6 +93,26 @@ describe('isStale (pure)', () => {
     assert.equal(isStale({ pid: 43, host: 'me', since: 'x', token: 't', refreshSeconds: 30 }, 0, here), true);
   });
 
+  test('another pid namespace on this host (a container sharing the folder and host name): its pid cannot be looked up here, only the heartbeat tells', () => {
+    const mine = { host: 'me', alive: (pid: number) => pid === 42, pid: 42, pidNs: 'pid:[1]' };
+    const theirs = { pid: 43, host: 'me', since: 'x', token: 't', refreshSeconds: 30, pidNs: 'pid:[2]' };
+    assert.equal(isStale(theirs, 60_000, mine), false, 'pid 43 is dead here, but it is another namespace\'s pid');
+    assert.equal(isStale({ ...theirs, pid: 42 }, 60_000, mine), false, 'our own pid number, in another namespace');
+    assert.equal(isStale(theirs, heartbeatSilenceMs(30) + 1, mine), true);
+  });
+
+  test('the same pid namespace: a dead pid is stale at once, a live one and our own are held', () => {
+    const mine = { host: 'me', alive: (pid: number) => pid === 42, pid: 42, pidNs: 'pid:[1]' };
+    assert.equal(isStale({ pid: 43, host: 'me', since: 'x', token: 't', refreshSeconds: 30, pidNs: 'pid:[1]' }, 0, mine), true);
+    assert.equal(isStale({ pid: 42, host: 'me', since: 'x', token: 't', refreshSeconds: 30, pidNs: 'pid:[1]' }, 0, mine), false);
+    assert.equal(isStale({ pid: 44, host: 'me', since: 'x', token: 't', refreshSeconds: 30, pidNs: 'pid:[1]' }, 0, { ...mine, alive: () => true }), false);
+  });
+
+  test('a lock of an earlier version (no namespace) is judged by its pid, as before', () => {
+    const mine = { host: 'me', alive: (pid: number) => pid === 42, pid: 42, pidNs: 'pid:[1]' };
+    assert.equal(isStale({ pid: 43, host: 'me', since: 'x', token: 't', refreshSeconds: 30 }, 0, mine), true);
+  });
+
   test('the silence is judged by the period the holder promised, not ours', () => {
     const info = { pid: 1, host: 'other', since: 'x', token: 't', refreshSeconds: 300 };
     assert.equal(isStale(info, 600_001, here), false);
@@ -183,6 +203,22 @@ describe('acquireLock', () => {
     assert.deepEqual(fs.readdirSync(dir), [path.basename(file)], 'no .stale-* file left behind');
     await lock.release();
     assert.equal(fs.existsSync(file), false);
+  });
+
+  test('a beating lock of this host from another pid namespace is not taken over, though its pid is dead here', async () => {
+    const { file } = lockPath();
+    writeLock(file, { pid: 4242, host, since: 's', token: 'theirs', refreshSeconds: 30, pidNs: 'pid:[1]' });
+    await assert.rejects(acquireLock(file, noTakeover, { alive: () => false }), LockHeldError);
+    assert.equal((JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo).token, 'theirs');
+  });
+
+  test('the lock records this process\'s pid namespace where the system has one', async () => {
+    const { file } = lockPath();
+    const lock = await acquireLock(file, noTakeover);
+    const info = JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo;
+    if (process.platform === 'linux') assert.match(info.pidNs ?? '', /^pid:\[\d+\]$/);
+    else assert.equal(info.pidNs, undefined);
+    await lock.release();
   });
 
   test('the injected liveness check is asked about the holder\'s pid', async () => {
