@@ -4,35 +4,16 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { after, describe, test } from 'node:test';
 
-import { main } from '../../src/cli.js';
-import type { Io } from '../../src/commands/shared.js';
-import { pushMain } from '../../src/push-cli.js';
+import { runInProcess } from './helpers/in-process.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-first-run-'));
 after(() => fs.rmSync(root, { recursive: true, force: true }));
 
-function capture(): Writable & { text: () => string } {
-  const chunks: string[] = [];
-  const w = new Writable({
-    write(chunk, _enc, cb) {
-      chunks.push(String(chunk));
-      cb();
-    },
-  }) as Writable & { text: () => string };
-  w.text = () => chunks.join('');
-  return w;
-}
-
 /** Run a program in `cwd` with an empty environment (nothing from the developer's shell). */
-async function run(program: 'ipi-pull' | 'ipi-push', argv: string[], cwd: string, env: NodeJS.ProcessEnv = {}) {
-  const stdout = capture();
-  const stderr = capture();
-  const io: Io = { stdout, stderr, env, cwd };
-  const code = await (program === 'ipi-push' ? pushMain : main)(argv, io);
-  return { code, stdout: stdout.text(), stderr: stderr.text() };
+function run(program: 'ipi-pull' | 'ipi-push', argv: string[], cwd: string, env: NodeJS.ProcessEnv = {}) {
+  return runInProcess(program, argv, cwd, env);
 }
 
 describe('no settings at all', () => {
