@@ -28,7 +28,7 @@ import {
 } from './decide.js';
 import { afterUpload } from './after-upload.js';
 import { openUploadHistory, type UploadHistory } from './history.js';
-import { lookAt, scanDir, type ScannedFile } from './scan.js';
+import { lookAt, scanDir, stillGone, type ScannedFile } from './scan.js';
 import { StateStore } from './state.js';
 import { SessionFacts, ensureRemoteDir, uploadFile, type UploadResult } from './upload.js';
 import { WATCH_SUMMARY_KEEPS, newPushSummary, noteFolders, noteUpload, type PushSummary } from './summary.js';
@@ -47,6 +47,10 @@ function skipKey(rel: string, reason: string): string {
   return `${rel}\0${reason}`;
 }
 
+function sameKnown(a: readonly unknown[], b: readonly unknown[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
 export interface PushContext {
   log: Logger;
   progress: Progress;
@@ -56,6 +60,8 @@ export interface PushContext {
   startWatcher?: typeof startWatcher;
   /** The lock's heartbeat period (default 30 s); tests shorten it to see a lost lock stop a run. */
   lockRefreshMs?: number;
+  /** The walk of WATCH_DIR (default scan.ts's); tests give a slow one, to change WATCH_DIR while it walks. */
+  scanDir?: typeof scanDir;
 }
 
 type Entry = { file: ScannedFile; o: Observation };
@@ -135,6 +141,9 @@ class Pusher {
   private connectFailures = 0;
   private connectBackoffUntil = 0;
   private kick: (() => void) | null = null;
+  /** The rescan under way, and whether another was asked for meanwhile. */
+  private scanning: Promise<void> | null = null;
+  private scanAgain = false;
 
   constructor(
     private readonly config: Config,
@@ -175,31 +184,69 @@ class Pusher {
     this.log.warn(`skipping ${printableName(rel)}: ${reason}`);
   }
 
-  /** Walk WATCH_DIR: every file seen is (re)observed, every folder noted; what is gone from it is dropped, from the state too. */
-  private async rescan(): Promise<void> {
+  /**
+   * Walk WATCH_DIR: every file seen is (re)observed, every folder noted; what is gone from it is
+   * dropped, from the state too. One walk at a time: a request while one goes (the watcher's
+   * new folders come in bursts) is answered by one more walk after it, shared by all of them.
+   */
+  private rescan(): Promise<void> {
+    if (this.scanning) {
+      this.scanAgain = true;
+      return this.scanning;
+    }
+    this.scanning = (async () => {
+      try {
+        do {
+          this.scanAgain = false;
+          await this.walk();
+        } while (this.scanAgain);
+      } finally {
+        this.scanning = null;
+      }
+    })();
+    return this.scanning;
+  }
+
+  private async walk(): Promise<void> {
     const now = Date.now();
-    const { files, dirs, skipped } = await scanDir(this.config.watchDir, this.ignored);
+    const root = this.config.watchDir;
+    const { files, dirs, skipped } = await (this.ctx.scanDir ?? scanDir)(root, this.ignored);
     // Warned once per name and reason while it stays; a name gone from WATCH_DIR is forgotten
     // (a service sees endless names go by).
     const still = new Set(skipped.map((s) => skipKey(s.rel, s.reason)));
     for (const key of this.warned) if (!still.has(key)) this.warned.delete(key);
     for (const s of skipped) this.skip(s.rel, s.reason);
-    const seen = new Set<string>();
+    const seenFiles = new Set<string>();
     for (const f of files) {
-      seen.add(f.rel);
+      seenFiles.add(f.rel);
       this.note(f, now);
     }
-    for (const rel of [...this.entries.keys()]) if (!seen.has(rel)) this.entries.delete(rel);
     this.afterUploadCheck = true;
     this.dirs = new Set(dirs);
     for (const rel of [...this.folderTrouble.keys()]) if (!this.dirs.has(rel)) this.folderTrouble.delete(rel);
-    for (const d of dirs) seen.add(d);
+    const seen = new Set([...seenFiles, ...dirs]);
     const { uploaded, failed, folders } = this.store.state;
-    const gone = goneFromWatchDir([...Object.keys(uploaded), ...Object.keys(failed), ...Object.keys(folders)], seen, skipped.map((s) => s.rel));
-    if (gone.length > 0) {
-      await this.store.forget(gone);
-      this.log.debug(`state: forgot ${gone.length} file(s) or folder(s) no longer in ${this.config.watchDir}`);
+    const unseenEntries = [...this.entries.keys()].filter((rel) => !seenFiles.has(rel));
+    const unseenRecords = goneFromWatchDir([...Object.keys(uploaded), ...Object.keys(failed), ...Object.keys(folders)], seen, skipped.map((s) => s.rel));
+    // The walk takes seconds in a large folder: a file renamed into a folder it had passed, then
+    // reported by the watcher, perhaps uploaded and recorded, is not in it. So only what is
+    // still gone now goes, and only if nothing was noted or recorded for it since it was looked at.
+    const before = new Map([...unseenEntries, ...unseenRecords].map((rel) => [rel, this.knownOf(rel)]));
+    const gone = await stillGone(root, before.keys());
+    // Judged all at once, before anything goes: dropping an entry changes what is known of it.
+    const drop = new Set([...before].filter(([rel, then]) => gone.has(rel) && sameKnown(then, this.knownOf(rel))).map(([rel]) => rel));
+    for (const rel of unseenEntries) if (drop.has(rel)) this.entries.delete(rel);
+    const forget = unseenRecords.filter((rel) => drop.has(rel));
+    if (forget.length > 0) {
+      await this.store.forget(forget);
+      this.log.debug(`state: forgot ${forget.length} file(s) or folder(s) no longer in ${root}`);
     }
+  }
+
+  /** What this run holds about a path (its queue entry, its records), each replaced, never changed in place, when it changes. */
+  private knownOf(rel: string): unknown[] {
+    const { uploaded, failed, folders } = this.store.state;
+    return [this.entries.get(rel), uploaded[rel], failed[rel], folders[rel]];
   }
 
   /** Look at one path again (watcher event, or just before an upload). */

@@ -59,6 +59,27 @@ export async function scanDir(root: string, ignored: IgnoreTest): Promise<ScanRe
   return out;
 }
 
+/**
+ * Which of these relative paths are gone from `root` now: no such name, or a parent that is no
+ * longer a folder. Anything else (there, or not readable) is not known to be gone.
+ */
+export async function stillGone(root: string, rels: Iterable<string>): Promise<Set<string>> {
+  const gone = new Set<string>();
+  const all = [...rels];
+  // A few at a time: after a large folder is archived away there may be thousands.
+  for (let i = 0; i < all.length; i += 64) {
+    await Promise.all(all.slice(i, i + 64).map(async (rel) => {
+      try {
+        await fsp.lstat(path.join(root, ...rel.split('/')));
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR') gone.add(rel);
+      }
+    }));
+  }
+  return gone;
+}
+
 export type Look =
   | { kind: 'file'; file: ScannedFile }
   | { kind: 'dir' }

@@ -17,6 +17,8 @@ import { loadConfig } from '../../src/config/load.js';
 import { silentLogger, type Logger } from '../../src/log.js';
 import { noProgress } from '../../src/progress.js';
 import { runPush } from '../../src/push/run.js';
+import { scanDir } from '../../src/push/scan.js';
+import type { startWatcher } from '../../src/push/watch.js';
 import type { PushSummary } from '../../src/push/summary.js';
 import { journalFileFor, stateFromTexts } from '../../src/push/state.js';
 import { SftpSession } from '../../src/sftp/session.js';
@@ -1090,6 +1092,135 @@ describe('ipi-push --watch in process, with a watcher that misses everything (a 
       assert.equal(ra.uploaded.length, 0);
     }
     assert.equal(fs.readFileSync(path.join(on.remoteRoot, 'missed.dat'), 'utf8'), 'the watcher never said');
+  });
+});
+
+describe('ipi-push --watch in process, with a watcher the test speaks for and a walk it can hold', () => {
+  /** What the watcher calls: changed, removed, dirAdded. */
+  type Handlers = Parameters<typeof startWatcher>[2];
+
+  /**
+   * runPush --watch in this process. Its watcher reports only what the test says (`on`), and
+   * each walk of WATCH_DIR is counted and, once `hold()` is called, held after it has walked
+   * until the test releases it: what happens meanwhile happens while a rescan is under way.
+   */
+  function drivenWatch(p: PushWs) {
+    const lines: string[] = [];
+    const log: Logger = {
+      error: (m) => lines.push(m), warn: (m) => lines.push(m), info: (m) => lines.push(m), debug: (m) => lines.push(m), record: () => {},
+    };
+    const config = loadConfig({ envFile: path.join(p.ws.dir, '.env'), cwd: p.ws.dir, env: {}, tool: 'push' });
+    const stop = new AbortController();
+    let on: Handlers | null = null;
+    let gate: { walked: () => void; released: Promise<void> } | null = null;
+    const walks = { started: 0, inside: 0, most: 0 };
+    const done: Promise<PushSummary> = runPush(config, { mode: 'watch', dryRun: false, acceptNewHostKey: false, retryFailed: false, signal: stop.signal }, {
+      log, progress: noProgress,
+      startWatcher: async (_root, _ignored, handlers) => {
+        on = handlers;
+        return { close: async () => {} };
+      },
+      scanDir: async (root, ignored) => {
+        walks.started++;
+        walks.most = Math.max(walks.most, ++walks.inside);
+        try {
+          const found = await scanDir(root, ignored);
+          const g = gate;
+          gate = null;
+          if (g) {
+            g.walked();
+            await g.released;
+          }
+          return found;
+        } finally {
+          walks.inside--;
+        }
+      },
+    });
+    done.catch(() => {});
+    return {
+      lines, done, walks,
+      on: () => on!,
+      stop: () => (stop.abort('test'), done),
+      /** Hold the next walk once it has walked: resolves then, with the way to let it finish. */
+      hold(): Promise<() => void> {
+        let release!: () => void;
+        const released = new Promise<void>((r) => (release = r));
+        return new Promise((walked) => {
+          gate = { walked: () => walked(release), released };
+        });
+      },
+    };
+  }
+
+  test('what the watcher reports while a rescan walks stays: a file renamed in behind the walk is uploaded, one uploaded during it stays recorded', async () => {
+    // RESCAN_INTERVAL=0: nothing but the watcher brings back what a rescan drops. PUSH_SETTLE is
+    // long enough that late.dat, reported a second after sent.dat, is not yet taken when
+    // sent.dat is recorded and the walk is let go.
+    const p = setup({ SFTP_HOST_KEY: server.hostKeyFingerprint, PUSH_SETTLE: '2', RESCAN_INTERVAL: '0' });
+    fs.mkdirSync(path.join(p.watchDir, 'a'));
+    const w = drivenWatch(p);
+    let release = () => {};
+    try {
+      await waitFor(() => w.lines.some((l) => l.startsWith('watching ')) && exists(path.join(p.remoteRoot, 'a')), 15_000, () => w.lines.join('\n'));
+      const held = w.hold();
+      fs.mkdirSync(path.join(p.watchDir, 'new'));
+      w.on().dirAdded('new');
+      release = await held;
+      // The walk has passed a/: both files come behind it, as a producer renames them in.
+      p.put('a/sent.dat', 'uploaded while the walk was under way');
+      w.on().changed('a/sent.dat');
+      await new Promise((r) => setTimeout(r, 1000));
+      fs.writeFileSync(path.join(p.ws.dir, 'late.staging'), 'renamed in behind the walk');
+      fs.renameSync(path.join(p.ws.dir, 'late.staging'), path.join(p.watchDir, 'a/late.dat'));
+      w.on().changed('a/late.dat');
+      await waitFor(() => p.state().uploaded['a/sent.dat'] !== undefined, 15_000, () => `sent.dat recorded:\n${w.lines.join('\n')}`);
+      assert.equal(exists(path.join(p.remoteRoot, 'a/late.dat')), false, 'late.dat still settling when the walk ends');
+      release();
+      await waitFor(() => exists(path.join(p.remoteRoot, 'a/late.dat')), 10_000, () => `late.dat uploaded after the walk ended:\n${w.lines.join('\n')}`);
+      assert.deepEqual(Object.keys(p.state().uploaded).sort(), ['a/late.dat', 'a/sent.dat'], 'both recorded: the next run sends neither again');
+      assert.equal(w.lines.filter((l) => /^state: forgot/.test(l)).length, 0, w.lines.join('\n'));
+      // What has truly gone is still forgotten: sent.dat, taken away while a walk that saw it
+      // goes (so queued again, as every file there is), by the walk after.
+      const again = w.hold();
+      fs.mkdirSync(path.join(p.watchDir, 'newer'));
+      w.on().dirAdded('newer');
+      release = await again;
+      fs.rmSync(path.join(p.watchDir, 'a/sent.dat'));
+      release();
+      fs.mkdirSync(path.join(p.watchDir, 'newest'));
+      w.on().dirAdded('newest');
+    } finally {
+      // A run stops only once its rescan is done.
+      release();
+      await w.stop();
+    }
+    assert.equal(w.walks.started, 4, 'the start-up walk, the two held ones and the last one, nothing else');
+    assert.deepEqual(Object.keys(p.state().uploaded), ['a/late.dat'], w.lines.join('\n'));
+  });
+
+  test('rescans asked for while one walks (a burst of new folders) wait for it, and share one more walk', async () => {
+    const p = setup({ SFTP_HOST_KEY: server.hostKeyFingerprint, PUSH_SETTLE: '0.2', RESCAN_INTERVAL: '0' });
+    const w = drivenWatch(p);
+    let release = () => {};
+    try {
+      await waitFor(() => w.lines.some((l) => l.startsWith('watching ')), 15_000, () => w.lines.join('\n'));
+      const held = w.hold();
+      for (const d of ['d1', 'd2', 'd3']) fs.mkdirSync(path.join(p.watchDir, d));
+      w.on().dirAdded('d1');
+      release = await held;
+      w.on().dirAdded('d2');
+      w.on().dirAdded('d3');
+      assert.equal(w.walks.started, 2, 'no second walk beside the held one');
+      release();
+      await waitFor(() => ['d1', 'd2', 'd3'].every((d) => exists(path.join(p.remoteRoot, d))), 10_000, () => `the folders made:\n${w.lines.join('\n')}`);
+    } finally {
+      // A run stops only once its rescan is done.
+      release();
+      await w.stop();
+    }
+    assert.equal(w.walks.most, 1, 'one walk at a time');
+    assert.equal(w.walks.started, 3, 'the start-up walk, the held one, and one more for both requests made meanwhile');
   });
 });
 
