@@ -10,6 +10,7 @@ import { formatValue } from './bounds.js';
 import { EnvFileError, parseEnvEntries, valuesOnOwnLines } from './envfile.js';
 import { nearMiss, type NearMiss } from './nearmiss.js';
 import { isInsideOrSame, isSame } from './paths.js';
+import { realPathOf } from './real-path.js';
 import { ValueError, controlCharacterProblem } from './parse.js';
 import { defaultIdentityFiles, loadPrivateKey, usableDefaultIdentities } from './identities.js';
 import { SETTINGS, SETTING_NAMES, appliesTo, type SettingName, type Settings, type Tool, flagOf } from './settings.js';
@@ -219,31 +220,40 @@ function checkPullFolders(s: Settings, platform: NodeJS.Platform): void {
  * replacing whatever is there.
  */
 function checkPushSettings(s: Settings, platform: NodeJS.Platform): void {
-  const inside = (a: string, b: string) => isInsideOrSame(a, b, platform);
+  // A link can make paths of different text one place (WATCH_DIR=/srv/outbox, a link to
+  // /data/outbox, with ARCHIVE_DIR=/data/outbox/archive: each run uploaded the archived copy
+  // again, one level deeper). So each is compared as written and as it really leads; the real
+  // paths are this machine's, so only for paths of its own platform.
+  const real = platform === process.platform ? realPathOf : (p: string) => p;
+  const byText = (a: string, b: string) => isInsideOrSame(a, b, platform);
+  const inside = (a: string, b: string) => byText(a, b) || isInsideOrSame(real(a), real(b), platform);
+  const same = (a: string, b: string) => isSame(a, b, platform) || isSame(real(a), real(b), platform);
+  /** Where only the real paths show it, they are named too. */
+  const links = (a: string, b: string) => (byText(a, b) ? '' : ` (links followed: ${real(a)} and ${real(b)})`);
   if (s.afterUpload === 'archive' && s.archiveDir === undefined) {
     throw new ConfigError('AFTER_UPLOAD=archive needs ARCHIVE_DIR, the folder uploaded files are moved to. Example: ARCHIVE_DIR=./archive');
   }
   if (s.watchDir === undefined) return;
   if (s.archiveDir !== undefined) {
     if (inside(s.archiveDir, s.watchDir)) {
-      const where = isSame(s.archiveDir, s.watchDir, platform) ? `is WATCH_DIR (${s.watchDir})` : `is inside WATCH_DIR ${s.watchDir}`;
-      throw new ConfigError(`ARCHIVE_DIR ${s.archiveDir} ${where}: archived files would be uploaded again. Example: ARCHIVE_DIR=./archive`);
+      const where = same(s.archiveDir, s.watchDir) ? `is WATCH_DIR (${s.watchDir})` : `is inside WATCH_DIR ${s.watchDir}`;
+      throw new ConfigError(`ARCHIVE_DIR ${s.archiveDir} ${where}${links(s.archiveDir, s.watchDir)}: archived files would be uploaded again. Example: ARCHIVE_DIR=./archive`);
     }
     if (inside(s.watchDir, s.archiveDir)) {
-      throw new ConfigError(`ARCHIVE_DIR ${s.archiveDir} holds WATCH_DIR ${s.watchDir}: an archived file keeps its path under ARCHIVE_DIR, so it could land back in WATCH_DIR or on top of the state file, the log or any other file there. Example: ARCHIVE_DIR=./archive`);
+      throw new ConfigError(`ARCHIVE_DIR ${s.archiveDir} holds WATCH_DIR ${s.watchDir}${links(s.watchDir, s.archiveDir)}: an archived file keeps its path under ARCHIVE_DIR, so it could land back in WATCH_DIR or on top of the state file, the log or any other file there. Example: ARCHIVE_DIR=./archive`);
     }
     if (inside(s.stateFile, s.archiveDir)) {
-      throw new ConfigError(`STATE_FILE ${s.stateFile} is inside ARCHIVE_DIR ${s.archiveDir}: an archived file of the same path would replace it. Example: STATE_FILE=./ipi-push-state.json`);
+      throw new ConfigError(`STATE_FILE ${s.stateFile} is inside ARCHIVE_DIR ${s.archiveDir}${links(s.stateFile, s.archiveDir)}: an archived file of the same path would replace it. Example: STATE_FILE=./ipi-push-state.json`);
     }
   }
   if (inside(s.stateFile, s.watchDir)) {
-    throw new ConfigError(`STATE_FILE ${s.stateFile} is inside WATCH_DIR ${s.watchDir}: keep it outside the watched folder. Example: STATE_FILE=./ipi-push-state.json`);
+    throw new ConfigError(`STATE_FILE ${s.stateFile} is inside WATCH_DIR ${s.watchDir}${links(s.stateFile, s.watchDir)}: keep it outside the watched folder. Example: STATE_FILE=./ipi-push-state.json`);
   }
   if (s.logFile !== null && inside(s.logFile, s.watchDir)) {
-    throw new ConfigError(`LOG_FILE ${s.logFile} is inside WATCH_DIR ${s.watchDir}: the log would be uploaded (and archived or deleted with AFTER_UPLOAD); keep it outside the watched folder. Example: LOG_FILE=./logs/sftp_transfer.log`);
+    throw new ConfigError(`LOG_FILE ${s.logFile} is inside WATCH_DIR ${s.watchDir}${links(s.logFile, s.watchDir)}: the log would be uploaded (and archived or deleted with AFTER_UPLOAD); keep it outside the watched folder. Example: LOG_FILE=./logs/sftp_transfer.log`);
   }
   if (s.metricsFile !== undefined && inside(s.metricsFile, s.watchDir)) {
-    throw new ConfigError(`METRICS_FILE ${s.metricsFile} is inside WATCH_DIR ${s.watchDir}: it would be uploaded after every run; keep it outside the watched folder. Example: METRICS_FILE=/var/lib/node_exporter/textfile/ipi_push.prom`);
+    throw new ConfigError(`METRICS_FILE ${s.metricsFile} is inside WATCH_DIR ${s.watchDir}${links(s.metricsFile, s.watchDir)}: it would be uploaded after every run; keep it outside the watched folder. Example: METRICS_FILE=/var/lib/node_exporter/textfile/ipi_push.prom`);
   }
 }
 

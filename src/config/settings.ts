@@ -281,7 +281,7 @@ export const SETTINGS = {
   }),
   archiveDir: setting({
     env: 'ARCHIVE_DIR', section: 'Upload (ipi-push)', tools: ['push'], example: './archive',
-    help: 'Where AFTER_UPLOAD=archive moves uploaded files, keeping their relative path. Must be outside WATCH_DIR and must hold neither WATCH_DIR nor STATE_FILE.',
+    help: 'Where AFTER_UPLOAD=archive moves uploaded files, keeping their relative path. Must be outside WATCH_DIR and must hold neither WATCH_DIR nor STATE_FILE, symbolic links followed.',
     parse: resolvePath,
   }),
   rescanInterval: setting({

@@ -775,6 +775,32 @@ describe('buildConfig: folders that must not overlap', () => {
     assert.match(refused({ ...push, metricsFile: './out/ipi.prom' }, 'push'), /^METRICS_FILE \/base\/out\/ipi\.prom is inside WATCH_DIR \/base\/out: /);
     assert.doesNotThrow(() => build({ ...push, logFile: 'none', metricsFile: './ipi.prom' }, 'push'));
   });
+
+  test('ipi-push: the same checks follow symbolic links (WATCH_DIR a link to the folder holding ARCHIVE_DIR looped archived files back in)', () => {
+    // outbox -> data/outbox, as /srv/outbox -> /data/outbox; nothing under it exists yet but outbox itself.
+    const d = dir();
+    fs.mkdirSync(path.join(d, 'data/outbox'), { recursive: true });
+    fs.symlinkSync(path.join(d, 'data/outbox'), path.join(d, 'outbox'));
+    fs.symlinkSync(path.join(d, 'data'), path.join(d, 'data-link'));
+    const refusedHere = (raw: Raw) => {
+      const err = configError(() => buildConfig({ ...push, ...raw }, { envFile: null, baseDir: d, env: {}, tool: 'push' }));
+      assert.equal(err.exitCode, EXIT.usage);
+      assert.doesNotMatch(err.message, /\n/, 'one line');
+      return err.message;
+    };
+    const archive = { afterUpload: 'archive', watchDir: './outbox' } as const;
+    assert.match(refusedHere({ ...archive, archiveDir: './data/outbox/archive' }),
+      /^ARCHIVE_DIR \S+\/data\/outbox\/archive is inside WATCH_DIR \S+\/outbox \(links followed: \S+\/data\/outbox\/archive and \S+\/data\/outbox\): archived files would be uploaded again/);
+    assert.match(refusedHere({ ...archive, archiveDir: './data/outbox' }), /^ARCHIVE_DIR \S+ is WATCH_DIR \(\S+\/outbox\) \(links followed: /);
+    assert.match(refusedHere({ ...archive, watchDir: './data/outbox', archiveDir: './outbox/archive' }), /^ARCHIVE_DIR \S+\/outbox\/archive is inside WATCH_DIR /);
+    assert.match(refusedHere({ ...archive, archiveDir: './data-link' }), /^ARCHIVE_DIR \S+\/data-link holds WATCH_DIR /);
+    assert.match(refusedHere({ watchDir: './outbox', stateFile: './data/outbox/state.json' }), /^STATE_FILE \S+\/data\/outbox\/state\.json is inside WATCH_DIR \S+\/outbox \(links followed: /);
+    assert.match(refusedHere({ watchDir: './outbox', logFile: './data/outbox/logs/push.log' }), /^LOG_FILE \S+ is inside WATCH_DIR .*: the log would be uploaded/);
+    assert.match(refusedHere({ watchDir: './outbox', metricsFile: './data-link/outbox/m.prom' }), /^METRICS_FILE \S+ is inside WATCH_DIR /);
+    assert.match(refusedHere({ ...archive, watchDir: './data-link/new-outbox', archiveDir: './data/new-outbox/done' }), /^ARCHIVE_DIR \S+ is inside WATCH_DIR /,
+      'a WATCH_DIR not made yet is judged by its nearest existing parent');
+    assert.doesNotThrow(() => buildConfig({ ...push, ...archive, archiveDir: './data/archive', stateFile: './data/state.json' }, { envFile: null, baseDir: d, env: {}, tool: 'push' }));
+  });
 });
 
 describe('buildConfig', () => {
