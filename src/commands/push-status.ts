@@ -101,7 +101,7 @@ function renderStatus(s: PushStatus): string {
     lines.push(`cut short: ${p.rel} (${formatBytes(p.size)}), resumes from what ${p.remoteTemp} holds${bound}`);
   }
   for (const f of s.failed) {
-    const when = f.permanent ? 'not retried until it changes (or --retry-failed)' : `next try ${f.nextRetryAt}`;
+    const when = f.permanent ? 'not retried until it changes (or --retry-failed)' : `next try at the next --once run, or at ${f.nextRetryAt} in --watch`;
     lines.push(`failed: ${f.path}: ${f.error} (${f.attempts} attempt(s); ${when})`);
   }
   lines.push(`waiting to be uploaded: ${s.pending.length === 0 ? 'nothing' : `${s.pending.length} file(s), in order: ${s.pending.join(', ')}`}`);

@@ -96,14 +96,26 @@ export type Verdict =
   | { upload: true; why: 'new' | 'changed' | 'retry' }
   | { upload: false; why: 'uploaded' | 'failed-permanently' | 'retry-later' };
 
+export interface RetryPolicy {
+  /** --retry-failed: a file that failed permanently goes again too (otherwise only once it changes). */
+  retryFailed?: boolean;
+  /**
+   * Whether a transient failure waits for its next retry time (the default, --watch's own
+   * backoff). --once does not: the interval between cron's runs is its backoff, and a file that
+   * keeps failing is tried, and reported, at every run instead of skipped in silence.
+   */
+  waitForRetry?: boolean;
+}
+
 /** Does this file need an upload now? Changed = size or mtime differ from what was uploaded. */
-export function needsUpload(f: LocalFile, state: StateView, nowMs: number, retryFailed = false): Verdict {
+export function needsUpload(f: LocalFile, state: StateView, nowMs: number, policy: RetryPolicy = {}): Verdict {
   // Own entries only: a file called `constructor` has no record the map inherited.
   const done = Object.hasOwn(state.uploaded, f.rel) ? state.uploaded[f.rel] : undefined;
   const failed = Object.hasOwn(state.failed, f.rel) ? state.failed[f.rel] : undefined;
   if (failed && failed.size === f.size && failed.mtimeMs === f.mtimeMs) {
-    if (failed.permanent && !retryFailed) return { upload: false, why: 'failed-permanently' };
-    if (!failed.permanent && failed.nextRetryAt !== null && Date.parse(failed.nextRetryAt) > nowMs) return { upload: false, why: 'retry-later' };
+    if (failed.permanent && !policy.retryFailed) return { upload: false, why: 'failed-permanently' };
+    const due = !(policy.waitForRetry ?? true) || failed.nextRetryAt === null || Date.parse(failed.nextRetryAt) <= nowMs;
+    if (!failed.permanent && !due) return { upload: false, why: 'retry-later' };
     return { upload: true, why: 'retry' };
   }
   if (done && done.size === f.size && done.mtimeMs === f.mtimeMs) return { upload: false, why: 'uploaded' };

@@ -262,12 +262,17 @@ class Pusher {
     return null;
   }
 
+  /** --once does not wait for a transient failure's next retry time: cron's interval is its backoff (decide.ts). */
+  private uploadDue(file: ScannedFile, nowMs: number): boolean {
+    return needsUpload(file, this.store.state, nowMs, { retryFailed: this.opts.retryFailed, waitForRetry: this.opts.mode === 'watch' }).upload;
+  }
+
   /** Files that need an upload, in queue order; `settled` splits them into ready and waiting. */
   private candidates(nowMs: number): { ready: ScannedFile[]; unsettled: Entry[] } {
     const ready: ScannedFile[] = [];
     const unsettled: Entry[] = [];
     for (const e of this.entries.values()) {
-      if (!needsUpload(e.file, this.store.state, nowMs, this.opts.retryFailed).upload) continue;
+      if (!this.uploadDue(e.file, nowMs)) continue;
       if (isSettled(e.o, nowMs, this.config.pushSettle)) ready.push(e.file);
       else unsettled.push(e);
     }
@@ -286,7 +291,7 @@ class Pusher {
 
   private pendingNames(): string[] {
     const now = Date.now();
-    return [...this.entries.values()].filter((e) => needsUpload(e.file, this.store.state, now, this.opts.retryFailed).upload)
+    return [...this.entries.values()].filter((e) => this.uploadDue(e.file, now))
       .map((e) => e.file).sort(queueOrder).map((f) => f.rel);
   }
 

@@ -740,6 +740,26 @@ describe('ipi-push --once', () => {
     assert.deepEqual(p.state().failed, {});
   });
 
+  test('--once tries a file that failed transiently again at every run, not waiting for its next retry time: exit 1 while it fails, uploaded once it can be', async () => {
+    // A full disk that has room again on the third try. RETRY_DELAYS lies far beyond the test:
+    // in --once the interval between cron's runs is the backoff.
+    const faulty = await startEmbeddedServer({ failWrite: { name: '.full.dat.ipi-push-part', offset: 0, times: 2 } });
+    cleanups.push(() => faulty.stop());
+    const p = setup({ RETRIES: '0', RETRY_DELAYS: '600', VERIFY: 'size' }, faulty);
+    p.put('full.dat', 'waits for room on the server');
+    for (const run of [1, 2]) {
+      const r = await p.run(['--once', '--json']);
+      assert.equal(r.code, 1, `run ${run}: ${r.stderr}`);
+      assert.equal(JSON.parse(r.stdout).outcome, 'failed', `run ${run}`);
+      assert.equal((p.state().failed['full.dat'] as { attempts: number }).attempts, run, `run ${run} tried it`);
+    }
+    const r = await p.run(['--once', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout).files.map((f: { path: string }) => f.path), ['full.dat']);
+    assert.deepEqual(p.state().failed, {});
+    assert.equal(fs.readFileSync(path.join(p.remoteRoot, 'full.dat'), 'utf8'), 'waits for room on the server');
+  });
+
   test('a refused login is reported once with exit 4, not hammered, in --once and in --watch', async () => {
     const p = setup({ RETRIES: '5' });
     p.ws.env.SFTP_KEY = server.passphraseKeyPath ?? server.clientKeyPath;

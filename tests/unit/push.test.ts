@@ -97,7 +97,8 @@ describe('what to upload, and when', () => {
   });
   test('a permanent failure waits for a change of the file or --retry-failed', () => {
     assert.equal(needsUpload({ rel: 'perm.dat', size: 5, mtimeMs: 1 }, state, 0).upload, false);
-    assert.equal(needsUpload({ rel: 'perm.dat', size: 5, mtimeMs: 1 }, state, 0, true).upload, true);
+    assert.equal(needsUpload({ rel: 'perm.dat', size: 5, mtimeMs: 1 }, state, 0, { retryFailed: true }).upload, true);
+    assert.equal(needsUpload({ rel: 'perm.dat', size: 5, mtimeMs: 1 }, state, 0, { waitForRetry: false }).upload, false, 'not by --once alone');
     assert.equal(needsUpload({ rel: 'perm.dat', size: 6, mtimeMs: 1 }, state, 0).upload, true);
   });
   test('AFTER_UPLOAD left undone (a crash after the state recorded the upload, a move that failed): due for the very version uploaded, only', () => {
@@ -114,6 +115,9 @@ describe('what to upload, and when', () => {
   test('a transient failure waits for its next retry time', () => {
     assert.deepEqual(needsUpload({ rel: 'later.dat', size: 5, mtimeMs: 1 }, state, 59_999), { upload: false, why: 'retry-later' });
     assert.deepEqual(needsUpload({ rel: 'later.dat', size: 5, mtimeMs: 1 }, state, 60_000), { upload: true, why: 'retry' });
+  });
+  test('--once does not wait for it: cron\'s interval between runs is its backoff', () => {
+    assert.deepEqual(needsUpload({ rel: 'later.dat', size: 5, mtimeMs: 1 }, state, 0, { waitForRetry: false }), { upload: true, why: 'retry' });
   });
   test('queue order is oldest first, ties by path, whatever order they were found in', () => {
     const files = [{ rel: 'b', size: 1, mtimeMs: 5 }, { rel: 'a', size: 1, mtimeMs: 5 }, { rel: 'z', size: 1, mtimeMs: 1 }];
