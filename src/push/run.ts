@@ -223,24 +223,38 @@ class Pusher {
     }
     this.afterUploadCheck = true;
     this.dirs = new Set(dirs);
-    for (const rel of [...this.folderTrouble.keys()]) if (!this.dirs.has(rel)) this.folderTrouble.delete(rel);
+    for (const rel of [...this.folderTrouble.keys()]) {
+      if (this.dirs.has(rel)) continue;
+      this.folderTrouble.delete(rel);
+      this.dropFailure(`${rel}/`);
+    }
     const seen = new Set([...seenFiles, ...dirs]);
     const { uploaded, failed, folders } = this.store.state;
     const unseenEntries = [...this.entries.keys()].filter((rel) => !seenFiles.has(rel));
     const unseenRecords = goneFromWatchDir([...Object.keys(uploaded), ...Object.keys(failed), ...Object.keys(folders)], seen, skipped.map((s) => s.rel));
+    const unseenFailures = this.summary.failed.map((f) => f.rel).filter((rel) => !rel.endsWith('/') && !seenFiles.has(rel));
     // The walk takes seconds in a large folder: a file renamed into a folder it had passed, then
     // reported by the watcher, perhaps uploaded and recorded, is not in it. So only what is
     // still gone now goes, and only if nothing was noted or recorded for it since it was looked at.
-    const before = new Map([...unseenEntries, ...unseenRecords].map((rel) => [rel, this.knownOf(rel)]));
+    const before = new Map([...unseenEntries, ...unseenRecords, ...unseenFailures].map((rel) => [rel, this.knownOf(rel)]));
     const gone = await stillGone(root, before.keys());
     // Judged all at once, before anything goes: dropping an entry changes what is known of it.
     const drop = new Set([...before].filter(([rel, then]) => gone.has(rel) && sameKnown(then, this.knownOf(rel))).map(([rel]) => rel));
     for (const rel of unseenEntries) if (drop.has(rel)) this.entries.delete(rel);
+    for (const rel of unseenFailures) if (drop.has(rel)) this.dropFailure(rel);
     const forget = unseenRecords.filter((rel) => drop.has(rel));
     if (forget.length > 0) {
       await this.store.forget(forget);
       this.log.debug(`state: forgot ${forget.length} file(s) or folder(s) no longer in ${root}`);
     }
+  }
+
+  /**
+   * A file or folder (`rel/`) that failed and has left WATCH_DIR: it is no longer failed nor
+   * pending (a service's metrics count both), and a service would keep every such name for ever.
+   */
+  private dropFailure(rel: string): void {
+    if (this.summary.failed.some((f) => f.rel === rel)) this.summary.failed = this.summary.failed.filter((f) => f.rel !== rel);
   }
 
   /** What this run holds about a path (its queue entry, its records), each replaced, never changed in place, when it changes. */
@@ -385,6 +399,7 @@ class Pusher {
         changed: (rel) => track(this.relook(rel).catch(() => null).then(wake)),
         removed: (rel) => {
           this.entries.delete(rel);
+          this.dropFailure(rel);
           wake();
         },
         // A folder moved in whole: its files may predate the watch on it.

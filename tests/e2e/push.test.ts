@@ -1134,8 +1134,10 @@ describe('ipi-push --watch in process, with a watcher the test speaks for and a 
     let on: Handlers | null = null;
     let gate: { walked: () => void; released: Promise<void> } | null = null;
     const walks = { started: 0, inside: 0, most: 0 };
+    let live: PushSummary | null = null;
     const done: Promise<PushSummary> = runPush(config, { mode: 'watch', dryRun: false, acceptNewHostKey: false, retryFailed: false, signal: stop.signal }, {
       log, progress: noProgress,
+      onActivity: (summary) => (live = summary),
       startWatcher: async (_root, _ignored, handlers) => {
         on = handlers;
         return { close: async () => {} };
@@ -1161,6 +1163,8 @@ describe('ipi-push --watch in process, with a watcher the test speaks for and a 
     return {
       lines, done, walks,
       on: () => on!,
+      /** The run's summary as it is now (what the metrics are written from), once a file has had an outcome. */
+      summary: () => live,
       stop: () => (stop.abort('test'), done),
       /** Hold the next walk once it has walked: resolves then, with the way to let it finish. */
       hold(): Promise<() => void> {
@@ -1241,6 +1245,31 @@ describe('ipi-push --watch in process, with a watcher the test speaks for and a 
     }
     assert.equal(w.walks.most, 1, 'one walk at a time');
     assert.equal(w.walks.started, 3, 'the start-up walk, the held one, and one more for both requests made meanwhile');
+  });
+
+  test('a failed file that leaves WATCH_DIR leaves the failed list (and the pending metric), whether the watcher or a rescan sees it go', async () => {
+    const p = setup({ SFTP_HOST_KEY: server.hostKeyFingerprint, PUSH_SETTLE: '0.2', RESCAN_INTERVAL: '0' });
+    // A folder on the server where each file's name goes: its upload cannot be put in place.
+    for (const name of ['told.dat', 'walked.dat']) {
+      fs.mkdirSync(path.join(p.remoteRoot, name, 'blocker'), { recursive: true });
+      p.put(name, `${name}, taken back by its producer`);
+    }
+    const w = drivenWatch(p);
+    const failedNow = () => w.summary()?.failed.map((f) => f.rel).sort() ?? [];
+    try {
+      await waitFor(() => failedNow().length === 2, 15_000, () => `both to fail:\n${w.lines.join('\n')}`);
+      fs.rmSync(path.join(p.watchDir, 'told.dat'));
+      w.on().removed('told.dat');
+      assert.deepEqual(failedNow(), ['walked.dat'], 'the watcher saw told.dat go');
+      fs.rmSync(path.join(p.watchDir, 'walked.dat'));
+      fs.mkdirSync(path.join(p.watchDir, 'new'));
+      w.on().dirAdded('new');
+    } finally {
+      await w.stop();
+    }
+    // The rescan asked for is done before the run returns.
+    assert.deepEqual(failedNow(), [], `the rescan saw walked.dat go:\n${w.lines.join('\n')}`);
+    assert.deepEqual((await w.done).failed, []);
   });
 });
 
