@@ -199,19 +199,36 @@ function checkBufferBudget(s: Settings, tool: Tool): void {
  * its history sit together beside LAST_FILE_RECORD.
  */
 function checkPullFolders(s: Settings, platform: NodeJS.Platform): void {
-  const inside = (a: string, b: string) => isInsideOrSame(a, b, platform);
-  if (isSame(s.localDir, s.serverDir, platform)) {
-    throw new ConfigError(`LOCAL_DIR and SERVER_DIR are the same folder (${s.serverDir}): consumers would see partial downloads, and publishing would copy each file onto itself. Example: LOCAL_DIR=./local_downloads with SERVER_DIR=./synced_server`);
+  const { inside, same, links } = placeRelations(platform);
+  if (same(s.localDir, s.serverDir)) {
+    throw new ConfigError(`LOCAL_DIR and SERVER_DIR are the same folder (${s.serverDir})${links(s.localDir, s.serverDir)}: consumers would see partial downloads, and publishing would copy each file onto itself. Example: LOCAL_DIR=./local_downloads with SERVER_DIR=./synced_server`);
   }
   if (inside(s.localDir, s.serverDir)) {
-    throw new ConfigError(`LOCAL_DIR ${s.localDir} is inside SERVER_DIR ${s.serverDir}: consumers would see partial downloads. Example: LOCAL_DIR=./local_downloads with SERVER_DIR=./synced_server`);
+    throw new ConfigError(`LOCAL_DIR ${s.localDir} is inside SERVER_DIR ${s.serverDir}${links(s.localDir, s.serverDir)}: consumers would see partial downloads. Example: LOCAL_DIR=./local_downloads with SERVER_DIR=./synced_server`);
   }
   if (inside(s.serverDir, s.localDir)) {
-    throw new ConfigError(`SERVER_DIR ${s.serverDir} is inside LOCAL_DIR ${s.localDir}: the consumers' folder would sit among the downloads. Example: LOCAL_DIR=./local_downloads with SERVER_DIR=./synced_server`);
+    throw new ConfigError(`SERVER_DIR ${s.serverDir} is inside LOCAL_DIR ${s.localDir}${links(s.serverDir, s.localDir)}: the consumers' folder would sit among the downloads. Example: LOCAL_DIR=./local_downloads with SERVER_DIR=./synced_server`);
   }
   if (inside(s.markerFile, s.serverDir)) {
-    throw new ConfigError(`LAST_FILE_RECORD ${s.markerFile} is inside SERVER_DIR ${s.serverDir}: the marker, its lock and history would sit among the delivered files, where consumers read and a delivered file of the same name would replace it. Example: LAST_FILE_RECORD=./last_file.txt`);
+    throw new ConfigError(`LAST_FILE_RECORD ${s.markerFile} is inside SERVER_DIR ${s.serverDir}${links(s.markerFile, s.serverDir)}: the marker, its lock and history would sit among the delivered files, where consumers read and a delivered file of the same name would replace it. Example: LAST_FILE_RECORD=./last_file.txt`);
   }
+}
+
+/**
+ * How two local paths relate, compared as written and as they really lead. A link can make
+ * paths of different text one place (WATCH_DIR=/srv/outbox, a link to /data/outbox, with
+ * ARCHIVE_DIR=/data/outbox/archive: each run uploaded the archived copy again, one level
+ * deeper). The real paths are this machine's, so only for paths of its own platform.
+ */
+function placeRelations(platform: NodeJS.Platform) {
+  const real = platform === process.platform ? realPathOf : (p: string) => p;
+  const byText = (a: string, b: string) => isInsideOrSame(a, b, platform);
+  return {
+    inside: (a: string, b: string) => byText(a, b) || isInsideOrSame(real(a), real(b), platform),
+    same: (a: string, b: string) => isSame(a, b, platform) || isSame(real(a), real(b), platform),
+    /** Where only the real paths show it, they are named too. */
+    links: (a: string, b: string) => (byText(a, b) ? '' : ` (links followed: ${real(a)} and ${real(b)})`),
+  };
 }
 
 /**
@@ -220,16 +237,7 @@ function checkPullFolders(s: Settings, platform: NodeJS.Platform): void {
  * replacing whatever is there.
  */
 function checkPushSettings(s: Settings, platform: NodeJS.Platform): void {
-  // A link can make paths of different text one place (WATCH_DIR=/srv/outbox, a link to
-  // /data/outbox, with ARCHIVE_DIR=/data/outbox/archive: each run uploaded the archived copy
-  // again, one level deeper). So each is compared as written and as it really leads; the real
-  // paths are this machine's, so only for paths of its own platform.
-  const real = platform === process.platform ? realPathOf : (p: string) => p;
-  const byText = (a: string, b: string) => isInsideOrSame(a, b, platform);
-  const inside = (a: string, b: string) => byText(a, b) || isInsideOrSame(real(a), real(b), platform);
-  const same = (a: string, b: string) => isSame(a, b, platform) || isSame(real(a), real(b), platform);
-  /** Where only the real paths show it, they are named too. */
-  const links = (a: string, b: string) => (byText(a, b) ? '' : ` (links followed: ${real(a)} and ${real(b)})`);
+  const { inside, same, links } = placeRelations(platform);
   if (s.afterUpload === 'archive' && s.archiveDir === undefined) {
     throw new ConfigError('AFTER_UPLOAD=archive needs ARCHIVE_DIR, the folder uploaded files are moved to. Example: ARCHIVE_DIR=./archive');
   }

@@ -776,6 +776,23 @@ describe('buildConfig: folders that must not overlap', () => {
     assert.doesNotThrow(() => build({ ...push, logFile: 'none', metricsFile: './ipi.prom' }, 'push'));
   });
 
+  test('ipi-pull: LOCAL_DIR, SERVER_DIR and LAST_FILE_RECORD are compared with symbolic links followed too', () => {
+    // incoming -> data/incoming: SERVER_DIR given through the link, LOCAL_DIR by the real path.
+    const d = dir();
+    fs.mkdirSync(path.join(d, 'data/incoming'), { recursive: true });
+    fs.symlinkSync(path.join(d, 'data/incoming'), path.join(d, 'incoming'));
+    const refusedHere = (raw: Raw) => {
+      const err = configError(() => buildConfig({ ...pull, ...raw }, { envFile: null, baseDir: d, env: {}, tool: 'pull' }));
+      assert.equal(err.exitCode, EXIT.usage);
+      assert.doesNotMatch(err.message, /\n/, 'one line');
+      return err.message;
+    };
+    assert.match(refusedHere({ serverDir: './incoming', localDir: './data/incoming' }), /^LOCAL_DIR and SERVER_DIR are the same folder \(\S+\/incoming\) \(links followed: /);
+    assert.match(refusedHere({ serverDir: './incoming', localDir: './data/incoming/.partials' }), /^LOCAL_DIR \S+ is inside SERVER_DIR \S+ \(links followed: \S+\/data\/incoming\/\.partials and \S+\/data\/incoming\): consumers would see partial downloads/);
+    assert.match(refusedHere({ serverDir: './incoming', localDir: './local', markerFile: './data/incoming/last_file.txt' }), /^LAST_FILE_RECORD \S+ is inside SERVER_DIR /);
+    assert.doesNotThrow(() => buildConfig({ ...pull, serverDir: './incoming', localDir: './data/local' }, { envFile: null, baseDir: d, env: {}, tool: 'pull' }));
+  });
+
   test('ipi-push: the same checks follow symbolic links (WATCH_DIR a link to the folder holding ARCHIVE_DIR looped archived files back in)', () => {
     // outbox -> data/outbox, as /srv/outbox -> /data/outbox; nothing under it exists yet but outbox itself.
     const d = dir();
