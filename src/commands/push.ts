@@ -21,6 +21,8 @@ export async function pushCommand(args: PushArgs, io: Io): Promise<ExitCode> {
   const started = Date.now();
   const watch = args.watch === true && !args['dry-run'];
   let metrics: ((summary: PushSummary, code: number) => Promise<void>) | null = null;
+  // Ours, not only the run's result: a run that fails (RETRIES used up) still reports its files.
+  const summary = newPushSummary();
   const out = await runWithSetup<PushSummary>(args, io, 'push', {
     onSignal: 'taking no new file; finishing the writes in flight, then saving the state',
     doing: watch ? 'watching' : 'the run',
@@ -32,6 +34,7 @@ export async function pushCommand(args: PushArgs, io: Io): Promise<ExitCode> {
         retryFailed: args['retry-failed'], signal,
       }, {
         log,
+        summary,
         progress: args['dry-run'] ? noProgress : createProgress(log, tty),
         // The service's metrics follow every outcome: "last run" is the last file or connection attempt.
         onActivity: (s, ok) => void metrics?.(s, ok ? EXIT.ok : EXIT.failed),
@@ -43,7 +46,8 @@ export async function pushCommand(args: PushArgs, io: Io): Promise<ExitCode> {
       await metrics?.(summary ?? newPushSummary(), code);
     },
   });
-  return report(out.failure, out.summary, out.config, args, io, started, out.logged);
+  // Without a config, nothing ran and the summary is empty; with one, it holds what was done.
+  return report(out.failure, out.summary ?? (out.config ? summary : null), out.config, args, io, started, out.logged);
 }
 
 /**

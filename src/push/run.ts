@@ -62,6 +62,8 @@ export interface PushContext {
   lockRefreshMs?: number;
   /** The walk of WATCH_DIR (default scan.ts's); tests give a slow one, to change WATCH_DIR while it walks. */
   scanDir?: typeof scanDir;
+  /** The summary to fill (default a new one): the caller's, so a run that fails still says which files did. */
+  summary?: PushSummary;
 }
 
 type Entry = { file: ScannedFile; o: Observation };
@@ -81,7 +83,7 @@ const CHECK_WINDOWS = 4;
 type FolderTrouble = { permanent: boolean; attempts: number; retryAt: number };
 
 export async function runPush(config: Config, opts: PushOptions, ctx: PushContext): Promise<PushSummary> {
-  const summary = newPushSummary();
+  const summary = ctx.summary ?? newPushSummary();
   let watched: Awaited<ReturnType<typeof fs.stat>>;
   try {
     watched = await fs.stat(config.watchDir);
@@ -753,22 +755,25 @@ class Pusher {
     }
     const e = classify(err, `uploading ${name}`);
     if (e instanceof AccessDeniedError || e instanceof ConfigError) throw e;
+    // The engines' errors say what failed ("writing remote data"), not for which file; the
+    // state, the summary and a run's last error line must each stand on their own.
+    const message = e.message.includes(file.rel) ? e.message : `${name}: ${e.message}`;
     const linkLost = session.isClosed;
     const permanent = e.kind === 'permanent' && !linkLost;
-    const rec = await this.store.markFailed(file.rel, file, e.message, permanent, (attempts) =>
+    const rec = await this.store.markFailed(file.rel, file, message, permanent, (attempts) =>
       // A lost link is not the file's fault: it goes first as soon as the server is back.
       (linkLost ? Date.now() : nextRetryAt(attempts, this.config.retryDelays, Date.now())));
     this.summary.failed = this.summary.failed.filter((f) => f.rel !== file.rel);
-    this.summary.failed.push({ rel: file.rel, error: e.message, permanent });
+    this.summary.failed.push({ rel: file.rel, error: message, permanent });
     if (permanent) {
-      this.log.error(`${e.message}; not retried until the file changes (or run with --retry-failed)`);
+      this.log.error(`${message}; not retried until the file changes (or run with --retry-failed)`);
       return 'failed';
     }
     // A lost link cuts short every file in flight: the loss is reported once, where the
     // connection is opened again; each file gets a quieter line of its own.
     if (linkLost) this.log.info(`${name}: cut short by the lost connection (${e.message}); it goes again once the connection is back`);
-    else this.log.warn(`${e.message} (attempt ${rec.attempts}; next try at ${rec.nextRetryAt})`);
-    this.lastTransient = e instanceof TransientError ? e : new TransientError(e.message, { cause: err });
+    else this.log.warn(`${message} (attempt ${rec.attempts}; next try at ${rec.nextRetryAt})`);
+    this.lastTransient = message === e.message && e instanceof TransientError ? e : new TransientError(message, { cause: e });
     return 'transient';
   }
 

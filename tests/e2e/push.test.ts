@@ -750,7 +750,11 @@ describe('ipi-push --once', () => {
     for (const run of [1, 2]) {
       const r = await p.run(['--once', '--json']);
       assert.equal(r.code, 1, `run ${run}: ${r.stderr}`);
-      assert.equal(JSON.parse(r.stdout).outcome, 'failed', `run ${run}`);
+      const out = JSON.parse(r.stdout);
+      assert.equal(out.outcome, 'failed', `run ${run}`);
+      // The run's one error line, and its summary, say which file failed.
+      assert.match(out.error, /"full\.dat": /, `run ${run}`);
+      assert.deepEqual(out.failed.map((f: { rel: string }) => f.rel), ['full.dat'], `run ${run}`);
       assert.equal((p.state().failed['full.dat'] as { attempts: number }).attempts, run, `run ${run} tried it`);
     }
     const r = await p.run(['--once', '--json']);
