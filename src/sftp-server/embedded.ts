@@ -95,6 +95,8 @@ export interface EmbeddedServerOptions {
   lieSize?: { name: string; size: number };
   /** Reject every authentication attempt. */
   failAuthAlways?: boolean;
+  /** Cut the connection when the client starts to log in: a link lost after the host key, during the login. */
+  dropAtLogin?: boolean;
   /**
    * Login methods offered (default publickey and password). ['keyboard-interactive'] is a
    * server that asks for the password by prompt only, as many PAM set-ups do.
@@ -565,7 +567,7 @@ function onConnection(st: ServerState, client: Connection): void {
   // Resets from killed clients are normal in these tests; never crash the runner.
   client.on('error', () => {});
   client.on('close', () => st.connections.delete(client));
-  client.on('authentication', (ctx) => authenticate(st, ctx));
+  client.on('authentication', (ctx) => (st.opts.dropAtLogin ? rawSocket(client)?.destroy() : authenticate(st, ctx)));
   client.on('ready', () => {
     client.on('session', (acceptSession) => {
       const session = acceptSession();

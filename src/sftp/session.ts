@@ -88,6 +88,11 @@ export class SftpSession {
     const known = opts.pinnedHostKeys?.length ? [] : await readKnownHosts(opts.knownHostsFile);
     let verdict: Verdict | null = null;
     let presented: Buffer | null = null;
+    /**
+     * The verdict when the key was refused. An unknown key taken with --accept-new-host-key is
+     * untrusted but accepted: a failure after it (a wrong password, a link lost) is the login's.
+     */
+    let refused: (Verdict & { trusted: false }) | null = null;
 
     const client = new Client();
     // ssh2 can emit a second 'error' after the first failed the login (a timeout, then "Connection
@@ -109,8 +114,9 @@ export class SftpSession {
       hostVerifier: (key: Buffer) => {
         presented = key;
         verdict = verifyHostKey(key, { pinned: opts.pinnedHostKeys, known, host: opts.host, port: opts.port });
-        if (!verdict.trusted && verdict.reason === 'unknown' && opts.acceptNewHostKey) return true;
-        return verdict.trusted;
+        if (verdict.trusted || (verdict.reason === 'unknown' && opts.acceptNewHostKey)) return true;
+        refused = verdict;
+        return false;
       },
     };
 
@@ -133,7 +139,9 @@ export class SftpSession {
     } catch (err) {
       client.destroy();
       sock.destroy();
-      if (verdict && !(verdict as Verdict).trusted && presented) throw hostKeyError(verdict as Verdict & { trusted: false }, presented, opts);
+      // Set by the verifier, a callback: TypeScript cannot see that, and takes it for still null.
+      const refusal = refused as (Verdict & { trusted: false }) | null;
+      if (refusal && presented) throw hostKeyError(refusal, presented, opts);
       throw classify(err, `logging in to ${opts.user}@${opts.host}:${opts.port}`);
     }
 

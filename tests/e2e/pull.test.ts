@@ -10,7 +10,8 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 
 import { lockFileFor } from '../../src/lock.js';
-import { collect, listDir, sha256, sha256File, testBytes, type Workspace } from './helpers/cli.js';
+import { collect, listDir, makeWorkspace, sha256, sha256File, testBytes, type Workspace } from './helpers/cli.js';
+import { startEmbeddedServer } from './helpers/embedded-server.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
 import { pullSuite } from './helpers/suite.js';
 
@@ -300,6 +301,42 @@ describe('refusals: exit codes and nothing changed', () => {
     assert.match(r.stderr, /CHANGED/);
     assert.ok(r.stderr.includes(suite.server.hostKeyFingerprint));
     assert.equal(ws.marker(), null);
+  });
+
+  test('--accept-new-host-key, then a failure after the host key step: reported as what it is (a refused login: exit 4 at once; a link lost: retried), not as a refused host key; the key is recorded once a login succeeds', async () => {
+    const srv = await startEmbeddedServer();
+    const dropping = await startEmbeddedServer({ dropAtLogin: true });
+    try {
+      const ws = suite.track(makeWorkspace(srv, { auth: 'password', extra: { RETRIES: '1', RETRY_DELAYS: '0.1' } }));
+      const knownHosts = path.join(ws.dir, '.ssh', 'known_hosts');
+      fs.writeFileSync(knownHosts, '');
+      const file = path.join(srv.root, 'IPI_20240904.dat');
+      fs.writeFileSync(file, testBytes(10, 9));
+      fs.utimesSync(file, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
+      const errors = (text: string) => text.split('\n').filter((l) => /ERROR:/.test(l));
+
+      const wrong = await ws.run(['--accept-new-host-key'], { SFTP_PASS: 'not-the-password' });
+      assert.equal(wrong.code, 4, wrong.stderr);
+      assert.equal(errors(wrong.stderr).length, 1, wrong.stderr);
+      assert.match(errors(wrong.stderr)[0]!, /refused the login/);
+      assert.doesNotMatch(wrong.stderr, /host key refused|retrying/);
+      assert.equal(fs.readFileSync(knownHosts, 'utf8'), '', 'a key is recorded only once a login succeeds');
+
+      const cut = await ws.run(['--accept-new-host-key', '--sftp-port', String(dropping.port)]);
+      assert.equal(cut.code, 1, cut.stderr);
+      assert.equal(errors(cut.stderr).length, 1, cut.stderr);
+      assert.doesNotMatch(cut.stderr, /host key refused/);
+      assert.match(cut.stderr, /retrying in 0\.1 s/, 'a lost link is transient');
+      assert.equal(fs.readFileSync(knownHosts, 'utf8'), '');
+
+      const ok = await ws.run(['--accept-new-host-key']);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.equal(fs.readFileSync(knownHosts, 'utf8'), `${srv.knownHostsLine}\n`);
+      assert.equal(ws.marker(), 'IPI_20240904.dat');
+    } finally {
+      await srv.stop();
+      await dropping.stop();
+    }
   });
 
   test('a pinned SFTP_HOST_KEY is checked: right pin pulls, wrong pin exits 4', async () => {
