@@ -216,7 +216,7 @@ export const SETTINGS = {
   }),
   connectTimeout: setting({
     env: 'CONNECT_TIMEOUT', section: 'Transfer', default: '30', example: '30', advanced: true,
-    ...bounded('duration', TIMEOUT, 'Time allowed to connect, exchange keys and log in.'),
+    ...bounded('duration', TIMEOUT, 'Time allowed to connect, exchange keys and log in, and again to start SFTP once logged in.'),
   }),
   dataTimeout: setting({
     env: 'DATA_TIMEOUT', section: 'Transfer', default: '60', example: '60',

@@ -97,6 +97,8 @@ export interface EmbeddedServerOptions {
   failAuthAlways?: boolean;
   /** Cut the connection when the client starts to log in: a link lost after the host key, during the login. */
   dropAtLogin?: boolean;
+  /** Never answer the request to start SFTP, while the connection and its keepalives go on: a stuck sftp-server. */
+  ignoreSftpRequest?: boolean;
   /**
    * Login methods offered (default publickey and password). ['keyboard-interactive'] is a
    * server that asks for the password by prompt only, as many PAM set-ups do.
@@ -572,6 +574,7 @@ function onConnection(st: ServerState, client: Connection): void {
     client.on('session', (acceptSession) => {
       const session = acceptSession();
       session.on('sftp', (acceptSftp) => {
+        if (st.opts.ignoreSftpRequest) return;
         new SftpSession(st, acceptSftp());
       });
     });

@@ -155,8 +155,21 @@ export class SftpSession {
     }
 
     const sftp = await new Promise<SFTPWrapper>((resolve, reject) => {
-      client.once('close', () => reject(new TransientError('connection closed while starting SFTP')));
-      client.sftp((err, s) => (err ? reject(err) : resolve(s)));
+      // Logged in is not SFTP started: a stuck sftp-server never answers the subsystem request,
+      // while sshd goes on answering keepalives, so only a timer ends the wait.
+      const timer = setTimeout(() => {
+        client.destroy();
+        reject(new TransientError(`starting SFTP on ${opts.host}:${opts.port}: logged in, but the server did not start SFTP within ${Math.round(opts.connectTimeoutMs / 1000)} s (CONNECT_TIMEOUT)`));
+      }, opts.connectTimeoutMs);
+      client.once('close', () => {
+        clearTimeout(timer);
+        reject(new TransientError('connection closed while starting SFTP'));
+      });
+      client.sftp((err, s) => {
+        clearTimeout(timer);
+        if (err) reject(err);
+        else resolve(s);
+      });
     }).catch((err) => {
       client.end();
       throw classify(err, `starting SFTP on ${opts.host}:${opts.port}`);

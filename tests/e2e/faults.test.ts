@@ -940,6 +940,30 @@ describe('a server that limits open files (embedded ssh2 server, maxHandles)', (
   });
 });
 
+describe('a server that is alive but stops answering (embedded ssh2 server; SSH keepalives are answered)', () => {
+  const quick = { CONNECT_TIMEOUT: '1', DATA_TIMEOUT: '1', KEEPALIVE_INTERVAL: '1', KEEPALIVE_COUNT_MAX: '2', RETRIES: '1', RETRY_DELAYS: '0.1' };
+
+  /** The run ends by itself, retried once, with one error line matching `re`, and leaves no lock. */
+  async function endsWithOneError(ws: Workspace, re: RegExp): Promise<void> {
+    const started = Date.now();
+    // Before, these runs never ended: the bound here is what fails.
+    const r = await ws.run([], {}, 20_000);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    const errs = errorLines(r.stderr);
+    assert.equal(errs.length, 1, r.stderr);
+    assert.match(errs[0]!, re);
+    assert.equal(count(r.stderr, /retrying in 0\.1 s/), 1, r.stderr);
+    assert.ok(Date.now() - started < 15_000, `took ${Date.now() - started} ms`);
+    assertNoLeftovers(ws);
+  }
+
+  test('logged in, but SFTP never starts: given up after CONNECT_TIMEOUT, retried, then exit 1', async () => {
+    const srv = await embedded({ ignoreSftpRequest: true });
+    const ws = suite.track(makeWorkspace(srv, { extra: quick }));
+    await endsWithOneError(ws, /the server did not start SFTP within 1 s \(CONNECT_TIMEOUT\)/);
+  });
+});
+
 /** Every file under the workspace except the .env itself: where a leaked secret could sit. */
 function producedText(ws: Workspace): string {
   return walk(ws.dir).filter((f) => f !== '.env').map((f) => fs.readFileSync(path.join(ws.dir, f), 'latin1')).join('\n');
