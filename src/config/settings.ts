@@ -220,7 +220,7 @@ export const SETTINGS = {
   }),
   dataTimeout: setting({
     env: 'DATA_TIMEOUT', section: 'Transfer', default: '60', example: '60',
-    ...bounded('duration', TIMEOUT, 'A transfer that receives no data (download) or no acknowledgement (upload) for this long is abandoned and retried (resuming).'),
+    ...bounded('duration', TIMEOUT, 'A transfer that receives no data (download) or no acknowledgement (upload) for this long is abandoned and retried (resuming); so is the connection when any other request (a listing, a stat, an open, a rename) gets no answer this long.'),
   }),
   keepaliveInterval: setting({
     env: 'KEEPALIVE_INTERVAL', section: 'Transfer', default: '15', example: '15',

@@ -100,6 +100,13 @@ export interface EmbeddedServerOptions {
   /** Never answer the request to start SFTP, while the connection and its keepalives go on: a stuck sftp-server. */
   ignoreSftpRequest?: boolean;
   /**
+   * Never answer these requests (READDIR: of a folder; the others: of a file) on a path ending
+   * with `name` (any path without one), while everything else is answered: a stuck sftp-server.
+   */
+  neverAnswer?: ReadonlyArray<{ request: 'READDIR' | 'STAT' | 'OPEN' | 'CLOSE'; name?: string }>;
+  /** Take a command's channel but never answer the request to run it (by default a command is refused). */
+  ignoreExec?: boolean;
+  /**
    * Login methods offered (default publickey and password). ['keyboard-interactive'] is a
    * server that asks for the password by prompt only, as many PAM set-ups do.
    */
@@ -344,18 +351,24 @@ class SftpSession {
     }
   }
 
+  /** neverAnswer names this request: it is left without an answer. */
+  private ignores(request: 'READDIR' | 'STAT' | 'OPEN' | 'CLOSE', about: string | Buffer): boolean {
+    const p = typeof about === 'string' ? about : this.lookup(about)?.virt;
+    return p !== undefined && (this.st.opts.neverAnswer ?? []).some((n) => n.request === request && pathMatches(p, n.name));
+  }
+
   private wire(): void {
     const s = this.sftp;
     s.on('REALPATH', (id, p) => this.run(id, async () => this.realpath(id, p)));
-    s.on('STAT', (id, p) => this.run(id, () => this.stat(id, p, false)));
-    s.on('LSTAT', (id, p) => this.run(id, () => this.stat(id, p, true)));
+    s.on('STAT', (id, p) => this.ignores('STAT', p) || this.run(id, () => this.stat(id, p, false)));
+    s.on('LSTAT', (id, p) => this.ignores('STAT', p) || this.run(id, () => this.stat(id, p, true)));
     s.on('FSTAT', (id, h) => this.run(id, () => this.fstat(id, h)));
-    s.on('OPEN', (id, p, flags, attrs) => this.run(id, () => this.withHandleRoom(id, () => this.open(id, p, flags, attrs))));
+    s.on('OPEN', (id, p, flags, attrs) => this.ignores('OPEN', p) || this.run(id, () => this.withHandleRoom(id, () => this.open(id, p, flags, attrs))));
     s.on('READ', (id, h, offset, len) => this.run(id, () => this.read(id, h, offset, len)));
     s.on('WRITE', (id, h, offset, data) => this.run(id, () => this.write(id, h, offset, data)));
-    s.on('CLOSE', (id, h) => this.run(id, () => this.close(id, h)));
+    s.on('CLOSE', (id, h) => this.ignores('CLOSE', h) || this.run(id, () => this.close(id, h)));
     s.on('OPENDIR', (id, p) => this.run(id, () => this.withHandleRoom(id, () => this.opendir(id, p))));
-    s.on('READDIR', (id, h) => this.run(id, () => this.readdir(id, h)));
+    s.on('READDIR', (id, h) => this.ignores('READDIR', h) || this.run(id, () => this.readdir(id, h)));
     s.on('REMOVE', (id, p) => this.run(id, () => this.simple(id, fsp.unlink(resolvePath(this.st, p).local))));
     s.on('RMDIR', (id, p) => this.run(id, () => this.simple(id, fsp.rmdir(resolvePath(this.st, p).local))));
     s.on('MKDIR', (id, p, attrs) => this.run(id, () => this.mkdir(id, p, attrs)));
@@ -573,6 +586,7 @@ function onConnection(st: ServerState, client: Connection): void {
   client.on('ready', () => {
     client.on('session', (acceptSession) => {
       const session = acceptSession();
+      if (st.opts.ignoreExec) session.on('exec', () => {});
       session.on('sftp', (acceptSftp) => {
         if (st.opts.ignoreSftpRequest) return;
         new SftpSession(st, acceptSftp());

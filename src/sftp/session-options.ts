@@ -22,6 +22,7 @@ export function sessionOptions(config: Config, acceptNewHostKey: boolean, log: L
     knownHostsFile: config.knownHosts,
     acceptNewHostKey,
     connectTimeoutMs: config.connectTimeout,
+    dataTimeoutMs: config.dataTimeout,
     keepaliveIntervalMs: config.keepaliveInterval,
     keepaliveCountMax: config.keepaliveCountMax,
     rekeyBytes: config.rekeyBytes,

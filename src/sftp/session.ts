@@ -5,6 +5,7 @@ import ssh2, { type ConnectConfig, type SFTPWrapper, type Stats } from 'ssh2';
 import { AccessDeniedError, ConfigError, PermanentError, RemoteMissingError, TransientError, classify, isSftpGenericFailure } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RemoteEntry } from '../select.js';
+import { StallWatch } from '../transfer/stall.js';
 import { nativeCryptoAvailable } from '../version.js';
 import { HandleGate } from './handle-gate.js';
 
@@ -30,6 +31,8 @@ export interface SessionOptions {
   knownHostsFile: string;
   acceptNewHostKey: boolean;
   connectTimeoutMs: number;
+  /** DATA_TIMEOUT: requests in flight and no answer to any of them for this long, and the connection is given up on. */
+  dataTimeoutMs: number;
   keepaliveIntervalMs: number;
   keepaliveCountMax: number;
   rekeyBytes: number;
@@ -61,6 +64,10 @@ export class SftpSession {
   private clientClosed = false;
   private readonly closeWaiters = new Set<(err: Error) => void>();
   private readonly handles = new HandleGate();
+  /** Requests sent and not answered yet, oldest first: what the watchdog waits on. */
+  private readonly unanswered = new Set<{ what: string }>();
+  /** Runs while a request is unanswered (awaitAnswer). */
+  private watchdog: StallWatch | null = null;
 
   private constructor(
     private readonly client: Client,
@@ -187,6 +194,9 @@ export class SftpSession {
   private markClosed(err: Error): void {
     if (this.closedBy) return;
     this.closedBy = err;
+    this.watchdog?.stop();
+    this.watchdog = null;
+    this.unanswered.clear();
     this.handles.close();
     for (const w of this.closeWaiters) w(err);
     this.closeWaiters.clear();
@@ -194,28 +204,62 @@ export class SftpSession {
 
   /**
    * Every request settles when the connection dies: ssh2 does not always call back then
-   * (a CLOSE sent on a dropped link never answers), and a cron run must always end.
+   * (a CLOSE sent on a dropped link never answers), and a cron run must always end. `awaiting`
+   * names the answer the watchdog waits for (awaitAnswer); null when the caller watches itself.
    */
-  private request<T>(start: (resolve: (v: T) => void, reject: (e: unknown) => void) => void): Promise<T> {
+  private request<T>(awaiting: string | null, start: (resolve: (v: T) => void, reject: (e: unknown) => void) => void): Promise<T> {
     if (this.closedBy) return Promise.reject(this.closedBy);
     return new Promise<T>((resolve, reject) => {
       const onClose = (err: Error) => reject(err);
       this.closeWaiters.add(onClose);
-      start(
-        (v) => {
-          this.closeWaiters.delete(onClose);
-          resolve(v);
-        },
-        (e) => {
-          this.closeWaiters.delete(onClose);
-          reject(e);
-        },
-      );
+      const answered = awaiting === null ? () => {} : this.awaitAnswer(awaiting);
+      const settled = () => {
+        answered();
+        this.closeWaiters.delete(onClose);
+      };
+      try {
+        start(
+          (v) => {
+            settled();
+            resolve(v);
+          },
+          (e) => {
+            settled();
+            reject(e);
+          },
+        );
+      } catch (err) {
+        settled();
+        throw err;
+      }
     });
   }
 
+  /**
+   * A request is on its way; the function returned is called once it is answered. While any
+   * is unanswered, a server that answers nothing at all for DATA_TIMEOUT is given up on: the
+   * connection is dropped, failing every request in flight. SSH keepalives cannot tell, as
+   * sshd goes on answering them while its sftp-server is stuck. Any answer starts the clock
+   * again, so a long queue on a slow link is not a stall. READs and WRITEs are named as the
+   * transfer engines' own StallWatch names them: whichever of the two fires, it says the same.
+   */
+  private awaitAnswer(what: string): () => void {
+    const request = { what };
+    if (this.unanswered.size === 0) {
+      this.watchdog = new StallWatch(this.opts.dataTimeoutMs, () => [...this.unanswered][0]?.what ?? what, (why) => this.destroy(why));
+    }
+    this.unanswered.add(request);
+    return () => {
+      if (!this.unanswered.delete(request)) return;
+      this.watchdog?.touch();
+      if (this.unanswered.size > 0) return;
+      this.watchdog?.stop();
+      this.watchdog = null;
+    };
+  }
+
   private call<T>(doing: string, fn: (cb: (err: Error | null | undefined, v: T) => void) => void): Promise<T> {
-    return this.request<T>((resolve, reject) => fn((err, v) => (err ? reject(classify(err, doing)) : resolve(v))));
+    return this.request<T>(`answer from the server to ${doing}`, (resolve, reject) => fn((err, v) => (err ? reject(classify(err, doing)) : resolve(v))));
   }
 
   async list(dir: string): Promise<RemoteEntry[]> {
@@ -320,7 +364,7 @@ export class SftpSession {
 
   /** Read into buf[off, off+len) from `position`; resolves the byte count, 0 at end of file. */
   read(handle: Buffer, buf: Buffer, off: number, len: number, position: number): Promise<number> {
-    return this.request<number>((resolve, reject) => {
+    return this.request<number>('data', (resolve, reject) => {
       this.sftp.read(handle, buf, off, len, position, (err, bytesRead) => {
         if (err) {
           // SFTP status EOF: nothing at or after `position`.
@@ -371,7 +415,7 @@ export class SftpSession {
 
   /** One WRITE request (len <= maxWriteLen); resolves when the server acknowledged it. */
   write(handle: Buffer, buf: Buffer, off: number, len: number, position: number): Promise<void> {
-    return this.request<void>((resolve, reject) => {
+    return this.request<void>('acknowledgement from the server', (resolve, reject) => {
       this.sftp.write(handle, buf, off, len, position, (err) => {
         if (err) return reject(classify(err, 'writing remote data'));
         this.countBytes(len);
@@ -445,8 +489,12 @@ export class SftpSession {
    * allow SFTP only refuse it or answer with something else: the caller checks the output.
    */
   exec(command: string, timeoutMs: number, maxOutput = 64 * 1024): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return this.request((resolve, reject) => {
+    // Watched until the channel is open: the command then runs under its own timeout, which
+    // allows for the time sha256sum takes over a large file (and says so when it passes).
+    return this.request(null, (resolve, reject) => {
+      const opened = this.awaitAnswer(`answer from the server to starting \`${command}\``);
       this.client.exec(command, (err, stream) => {
+        opened();
         if (err) return reject(new PermanentError(`running \`${command}\` on the server: refused (${err.message})`));
         // Decoded once at the end: a name's UTF-8 bytes may be split between two packets.
         const stdout = { parts: [] as Buffer[], bytes: 0 };

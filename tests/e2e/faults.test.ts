@@ -962,6 +962,17 @@ describe('a server that is alive but stops answering (embedded ssh2 server; SSH 
     const ws = suite.track(makeWorkspace(srv, { extra: quick }));
     await endsWithOneError(ws, /the server did not start SFTP within 1 s \(CONNECT_TIMEOUT\)/);
   });
+
+  for (const [request, what] of [['READDIR', 'listing /upload'], ['STAT', 'checking /upload/IPI_20251130.dat'], ['OPEN', 'opening /upload/IPI_20251130.dat']] as const) {
+    test(`${request} never answered: the connection is given up after DATA_TIMEOUT, retried, then exit 1 naming what got no answer`, async () => {
+      const srv = await embedded({ neverAnswer: [{ request, name: request === 'READDIR' ? undefined : 'IPI_20251130.dat' }] });
+      const old = new Date(Date.now() - 3600_000);
+      fs.utimesSync(writeRemoteFile(srv, 'IPI_20251130.dat', testBytes(10_240, 1130)), old, old);
+      const ws = suite.track(makeWorkspace(srv, { extra: quick }));
+      await endsWithOneError(ws, new RegExp(`no answer from the server to ${what} for 1 s \\(DATA_TIMEOUT\\)`));
+      assert.equal(ws.marker(), null);
+    });
+  }
 });
 
 /** Every file under the workspace except the .env itself: where a leaked secret could sit. */

@@ -417,7 +417,7 @@ describe('ipi-push --once', () => {
     const session = await SftpSession.open({
       host: server.host, port: server.port, user: server.user, key: server.kind === 'openssh' ? fs.readFileSync(server.clientKeyPath) : undefined,
       password: server.kind === 'embedded' ? server.password : undefined, pinnedHostKeys: [server.hostKeyFingerprint],
-      knownHostsFile: path.join(p.ws.dir, 'no_known_hosts'), acceptNewHostKey: false, connectTimeoutMs: 10_000,
+      knownHostsFile: path.join(p.ws.dir, 'no_known_hosts'), acceptNewHostKey: false, connectTimeoutMs: 10_000, dataTimeoutMs: 10_000,
       keepaliveIntervalMs: 0, keepaliveCountMax: 3, rekeyBytes: 0, log: silentLogger,
     });
     try {
@@ -1336,6 +1336,24 @@ describe('ipi-push against a server that allows SFTP only', () => {
   });
 });
 
+describe('ipi-push against a server that takes a command\'s channel and never starts the command (embedded ssh2 server)', () => {
+  test('VERIFY=sha256: the connection is given up after DATA_TIMEOUT, retried, then exit 1; the file waits for the next run', async () => {
+    const hanging = await startEmbeddedServer({ ignoreExec: true });
+    cleanups.push(() => hanging.stop());
+    const p = setup({ PUSH_SETTLE: '0', VERIFY: 'sha256', DATA_TIMEOUT: '1', RETRIES: '1', RETRY_DELAYS: '0.1' }, hanging);
+    p.put('a.dat', testBytes(10_000, 11));
+    const started = Date.now();
+    // Before, the run never ended: the bound here is what fails.
+    const r = await p.run(['--once'], 20_000);
+    assert.equal(r.code, 1, r.stderr);
+    assert.ok(Date.now() - started < 15_000, `took ${Date.now() - started} ms`);
+    assert.match(r.stderr, /ERROR: no answer from the server to starting `sha256sum -- [^`]*a\.dat[^`]*` for 1 s \(DATA_TIMEOUT\)/);
+    assert.equal(count(r.stderr, /ERROR:/), 1, r.stderr);
+    assert.equal(p.state().uploaded['a.dat'], undefined);
+    assert.equal(exists(lockFileFor(p.stateFile)), false, 'lock released');
+  });
+});
+
 describe('ipi-push against a server that allows few channels per connection', () => {
   test('VERIFY=sha256: files that finish together share one sha256sum on the server, odd names included, every one checked', async () => {
     const p = setup({ PUSH_SETTLE: '0', FILES_IN_FLIGHT: '8', LOG_LEVEL: 'debug' });
@@ -1379,7 +1397,7 @@ describe('ipi-push against a server that allows few channels per connection', ()
     // The server really refuses a second exec channel beside the SFTP one: the case is real.
     const probe = await SftpSession.open({
       host: strict.host, port: strict.port, user: strict.user, key: fs.readFileSync(strict.clientKeyPath), pinnedHostKeys: [strict.hostKeyFingerprint],
-      knownHostsFile: path.join(strict.root, 'no_known_hosts'), acceptNewHostKey: false, connectTimeoutMs: 10_000,
+      knownHostsFile: path.join(strict.root, 'no_known_hosts'), acceptNewHostKey: false, connectTimeoutMs: 10_000, dataTimeoutMs: 10_000,
       keepaliveIntervalMs: 0, keepaliveCountMax: 3, rekeyBytes: 0, log: silentLogger,
     });
     try {
