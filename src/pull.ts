@@ -89,7 +89,7 @@ export async function runPull(config: Config, opts: PullOptions, ctx: RunContext
     const stop = lock ? (opts.signal ? AbortSignal.any([opts.signal, lock.lost]) : lock.lost) : opts.signal;
     const lost = lock?.lost;
     await withRetries(async (attempt) => {
-      const session = await SftpSession.open(sessionOptions(config, opts.acceptNewHostKey, ctx.log));
+      const session = await SftpSession.open(sessionOptions(config, opts.acceptNewHostKey, ctx.log), stop);
       // A signal must not wait for a stalled read to time out: drop the link, keep the partial.
       const onAbort = () => session.destroy('interrupted');
       stop?.addEventListener('abort', onAbort, { once: true });

@@ -505,6 +505,8 @@ class Pusher {
       this.connectFailures = 0;
       return s;
     } catch (err) {
+      // Stopped while connecting: the loop ends on the signal, nothing failed.
+      if (this.opts.signal.aborted) return null;
       const e = classify(err, `connecting to ${this.config.host}`);
       if (e.kind === 'permanent') throw e; // login, host key, configuration: reported, not hammered
       this.connectFailures += 1;
@@ -517,7 +519,7 @@ class Pusher {
   }
 
   private async openSession(): Promise<SftpSession> {
-    const s = await SftpSession.open(sessionOptions(this.config, this.opts.acceptNewHostKey, this.log));
+    const s = await SftpSession.open(sessionOptions(this.config, this.opts.acceptNewHostKey, this.log), this.opts.signal);
     this.session = s;
     if (!s.hasPosixRename) this.log.warn(`${this.config.host} does not offer posix-rename@openssh.com: replacing a file already on the server is not atomic (it is removed, then the new one renamed into place)`);
     return s;

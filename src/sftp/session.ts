@@ -2,7 +2,7 @@
 // trust, authentication, keepalive and rekeying; exposes promise-based SFTP calls.
 import net from 'node:net';
 import ssh2, { type ConnectConfig, type SFTPWrapper, type Stats } from 'ssh2';
-import { AccessDeniedError, ConfigError, PermanentError, RemoteMissingError, TransientError, classify, isSftpGenericFailure } from '../errors.js';
+import { AccessDeniedError, ConfigError, InterruptedError, PermanentError, RemoteMissingError, TransientError, classify, isSftpGenericFailure } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RemoteEntry } from '../select.js';
 import { StallWatch } from '../transfer/stall.js';
@@ -13,7 +13,7 @@ import { HandleGate } from './handle-gate.js';
 const { Client } = ssh2;
 type Client = InstanceType<typeof Client>;
 import {
-  appendKnownHost, fingerprintOf, knownHostsLine, preferredHostKeyAlgorithms, readKnownHosts, verifyHostKey, type Verdict,
+  appendKnownHost, fingerprintOf, knownHostsLine, preferredHostKeyAlgorithms, readKnownHosts, verifyHostKey, type KnownHostEntry, type Verdict,
 } from './hostkey.js';
 
 export interface SessionOptions {
@@ -90,9 +90,26 @@ export class SftpSession {
     sftp.on('close', () => onGone('SFTP channel closed'));
   }
 
-  static async open(opts: SessionOptions): Promise<SftpSession> {
+  /** `signal` (a stop) ends the attempt at once, in whichever step it is, with the stop's error. */
+  static async open(opts: SessionOptions, signal?: AbortSignal): Promise<SftpSession> {
     const auth = authConfig(opts);
     const known = opts.pinnedHostKeys?.length ? [] : await readKnownHosts(opts.knownHostsFile);
+    const sock = await connectSocket(opts, signal);
+    // Logging in and starting SFTP may each take CONNECT_TIMEOUT: a run told to stop must not
+    // hold its lock that long. Dropping the socket fails whichever step is under way.
+    const onStop = () => sock.destroy();
+    signal?.addEventListener('abort', onStop, { once: true });
+    try {
+      return await SftpSession.overSocket(opts, auth, known, sock);
+    } catch (err) {
+      throw signal?.aborted ? stoppedBy(signal) : err;
+    } finally {
+      signal?.removeEventListener('abort', onStop);
+    }
+  }
+
+  /** Log in over `sock` (connected) and start SFTP. */
+  private static async overSocket(opts: SessionOptions, auth: Partial<ConnectConfig>, known: KnownHostEntry[], sock: net.Socket): Promise<SftpSession> {
     let verdict: Verdict | null = null;
     let presented: Buffer | null = null;
     /**
@@ -105,7 +122,6 @@ export class SftpSession {
     // ssh2 can emit a second 'error' after the first failed the login (a timeout, then "Connection
     // lost before handshake" when we destroy it); unheard, it would crash the process uncaught.
     client.on('error', () => {});
-    const sock = await connectSocket(opts);
     const preferred = preferredHostKeyAlgorithms(known, opts.host, opts.port);
     const config: ConnectConfig = {
       sock,
@@ -172,11 +188,17 @@ export class SftpSession {
         clearTimeout(timer);
         reject(new TransientError('connection closed while starting SFTP'));
       });
-      client.sftp((err, s) => {
+      try {
+        client.sftp((err, s) => {
+          clearTimeout(timer);
+          if (err) reject(err);
+          else resolve(s);
+        });
+      } catch (err) {
+        // "Not connected": the link went (or was dropped by a stop) since the login.
         clearTimeout(timer);
-        if (err) reject(err);
-        else resolve(s);
-      });
+        reject(err);
+      }
     }).catch((err) => {
       client.end();
       throw classify(err, `starting SFTP on ${opts.host}:${opts.port}`);
@@ -636,23 +658,34 @@ function authConfig(opts: SessionOptions): Partial<ConnectConfig> {
   return { authHandler: steps as import('ssh2').AuthMethod[] };
 }
 
+/** What a connection attempt cut short by `signal` fails with: its reason when an error (a lost lock), else "interrupted". */
+function stoppedBy(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new InterruptedError(String(signal.reason ?? 'a signal'));
+}
+
 /** Our own socket, so TCP keepalive is on and a dead route is noticed even between SSH keepalives. */
-function connectSocket(opts: SessionOptions): Promise<net.Socket> {
+function connectSocket(opts: SessionOptions, signal?: AbortSignal): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(stoppedBy(signal));
     const sock = net.connect({ host: opts.host, port: opts.port });
-    const timer = setTimeout(() => {
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onStop);
       sock.destroy();
-      reject(new TransientError(`connecting to ${opts.host}:${opts.port}: no answer within ${Math.round(opts.connectTimeoutMs / 1000)} s`));
+      reject(err);
+    };
+    const onStop = () => fail(stoppedBy(signal!));
+    signal?.addEventListener('abort', onStop, { once: true });
+    const timer = setTimeout(() => {
+      fail(new TransientError(`connecting to ${opts.host}:${opts.port}: no answer within ${Math.round(opts.connectTimeoutMs / 1000)} s`));
     }, opts.connectTimeoutMs);
     sock.once('connect', () => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onStop);
       sock.setNoDelay(true);
       sock.setKeepAlive(true, Math.max(1000, opts.keepaliveIntervalMs || 15_000));
       resolve(sock);
     });
-    sock.once('error', (err) => {
-      clearTimeout(timer);
-      reject(classify(err, `connecting to ${opts.host}:${opts.port}`));
-    });
+    sock.once('error', (err) => fail(classify(err, `connecting to ${opts.host}:${opts.port}`)));
   });
 }

@@ -486,6 +486,34 @@ describe('refusals: exit codes and nothing changed', () => {
 });
 
 describe('signals', () => {
+  test('SIGTERM while the connection is being made (logged in, SFTP not started yet) ends the run at once (exit 130) and releases the lock', async () => {
+    const stuck = await startEmbeddedServer({ ignoreSftpRequest: true });
+    try {
+      // CONNECT_TIMEOUT far away: only the stop can end this wait.
+      const ws = suite.track(makeWorkspace(stuck, { extra: { CONNECT_TIMEOUT: '120' } }));
+      const child = ws.spawn();
+      const done = collect(child, 20_000);
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline && !(fs.existsSync(ws.logFile) && fs.readFileSync(ws.logFile, 'utf8').includes('connecting to'))) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // Time to log in and ask for SFTP (loopback takes milliseconds).
+      await new Promise((r) => setTimeout(r, 500));
+      const stoppedAt = Date.now();
+      child.kill('SIGTERM');
+      const r = await done;
+      assert.equal(r.code, 130, r.stderr);
+      assert.ok(Date.now() - stoppedAt < 3000, `took ${Date.now() - stoppedAt} ms after SIGTERM`);
+      const errors = r.stderr.split('\n').filter((l) => /ERROR:/.test(l));
+      assert.equal(errors.length, 1, r.stderr);
+      assert.match(errors[0]!, /stopped by SIGTERM/);
+      assert.doesNotMatch(r.stderr, /retrying/);
+      assert.ok(!fs.existsSync(`${ws.markerFile}.lock`), 'lock released');
+    } finally {
+      await stuck.stop();
+    }
+  });
+
   test('SIGTERM during a stalled transfer ends the run at once (exit 130), keeps the partial and releases the lock; the next run resumes', async () => {
     const size = 12 * 1024 * 1024;
     const data = testBytes(size, 77);

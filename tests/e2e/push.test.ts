@@ -1354,6 +1354,30 @@ describe('ipi-push against a server that takes a command\'s channel and never st
   });
 });
 
+describe('ipi-push stopped while connecting (embedded ssh2 server that never starts SFTP)', () => {
+  test('SIGTERM ends the run at once as a clean stop (exit 0), the file left for the next run, the lock released', async () => {
+    const stuck = await startEmbeddedServer({ ignoreSftpRequest: true });
+    cleanups.push(() => stuck.stop());
+    // CONNECT_TIMEOUT far away: only the stop can end this wait.
+    const p = setup({ PUSH_SETTLE: '0', CONNECT_TIMEOUT: '120' }, stuck);
+    p.put('a.dat', testBytes(10_000, 12));
+    const child = p.spawn(['--once']);
+    const done = collect(child, 20_000);
+    await waitFor(() => exists(p.ws.logFile) && p.log().includes('connecting to'), 10_000, () => 'the connection attempt');
+    // Time to log in and ask for SFTP (loopback takes milliseconds).
+    await new Promise((r) => setTimeout(r, 500));
+    const stoppedAt = Date.now();
+    child.kill('SIGTERM');
+    const r = await done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(Date.now() - stoppedAt < 3000, `took ${Date.now() - stoppedAt} ms after SIGTERM`);
+    assert.match(r.stderr, /stopped by a signal/);
+    assert.doesNotMatch(r.stderr, /ERROR:|retrying/);
+    assert.equal(p.state().uploaded['a.dat'], undefined);
+    assert.equal(exists(lockFileFor(p.stateFile)), false, 'lock released');
+  });
+});
+
 describe('ipi-push against a server that allows few channels per connection', () => {
   test('VERIFY=sha256: files that finish together share one sha256sum on the server, odd names included, every one checked', async () => {
     const p = setup({ PUSH_SETTLE: '0', FILES_IN_FLIGHT: '8', LOG_LEVEL: 'debug' });
