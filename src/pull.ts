@@ -57,11 +57,17 @@ export interface RunSummary {
   waiting: { name: string; reason: string } | null;
 }
 
+export function newRunSummary(): RunSummary {
+  return { delivered: [], wouldPull: [], pending: [], waiting: null };
+}
+
 export interface RunContext {
   log: Logger;
   progress: Progress;
   /** The lock's heartbeat period (default 30 s); tests shorten it to see a lost lock stop a run. */
   lockRefreshMs?: number;
+  /** The summary to fill (default a new one): the caller's, so a run that fails still says what it delivered and what waits. */
+  summary?: RunSummary;
 }
 
 /** Listings taken again in one run because a listed file had gone: beyond this the server is not settling. */
@@ -72,7 +78,7 @@ export function remotePathOf(dir: string, name: string): string {
 }
 
 export async function runPull(config: Config, opts: PullOptions, ctx: RunContext): Promise<RunSummary> {
-  const summary: RunSummary = { delivered: [], wouldPull: [], pending: [], waiting: null };
+  const summary = ctx.summary ?? newRunSummary();
   let lock: Lock | null = null;
   if (!opts.dryRun) {
     // The lock first (its folder is the marker's): a run that finds it held changes nothing.

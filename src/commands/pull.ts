@@ -3,7 +3,7 @@ import type { Config } from '../config/load.js';
 import { EXIT, InterruptedError, type ExitCode, type IpiError } from '../errors.js';
 import { recordRun } from '../metrics.js';
 import { createProgress, noProgress } from '../progress.js';
-import { runPull, type RunSummary } from '../pull.js';
+import { newRunSummary, runPull, type RunSummary } from '../pull.js';
 import { failureLine, runWithSetup, writeJson, type GlobalArgs, type Io } from './shared.js';
 
 export interface PullArgs extends GlobalArgs {
@@ -15,6 +15,9 @@ export interface PullArgs extends GlobalArgs {
 
 export async function pullCommand(args: PullArgs, io: Io): Promise<ExitCode> {
   const started = Date.now();
+  // Ours, not only the run's result: a run that fails after delivering some files (a checksum
+  // refused, RETRIES used up) still reports them, and what waits, in --json and the metrics.
+  const summary = newRunSummary();
   const out = await runWithSetup<RunSummary>(args, io, 'pull', {
     onSignal: 'stopping after the current chunk',
     doing: 'the run',
@@ -22,20 +25,21 @@ export async function pullCommand(args: PullArgs, io: Io): Promise<ExitCode> {
       try {
         return await runPull(config, {
           once: args.once, latest: args.latest, dryRun: args['dry-run'], acceptNewHostKey: args['accept-new-host-key'], signal,
-        }, { log, progress: args['dry-run'] ? noProgress : createProgress(log, tty) });
+        }, { log, summary, progress: args['dry-run'] ? noProgress : createProgress(log, tty) });
       } catch (err) {
         // Whatever a signal cut short, the outcome is "interrupted" (exit 130), not its side effect.
         throw signal.aborted ? new InterruptedError(String(signal.reason)) : err;
       }
     },
-    after: async ({ config, log }, summary, failure) => {
+    after: async ({ config, log }, _result, failure) => {
       if (!config.metricsFile || args['dry-run']) return;
       await recordRun(config.metricsFile, {
-        delivered: summary?.delivered ?? [], pending: summary?.pending.length ?? 0, exitCode: failure ? failure.exitCode : EXIT.ok, startedAtMs: started,
+        delivered: summary.delivered, pending: summary.pending.length, exitCode: failure ? failure.exitCode : EXIT.ok, startedAtMs: started,
       }).catch((err) => log.warn(`METRICS_FILE ${config.metricsFile}: could not write it (${err instanceof Error ? err.message : err})`));
     },
   });
-  return report(out.failure, out.summary, out.config, args, io, started, out.logged);
+  // Without a config, nothing ran and the summary is empty; with one, it holds what was done.
+  return report(out.failure, out.summary ?? (out.config ? summary : null), out.config, args, io, started, out.logged);
 }
 
 function report(

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { describe, test } from 'node:test';
 
 import { listDir, sha256, testBytes } from './helpers/cli.js';
@@ -47,5 +48,26 @@ describe('companion checksum files', () => {
     assert.deepEqual(listDir(ws.localDir), [], 'the rejected bytes are discarded, not kept under any name');
     assert.equal(ws.marker(), 'IPI_20260131.dat');
     assert.equal(ws.history().length, 0);
+  });
+
+  test('a run that fails after delivering files still reports them, and what waits, in --json and METRICS_FILE', async () => {
+    const refused = testBytes(3000, 5);
+    const { ws } = setup({
+      'IPI_20260301.dat': testBytes(1000, 4),
+      'IPI_20260302.dat': refused,
+      'IPI_20260302.dat.sha256': `${'0'.repeat(64)}  IPI_20260302.dat\n`,
+      'IPI_20260303.dat': testBytes(2000, 6),
+    }, { METRICS_FILE: './ipi_pull.prom' });
+    const r = await ws.run(['--json']);
+    assert.equal(r.code, 1, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.equal(out.outcome, 'failed');
+    assert.deepEqual(out.files.map((f: { name: string }) => f.name), ['IPI_20260301.dat']);
+    assert.equal(out.bytes, 1000);
+    assert.deepEqual(out.pending, ['IPI_20260302.dat', 'IPI_20260303.dat']);
+    assert.equal(ws.marker(), 'IPI_20260301.dat');
+    const metrics = fs.readFileSync(path.join(ws.dir, 'ipi_pull.prom'), 'utf8');
+    assert.match(metrics, /^ipi_pull_last_run_files_delivered 1$/m);
+    assert.match(metrics, /^ipi_pull_files_pending 2$/m);
   });
 });
