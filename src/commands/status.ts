@@ -108,8 +108,10 @@ function renderStatus(s: Status, config: Config): string {
     lines.push(`last delivered: ${d.name}, ${formatBytes(d.size)}, at ${d.deliveredAt}, sha256 ${d.sha256}`);
   } else lines.push('last delivered: nothing recorded yet');
   for (const p of s.inProgress) {
-    const of = p.size === null ? ' (remote size not recorded)' : ` of ${formatBytes(p.size)} (${p.percent}%)`;
-    lines.push(`in progress: ${p.name}: ${formatBytes(p.bytes)}${of}, resumes on the next run`);
+    // Without a record only its tail can be checked, and a one-chunk file is not resumed at all (transfer/download.ts).
+    lines.push(p.size === null
+      ? `in progress: ${p.name}: ${formatBytes(p.bytes)}, with no record of the remote file: the next run resumes it if its tail matches the server, else (or for a file of one chunk) fetches it again`
+      : `in progress: ${p.name}: ${formatBytes(p.bytes)} of ${formatBytes(p.size)} (${p.percent}%), resumes on the next run`);
   }
   lines.push(`lock: ${s.lock.held ? `held by ${s.lock.description}` : 'free'}`);
   if (s.remote.checked) {

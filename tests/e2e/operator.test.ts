@@ -73,6 +73,8 @@ describe('operator commands', () => {
     // A partial in progress and a lock held by a live process show up too.
     fs.writeFileSync(path.join(ws.localDir, 'IPI_20250102.dat.part'), Buffer.alloc(1000));
     fs.writeFileSync(path.join(ws.localDir, 'IPI_20250102.dat.part.json'), JSON.stringify({ name: 'IPI_20250102.dat', remoteSize: 4000, remoteMtimeMs: 1, startedAt: 'x' }));
+    // One without a record (a one-chunk file's, or FTP_IPI.py's): status cannot promise a resume.
+    fs.writeFileSync(path.join(ws.localDir, 'IPI_20250103.dat.part'), Buffer.alloc(500));
     fs.writeFileSync(`${ws.markerFile}.lock`, JSON.stringify({ pid: process.pid, host: os.hostname(), since: '2025-01-01T00:00:00Z', token: 't' }));
     const markerBefore = ws.marker();
     const st = await ws.run(['status', '--json']);
@@ -82,13 +84,14 @@ describe('operator commands', () => {
     assert.equal(s.lastDelivery.name, 'IPI_20250101.dat');
     assert.equal(s.lastDelivery.size, 3000);
     assert.match(s.lastDelivery.sha256, /^[0-9a-f]{64}$/);
-    assert.deepEqual(s.inProgress, [{ name: 'IPI_20250102.dat', bytes: 1000, size: 4000, percent: 25 }]);
+    assert.deepEqual(s.inProgress, [{ name: 'IPI_20250102.dat', bytes: 1000, size: 4000, percent: 25 }, { name: 'IPI_20250103.dat', bytes: 500, size: null, percent: null }]);
     assert.equal(s.lock.held, true);
     assert.equal(s.lock.holder.pid, process.pid);
     assert.deepEqual(s.remote, { checked: true, pending: ['IPI_20250102.dat', 'IPI_20250103.dat'], waiting: null, passedOver: [], error: null });
     assert.equal(ws.marker(), markerBefore, 'status changes nothing');
     const human = await ws.run(['status']);
-    assert.match(human.stdout, /in progress: IPI_20250102\.dat: 1000 B of 3\.9 KiB \(25%\)/);
+    assert.match(human.stdout, /in progress: IPI_20250102\.dat: 1000 B of 3\.9 KiB \(25%\), resumes on the next run/);
+    assert.match(human.stdout, /in progress: IPI_20250103\.dat: 500 B, with no record of the remote file: the next run resumes it if its tail matches the server, else \(or for a file of one chunk\) fetches it again/);
     assert.match(human.stdout, /waiting on the server: 2 file\(s\), in order: IPI_20250102\.dat, IPI_20250103\.dat/);
   });
 
