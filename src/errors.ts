@@ -152,6 +152,18 @@ export function wrongKindOfPath(err: unknown, setting: string, target: string, w
   return stat.isDirectory() ? null : new ConfigError(`${setting} ${target}: ${found} is a file, not a folder`);
 }
 
+/**
+ * Windows refuses to replace a file another program holds open without FILE_SHARE_DELETE
+ * (most readers: EPERM), and an antivirus scan or a backup holding it answers EBUSY or
+ * EACCES. That is the consumer's moment, not our settings: transient, said plainly, and the
+ * file is published by a retry or the next run. Elsewhere these codes mean what they say.
+ */
+export function replaceRefused(err: unknown, target: string, platform: NodeJS.Platform = process.platform): TransientError | null {
+  const code = (err as RawError | null)?.code;
+  if (platform !== 'win32' || (code !== 'EPERM' && code !== 'EBUSY' && code !== 'EACCES')) return null;
+  return new TransientError(`${target} could not be replaced (${code}): another program has it open (a consumer reading it, an antivirus scan), or it is read-only; not published yet, tried again`, { cause: err });
+}
+
 interface RawError {
   message?: string;
   code?: unknown;

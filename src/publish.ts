@@ -5,7 +5,7 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { withPath } from './errors.js';
+import { replaceRefused, withPath } from './errors.js';
 import { alignedBuffers, type ChunkPool } from './transfer/buffers.js';
 import { PUBLISH_BUFFERS } from './transfer/budget.js';
 import { fsyncDir, renameDurably, tempNameFor } from './util/atomic.js';
@@ -46,7 +46,9 @@ export async function publish(localPath: string, serverDir: string, name: string
     } else {
       method = await copyDurably(localPath, tmp, opts);
     }
-    await renameDurably(tmp, target);
+    await renameDurably(tmp, target).catch((err: unknown) => {
+      throw replaceRefused(err, target) ?? err;
+    });
   } catch (err) {
     if (moved) await fs.rename(tmp, localPath).catch(() => {});
     else await fs.rm(tmp, { force: true }).catch(() => {});

@@ -6,6 +6,7 @@ import path from 'node:path';
 import {
   AccessDeniedError, ConfigError, EXIT, InterruptedError, IpiError, LockHeldError, PermanentError, RemoteMissingError, TransientError, classify, errorDetail,
   wrongKindOfPath,
+  replaceRefused,
 } from '../../src/errors.js';
 
 const doing = 'downloading IPI_20240101.dat';
@@ -229,5 +230,22 @@ describe('wrongKindOfPath: a file where a folder is to be, or a folder where a f
     assert.equal(wrongKindOfPath(raw('EACCES', { code: 'EACCES' }), 'LOCAL_DIR', root, 'folder'), null);
     assert.equal(wrongKindOfPath(raw('EEXIST', { code: 'EEXIST' }), 'LOCAL_DIR', root, 'folder'), null);
     assert.equal(wrongKindOfPath(raw('EEXIST', { code: 'EEXIST' }), 'LOG_FILE', file, 'file'), null);
+  });
+});
+
+describe('replaceRefused: Windows will not replace a file another program holds open', () => {
+  test('on win32, EPERM, EBUSY and EACCES on the final rename are transient, naming the file and why', () => {
+    for (const code of ['EPERM', 'EBUSY', 'EACCES']) {
+      const e = replaceRefused(raw(code, { code }), 'D:\\outbox\\IPI_20240101.dat', 'win32');
+      assert.ok(e instanceof TransientError, code);
+      assert.equal(e.kind, 'transient');
+      assert.match(e.message, /^D:\\outbox\\IPI_20240101\.dat could not be replaced \((EPERM|EBUSY|EACCES)\): another program has it open/);
+    }
+  });
+
+  test('elsewhere, and for other codes, it is not this case (null): the error is what it says', () => {
+    assert.equal(replaceRefused(raw('EPERM', { code: 'EPERM' }), '/srv/out/x', 'linux'), null);
+    assert.equal(replaceRefused(raw('ENOSPC', { code: 'ENOSPC' }), 'D:\\out\\x', 'win32'), null);
+    assert.equal(replaceRefused(new Error('no code'), 'D:\\out\\x', 'win32'), null);
   });
 });
