@@ -776,17 +776,20 @@ describe('buildConfig: folders that must not overlap', () => {
     assert.doesNotThrow(() => build({ ...push, logFile: 'none', metricsFile: './ipi.prom' }, 'push'));
   });
 
+  /** The settings `raw`, with relative paths taken from `baseDir`, refused: its one-line message. */
+  const refusedIn = (baseDir: string, raw: Raw, tool: 'pull' | 'push') => {
+    const err = configError(() => buildConfig(raw, { envFile: null, baseDir, env: {}, tool }));
+    assert.equal(err.exitCode, EXIT.usage);
+    assert.doesNotMatch(err.message, /\n/, 'one line');
+    return err.message;
+  };
+
   test('ipi-pull: LOCAL_DIR, SERVER_DIR and LAST_FILE_RECORD are compared with symbolic links followed too', () => {
     // incoming -> data/incoming: SERVER_DIR given through the link, LOCAL_DIR by the real path.
     const d = dir();
     fs.mkdirSync(path.join(d, 'data/incoming'), { recursive: true });
     fs.symlinkSync(path.join(d, 'data/incoming'), path.join(d, 'incoming'));
-    const refusedHere = (raw: Raw) => {
-      const err = configError(() => buildConfig({ ...pull, ...raw }, { envFile: null, baseDir: d, env: {}, tool: 'pull' }));
-      assert.equal(err.exitCode, EXIT.usage);
-      assert.doesNotMatch(err.message, /\n/, 'one line');
-      return err.message;
-    };
+    const refusedHere = (raw: Raw) => refusedIn(d, { ...pull, ...raw }, 'pull');
     assert.match(refusedHere({ serverDir: './incoming', localDir: './data/incoming' }), /^LOCAL_DIR and SERVER_DIR are the same folder \(\S+\/incoming\) \(links followed: /);
     assert.match(refusedHere({ serverDir: './incoming', localDir: './data/incoming/.partials' }), /^LOCAL_DIR \S+ is inside SERVER_DIR \S+ \(links followed: \S+\/data\/incoming\/\.partials and \S+\/data\/incoming\): consumers would see partial downloads/);
     assert.match(refusedHere({ serverDir: './incoming', localDir: './local', markerFile: './data/incoming/last_file.txt' }), /^LAST_FILE_RECORD \S+ is inside SERVER_DIR /);
@@ -799,12 +802,7 @@ describe('buildConfig: folders that must not overlap', () => {
     fs.mkdirSync(path.join(d, 'data/outbox'), { recursive: true });
     fs.symlinkSync(path.join(d, 'data/outbox'), path.join(d, 'outbox'));
     fs.symlinkSync(path.join(d, 'data'), path.join(d, 'data-link'));
-    const refusedHere = (raw: Raw) => {
-      const err = configError(() => buildConfig({ ...push, ...raw }, { envFile: null, baseDir: d, env: {}, tool: 'push' }));
-      assert.equal(err.exitCode, EXIT.usage);
-      assert.doesNotMatch(err.message, /\n/, 'one line');
-      return err.message;
-    };
+    const refusedHere = (raw: Raw) => refusedIn(d, { ...push, ...raw }, 'push');
     const archive = { afterUpload: 'archive', watchDir: './outbox' } as const;
     assert.match(refusedHere({ ...archive, archiveDir: './data/outbox/archive' }),
       /^ARCHIVE_DIR \S+\/data\/outbox\/archive is inside WATCH_DIR \S+\/outbox \(links followed: \S+\/data\/outbox\/archive and \S+\/data\/outbox\): archived files would be uploaded again/);
