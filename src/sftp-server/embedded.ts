@@ -117,6 +117,8 @@ export interface EmbeddedServerOptions {
    * again does; the requests around it succeed (a hole, as with ENOSPC on OpenSSH).
    */
   failWrite?: { name: string; offset: number; times?: number };
+  /** Answer FAILURE to the first `times` (default 1) OPEN requests on a path ending with `name`, as a server refusing a file for a moment does. */
+  refuseOpen?: { name: string; times?: number };
   /** Open files and folders a session may hold at once; past it OPEN and OPENDIR answer FAILURE, as some servers do. */
   maxHandles?: number;
   /** READDIR leaves out the permissions (and so the file type), as some servers do; STAT still gives them. */
@@ -179,6 +181,8 @@ interface ServerState {
   served: Map<string, number>;
   /** WRITE requests failed on purpose so far (failWrite). */
   writesFailed: number;
+  /** OPEN requests refused on purpose so far (refuseOpen). */
+  opensRefused: number;
   server: Server | null;
   connections: Set<Connection>;
   port: number;
@@ -437,6 +441,11 @@ class SftpSession {
   }
 
   private async open(id: number, p: string, pflags: number, attrs: Partial<Attributes>): Promise<void> {
+    const refuse = this.st.opts.refuseOpen;
+    if (refuse && pathMatches(p, refuse.name) && this.st.opensRefused < (refuse.times ?? 1)) {
+      this.st.opensRefused++;
+      return this.status(id, STATUS_CODE.FAILURE, 'Failure');
+    }
     const extra = findExtra(this.st, p);
     if (extra) {
       const h = this.addHandle({ kind: 'file', virt: p, file: null, extra: extraContent(extra), extraEntry: extra });
@@ -649,6 +658,7 @@ async function prepareState(opts: EmbeddedServerOptions): Promise<ServerState> {
     startedAt: Math.floor(Date.now() / 1000),
     served: new Map(),
     writesFailed: 0,
+    opensRefused: 0,
     server: null,
     connections: new Set(),
     port: 0,

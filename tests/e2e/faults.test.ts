@@ -881,6 +881,34 @@ describe('a server that lists a name twice (embedded ssh2 server)', () => {
   });
 });
 
+describe('a server that refuses a file\'s open once (embedded ssh2 server)', () => {
+  test('a partial of an older version: after the open of the new version failed, the retry does not resume on the old bytes; the new version is delivered whole', async () => {
+    const name = 'IPI_20251230.dat';
+    const srv = await embedded({ refuseOpen: { name } });
+    const old = testBytes(6 * MiB, 1230);
+    const file = writeRemoteFile(srv, name, old);
+    const then = new Date(Math.floor(Date.now() / 1000) * 1000 - 7_200_000);
+    fs.utimesSync(file, then, then);
+    const ws = suite.track(makeWorkspace(srv, { extra: { RETRIES: '1', RETRY_DELAYS: '0.1', CHUNK_SIZE: '1MiB' } }));
+    // An earlier run's partial of the old version, with its record.
+    fs.mkdirSync(ws.localDir, { recursive: true });
+    fs.writeFileSync(path.join(ws.localDir, `${name}.part`), old.subarray(0, 3 * MiB));
+    fs.writeFileSync(path.join(ws.localDir, `${name}.part.json`), JSON.stringify({ name, remoteSize: old.length, remoteMtimeMs: then.getTime(), startedAt: then.toISOString() }));
+    // Re-issued since: only the header differs, so the old partial's tail still matches.
+    const fresh = Buffer.from(old);
+    fresh.write('CORRECTED HEADER', 0);
+    fs.writeFileSync(file, fresh);
+    const later = new Date(then.getTime() + 3_600_000);
+    fs.utimesSync(file, later, later);
+    const r = await ws.run();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /changed since the partial was started: starting over/);
+    assert.match(r.stderr, /retrying/, 'the refused open was retried');
+    assert.doesNotMatch(r.stdout + r.stderr, /resuming at byte/);
+    assert.equal(sha256File(path.join(ws.serverDir, name)), sha256(fresh));
+  });
+});
+
 describe('a server whose listed size is smaller than the file (embedded ssh2 server)', () => {
   for (const [what, size, chunk] of [['one chunk', 10_240, '2MiB'], ['several chunks, resumable', 3 * MiB + 7, '1MiB']] as const) {
     test(`${what}: the file is not published cut short, the marker stays before it, exit 1 naming it`, async () => {

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test, type TestContext } from 'node:test';
@@ -1320,6 +1321,30 @@ async function ownSshd(t: TestContext, extraConfig: string[]): Promise<SftpServe
   cleanups.push(() => srv.stop());
   return srv;
 }
+
+describe('ipi-push against a server whose sha256sum disagrees', () => {
+  test('VERIFY=sha256: a digest that differs is sent again once, then refused: exit 1, nothing under the final name, nothing recorded as uploaded', async (t) => {
+    // A sha256sum first on the server's PATH that answers zeros for every file, as a disk
+    // returning other bytes than were written would make the real one answer.
+    const fake = fs.mkdtempSync(path.join(os.tmpdir(), 'ipi-fake-sha256sum-'));
+    cleanups.push(() => fs.rmSync(fake, { recursive: true, force: true }));
+    fs.writeFileSync(path.join(fake, 'sha256sum'), `#!/bin/sh\n[ "$1" = "--" ] && shift\nfor f in "$@"; do echo "${'0'.repeat(64)}  $f"; done\n`, { mode: 0o755 });
+    const lying = await ownSshd(t, [`SetEnv PATH=${fake}:/usr/bin:/bin`]);
+    if (!lying) return;
+    const p = setup({ VERIFY: 'sha256' }, lying);
+    const data = testBytes(10_000, 14);
+    p.put('a.dat', data);
+    const r = await p.run(['--once', '--json'], 60_000);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(p.log(), /the server's SHA-256 of the upload differs from the local file's/);
+    assert.match(r.stderr, /again: not published/);
+    assert.ok(!exists(path.join(p.remoteRoot, 'a.dat')), 'nothing under the final name');
+    assert.deepEqual(tree(p.remoteRoot), [], 'no temporary left either');
+    assert.equal(p.state().uploaded['a.dat'], undefined);
+    assert.equal((p.state().failed['a.dat'] as { permanent: boolean }).permanent, true);
+    assert.deepEqual(JSON.parse(r.stdout).failed.map((f: { rel: string }) => f.rel), ['a.dat']);
+  });
+});
 
 describe('ipi-push against a server that allows SFTP only', () => {
   test('VERIFY=sha256 says clearly that the server cannot hash, checks the size, and records that', async (t) => {
