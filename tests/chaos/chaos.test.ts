@@ -3,7 +3,8 @@
  * (link cut at a random byte, stall, SIGKILL, sshd restart, or none), while new files keep
  * arriving on the server. After every run, and at the end, the promises must hold: every file in
  * SERVER_DIR is byte-identical to the server's, the marker names a delivered file and every file
- * up to it is delivered, and after a clean final run nothing temporary is left.
+ * up to it is delivered, and after a clean final run nothing temporary is left. At the end, the
+ * faults must really have fired, and every partial they left must have been resumed.
  *
  * CHAOS_RUNS (default 20) sets the number of runs, CHAOS_SEED replays a sequence; the seed is
  * printed first.
@@ -74,7 +75,37 @@ test(`chaos: ${RUNS} runs with random cuts, stalls, SIGKILLs and sshd restarts d
   };
   addFiles(3);
 
-  const counts = { faults: 0, cut: 0, stall: 0, kill: 0, restart: 0, none: 0, runs: 0, resumes: 0, exit0: 0, exitOther: 0 };
+  /**
+   * File bytes the next run must still fetch (a lower bound): what is after the marker and not
+   * yet in SERVER_DIR, less what LOCAL_DIR already holds of it. A fault placed below this
+   * byte count happens while the run is still transferring, so it really fires.
+   */
+  const bytesToFetch = () => {
+    const marker = ws.marker()?.trim() ?? '';
+    let n = 0;
+    for (const [name, data] of remoteData) {
+      if (name <= marker || fs.existsSync(path.join(ws.serverDir, name))) continue;
+      const held = [`${name}.part`, name].map((f) => path.join(ws.localDir, f)).find((f) => fs.existsSync(f));
+      n += Math.max(0, data.length - (held ? fs.statSync(held).size : 0));
+    }
+    return n;
+  };
+
+  /**
+   * `NAME: resuming at byte N` lines a later run owes: one for every partial (with its record)
+   * a run left behind. The final clean run pays whatever is still owed.
+   */
+  const owed = new Set<string>();
+  const settleResumes = (stdout: string) => {
+    for (const line of owed) if (stdout.includes(line)) owed.delete(line);
+    for (const n of listDir(ws.localDir).filter((x) => x.endsWith('.part'))) {
+      const size = fs.statSync(path.join(ws.localDir, n)).size;
+      if (size > 0 && fs.existsSync(path.join(ws.localDir, `${n}.json`))) owed.add(`${n.slice(0, -'.part'.length)}: resuming at byte ${size}`);
+    }
+  };
+  // A fault counts once it has fired: `picked` is how many were chosen, `fired` how many happened.
+  const misses: string[] = [];
+  const counts = { picked: 0, fired: 0, cut: 0, stall: 0, kill: 0, restart: 0, none: 0, runs: 0, resumes: 0, exit0: 0, exitOther: 0 };
 
   const checkInvariants = (when: string) => {
     const names = [...remoteData.keys()].sort();
@@ -99,44 +130,69 @@ test(`chaos: ${RUNS} runs with random cuts, stalls, SIGKILLs and sshd restarts d
 
   const started = Date.now();
   for (let run = 1; run <= RUNS; run++) {
-    if (ws.marker()?.trim() === [...remoteData.keys()].sort().at(-1)) addFiles(between(1, 3));
+    // Always at least a megabyte to fetch, so every run has a transfer for its fault to hit.
+    if (bytesToFetch() < MiB) addFiles(between(1, 3));
     proxy.throttle(between(6, 20) * MiB);
     const kinds = ['cut', 'cut', 'stall', 'kill', 'kill', 'restart', 'none'] as const;
-    const kind = kinds[Math.floor(rand() * kinds.length)]!;
-    counts[kind]++;
-    if (kind !== 'none') counts.faults++;
+    let kind: (typeof kinds)[number] = kinds[Math.floor(rand() * kinds.length)]!;
+    // Even CHAOS_RUNS=1 injects a fault: a run of only 'none' would prove nothing about faults.
+    if (run === RUNS && counts.picked === 0 && kind === 'none') kind = 'cut';
+    if (kind === 'none') counts.none++;
+    else counts.picked++;
+    // A connection a previous run left open would take the cut budget meant for this run's.
+    await proxy.waitForIdle(10_000);
+    const toFetch = bytesToFetch();
     const child = ws.spawn();
     const done = collect(child, 90_000);
     const startBytes = proxy.bytesToClient;
-    const at = between(20_000, 6 * MiB);
+    const startCuts = proxy.cuts;
+    // Within what the run must fetch (at most 80 % of it), so the run is still transferring then.
+    const at = between(20_000, Math.min(6 * MiB, Math.floor(toFetch * 0.8)));
+    const running = () => child.exitCode === null && child.signalCode === null;
+    let fired = false;
     if (kind === 'cut') {
       proxy.cutAfter(at);
-    } else {
+    } else if (kind !== 'none') {
       const reached = await proxy.waitForBytesToClient(startBytes + at, 15_000).then(() => true, () => false);
-      if (reached && kind === 'stall') {
+      fired = reached && running();
+      if (fired && kind === 'stall') {
         proxy.stall();
         await delay(between(1200, 3000));
         proxy.unstall();
-      } else if (reached && kind === 'kill') {
+      } else if (fired && kind === 'kill') {
         child.kill('SIGKILL');
-      } else if (reached && kind === 'restart') {
+      } else if (fired && kind === 'restart') {
         await server.restart(between(100, 1500));
       }
     }
     const r = await done;
+    if (kind === 'cut') fired = proxy.cuts > startCuts;
     proxy.cutEvery(null);
+    if (fired && kind !== 'none') {
+      counts.fired++;
+      counts[kind]++;
+    } else if (kind !== 'none') {
+      misses.push(`run ${run}: ${kind} at ${at} of ${toFetch} bytes to fetch`);
+    }
     counts.runs++;
     counts.resumes += (r.stdout.match(/resuming at byte [1-9]/g) ?? []).length;
+    settleResumes(r.stdout);
     if (r.code === 0) counts.exit0++;
     else counts.exitOther++;
-    if (kind !== 'kill') assert.ok(r.code === 0 || r.code === 1, `run ${run} (${kind}) exit ${r.code}: ${r.stderr.slice(-2000)}`);
-    checkInvariants(`after run ${run} (${kind} at ${at})`);
+    const what = `run ${run} (${kind} at ${at}, ${fired ? 'fired' : 'did not fire'})`;
+    if (fired && kind === 'kill') assert.equal(r.signal, 'SIGKILL', `${what}: exit ${r.code}`);
+    // A fault that fired may use up the retries (exit 1); a run without one has no excuse.
+    else if (fired) assert.ok(r.code === 0 || r.code === 1, `${what} exit ${r.code}: ${r.stderr.slice(-2000)}`);
+    else assert.equal(r.code, 0, `${what} exit ${r.code}: ${r.stderr.slice(-2000)}`);
+    checkInvariants(`after ${what}`);
   }
 
   // A clean last run: everything still on the server gets delivered.
   proxy.throttle(null);
   const final = await ws.run([], {}, 120_000);
   assert.equal(final.code, 0, final.stdout + final.stderr);
+  counts.resumes += (final.stdout.match(/resuming at byte [1-9]/g) ?? []).length;
+  settleResumes(final.stdout);
   checkInvariants('after the final clean run');
   const names = [...remoteData.keys()].sort();
   assert.deepEqual(listDir(ws.serverDir), names, 'every file delivered, nothing else in SERVER_DIR');
@@ -148,10 +204,18 @@ test(`chaos: ${RUNS} runs with random cuts, stalls, SIGKILLs and sshd restarts d
 
   const delivered = names.reduce((s, n) => s + remoteData.get(n)!.length, 0);
   const overhead = ((proxy.bytesToClient - delivered) / delivered) * 100;
-  const summary = `chaos: seed ${SEED}: ${counts.runs} runs (+1 clean), ${counts.faults} faults injected `
+  const summary = `chaos: seed ${SEED}: ${counts.runs} runs (+1 clean), ${counts.fired} of ${counts.picked} faults fired `
     + `(cut ${counts.cut}, stall ${counts.stall}, kill ${counts.kill}, sshd restart ${counts.restart}, none ${counts.none}); `
     + `${counts.exit0} runs exited 0, ${counts.exitOther} did not; ${counts.resumes} resumes; ${names.length} files, `
     + `${(delivered / MiB).toFixed(1)} MiB delivered, ${(proxy.bytesToClient / MiB).toFixed(1)} MiB on the wire (${overhead.toFixed(1)} % overhead); `
     + `${((Date.now() - started) / 1000).toFixed(1)} s`;
   process.stderr.write(`${summary}\n`);
+
+  // A proxy or server helper that injected nothing would pass every check above. Each fault is
+  // placed inside what its run must fetch, so it fires; a long run may lose one in ten to a
+  // slow machine (the 15 s wait), a short one none.
+  assert.ok(counts.picked > 0, 'no fault was picked');
+  assert.ok(counts.fired >= counts.picked - Math.floor(counts.picked / 10),
+    `only ${counts.fired} of ${counts.picked} faults fired; missed: ${misses.join('; ')}`);
+  assert.deepEqual([...owed], [], 'every partial a fault left behind is resumed from its length by a later run');
 });

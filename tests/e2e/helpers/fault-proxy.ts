@@ -39,6 +39,8 @@ export interface FaultProxy {
   readonly connections: number;
   /** Connections currently open. */
   readonly activeConnections: number;
+  /** Connections ended by a cut budget running out (cumulative): a cut that really happened. */
+  readonly cuts: number;
   cutAfter(bytes: number): void;
   cutEvery(bytes: number | null): void;
   cutNow(): void;
@@ -66,6 +68,7 @@ class ProxyState {
   cutNextBytes: number | null = null;
   bytesToClient = 0;
   bytesToServer = 0;
+  cuts = 0;
   latencyMs = 0;
   private rate: number | null = null;
   private tokens = 0;
@@ -249,6 +252,7 @@ class Link {
   cut(): void {
     if (this.closed) return;
     this.closed = true;
+    this.state.cuts += 1;
     this.upstream.destroy();
     this.client.end(() => this.client.destroy());
     // A client that stopped reading would never let end() finish.
@@ -330,6 +334,9 @@ export async function startFaultProxy(targetPort: number): Promise<FaultProxy> {
     },
     get activeConnections() {
       return links.size;
+    },
+    get cuts() {
+      return state.cuts;
     },
     cutAfter(bytes: number) {
       if (links.size === 0) state.cutNextBytes = bytes;
