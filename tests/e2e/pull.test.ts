@@ -3,14 +3,14 @@
  * (or the embedded ssh2 server where sshd is not installed: the helper says so).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 
 import { lockFileFor } from '../../src/lock.js';
-import { collect, listDir, makeWorkspace, sha256, sha256File, testBytes, type Workspace } from './helpers/cli.js';
+import { CLI, childEnv, collect, listDir, makeWorkspace, sha256, sha256File, testBytes, type CliResult, type Workspace } from './helpers/cli.js';
 import { startEmbeddedServer } from './helpers/embedded-server.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
 import { pullSuite } from './helpers/suite.js';
@@ -387,12 +387,6 @@ describe('refusals: exit codes and nothing changed', () => {
     const keys = path.join(ws.dir, 'keys');
     fs.mkdirSync(path.join(keys, 'a-folder'), { recursive: true });
     const cases: Array<[string, string]> = [[path.join(keys, 'id_missing'), 'ENOENT'], [path.join(keys, 'a-folder'), 'EISDIR']];
-    if (process.getuid?.() !== 0) {
-      // Root reads a file of mode 000: this case runs only where it means something.
-      const locked = path.join(keys, 'id_mode_000');
-      fs.writeFileSync(locked, 'whatever', { mode: 0o000 });
-      cases.push([locked, 'EACCES']);
-    }
     for (const [key, code] of cases) {
       ws.env.SFTP_KEY = key;
       ws.writeEnv();
@@ -402,6 +396,34 @@ describe('refusals: exit codes and nothing changed', () => {
       assert.equal(r.stdout, '');
       assert.deepEqual(listDir(ws.dir).filter((n) => !['.env', '.ssh', 'keys'].includes(n)), [], `${code}: nothing created`);
     }
+  });
+
+  test('an SFTP_KEY we may not read (mode 000): EACCES, one line, exit 2, nothing made; as root too', async (t) => {
+    const { ws } = setup({ 'IPI_20241103.dat': testBytes(10, 13) });
+    const key = path.join(ws.dir, 'keys', 'id_mode_000');
+    fs.mkdirSync(path.dirname(key));
+    fs.writeFileSync(key, 'whatever', { mode: 0o000 });
+    ws.env.SFTP_KEY = key;
+    ws.writeEnv();
+    let r: CliResult;
+    if (process.getuid?.() === 0) {
+      // Root reads a file of mode 000. Without the two capabilities that let it (setpriv is
+      // util-linux's), it is refused like anyone else: the same as tests/unit/load.test.ts.
+      if (spawnSync('setpriv', ['--version']).error) {
+        t.skip('running as root without setpriv (util-linux): root reads a mode-000 key, so EACCES cannot happen');
+        return;
+      }
+      const child = spawn('setpriv', ['--bounding-set=-dac_override,-dac_read_search', '--', process.execPath, CLI], {
+        cwd: ws.dir, env: childEnv(ws.dir), stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      r = await collect(child, 120_000);
+    } else {
+      r = await ws.run();
+    }
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    assert.equal(r.stderr, `ipi-pull: SFTP_KEY ${key}: cannot read it (EACCES)\n`);
+    assert.equal(r.stdout, '');
+    assert.deepEqual(listDir(ws.dir).filter((n) => !['.env', '.ssh', 'keys'].includes(n)), [], 'nothing created');
   });
 
   test('a command line yargs cannot parse: one line (and JSON with --json), exit 2, and a password on it is not repeated', async () => {
