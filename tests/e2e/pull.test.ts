@@ -165,16 +165,25 @@ describe('ipi-pull against a real SFTP server', () => {
   });
 
   test('a partial left by FTP_IPI.py under the final name is resumed, not trusted blindly', async () => {
-    const size = 3 * 1024 * 1024;
+    const MiB = 1024 * 1024;
+    const size = 3 * MiB;
     const data = testBytes(size, 43);
     const { ws } = setup({ 'IPI_20240502.dat': data });
     fs.mkdirSync(ws.localDir, { recursive: true });
-    fs.writeFileSync(path.join(ws.localDir, 'IPI_20240502.dat'), data.subarray(0, 1024 * 1024));
+    // 2 MiB whose last 32 KiB are not the server's (a torn write): the tail check must catch it
+    // and step back to 1 MiB, where the bytes match. A partial trusted blindly would resume at
+    // 2 MiB and splice the wrong bytes in.
+    const partial = Buffer.concat([data.subarray(0, 2 * MiB - 32 * 1024), testBytes(32 * 1024, 4302)]);
+    assert.notDeepEqual(partial.subarray(2 * MiB - 32 * 1024), data.subarray(2 * MiB - 32 * 1024, 2 * MiB));
+    fs.writeFileSync(path.join(ws.localDir, 'IPI_20240502.dat'), partial);
     const servedBefore = await suite.server.bytesServed('IPI_20240502.dat');
     const r = await ws.run();
     assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout + r.stderr, /IPI_20240502\.dat: the partial's last 1048576 bytes did not match the server \(torn write\?\); resuming at byte 1048576/);
+    assert.equal(ws.history()[0]!.resumedFrom, MiB);
+    // The rest from 1 MiB, and the two 64 KiB tail windows compared on the way.
     const served = (await suite.server.bytesServed('IPI_20240502.dat')) - servedBefore;
-    assert.ok(served <= size - 1024 * 1024 + 64 * 1024, `served ${served}`);
+    assert.ok(served <= size - MiB + 2 * 64 * 1024, `served ${served}`);
     assert.equal(sha256File(path.join(ws.serverDir, 'IPI_20240502.dat')), sha256(data));
     assert.equal(sha256File(path.join(ws.localDir, 'IPI_20240502.dat')), sha256(data));
   });
