@@ -1173,6 +1173,26 @@ describe('retry classification through the CLI', () => {
 });
 
 describe('a lost lock (in process: the heartbeat shortened to 50 ms)', () => {
+  test('a run whose lock is taken over while it publishes does not move the marker past the file it published', async () => {
+    // Large enough that the copy into SERVER_DIR lasts many heartbeats (page-cache copy, no clone on ext4).
+    const big = testBytes(192 * MiB, 44);
+    const { ws } = setup({ 'IPI_20251103.dat': big }, { DIRECT_IO: 'off', SFTP_HOST_KEY: suite.server.hostKeyFingerprint });
+    fs.writeFileSync(ws.markerFile, 'IPI_20251102.dat');
+    const config = loadConfig({ envFile: path.join(ws.dir, '.env'), cwd: ws.dir, env: {}, tool: 'pull' });
+    const run = runPull(config, { once: false, latest: false, dryRun: false, acceptNewHostKey: false },
+      { log: silentLogger, progress: noProgress, lockRefreshMs: 10 });
+    run.catch(() => {});
+    let outcome = 'running';
+    run.then(() => (outcome = 'resolved'), (e: unknown) => (outcome = String(e)));
+    await waitFor(`the publish under way (run: ${outcome})`, () => outcome !== 'running' || (fs.existsSync(ws.serverDir) && fs.readdirSync(ws.serverDir).some((n) => n.includes('.publishing-'))), 60_000, 2);
+    assert.equal(outcome, 'running', 'the run is still going when the publish starts');
+    const theirs = { pid: 4243, host: 'another-container', since: new Date().toISOString(), token: 'theirs', refreshSeconds: 30 };
+    fs.writeFileSync(lockFileFor(ws.markerFile), JSON.stringify(theirs));
+    await assert.rejects(run, (err: unknown) => err instanceof LockHeldError && /lost the lock .* to pid 4243 on another-container/.test(err.message));
+    assert.equal(ws.marker(), 'IPI_20251102.dat', 'the marker does not move: another run may be moving it');
+    assert.deepEqual(JSON.parse(fs.readFileSync(lockFileFor(ws.markerFile), 'utf8')), theirs, 'their lock is neither touched nor released');
+  });
+
   test('a run whose lock is taken over mid-download stops before the marker moves; the new holder is named and its lock left alone', async () => {
     const big = testBytes(8 * MiB, 43);
     const { ws } = setup({ 'IPI_20251101.dat': 'the first', 'IPI_20251102.dat': big });
